@@ -1,0 +1,5 @@
+"""Project wiring: settings, Celery app, URLs."""
+
+from backup_project.celery import app as celery_app
+
+__all__ = ("celery_app",)

@@ -1,0 +1,1 @@
+"""Schedules: when backups run, retention and failure notifications."""

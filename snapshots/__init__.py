@@ -1,0 +1,1 @@
+"""Snapshots: apps, backups, runs, their API, admin and Celery tasks."""
