@@ -1,0 +1,84 @@
+"""manifest.json: the list of every member with its metadata and SHA-256.
+
+Built for deep verification (compare each member with its entry) and for
+incremental backups: each volume entry keeps the source file's identity
+(device, inode, ctime, size, mtime), so the next backup can tell which files
+changed without reading them, and `deleted` lists paths gone since the parent.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from engine.archive.layout import FORMAT_VERSION
+
+EntryType = Literal["file", "dir", "symlink", "hardlink"]
+
+
+@dataclass
+class ManifestEntry:
+    path: str  # member name in the tar, e.g. "volumes/wp_data/index.php"
+    type: EntryType
+    size: int  # bytes of content stored (0 for non-files)
+    mode: int  # permission bits incl. setuid/setgid/sticky
+    uid: int
+    gid: int
+    mtime_ns: int
+    link_target: str | None = None  # symlink target, or hardlink's first member
+    sha256: str | None = None  # content hash of files
+    sparse: bool = False  # the source had holes; restore recreates them
+    changed_during_read: bool = False  # live backup: file changed while being read
+    # Identity of the source file, for incremental change detection.
+    dev: int | None = None
+    ino: int | None = None
+    ctime_ns: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        # Omit empty optional fields: manifests of big volumes stay small.
+        # (`is`, not `in`: 0 == False, and uid 0 must stay.)
+        return {k: v for k, v in asdict(self).items() if v is not None and v is not False}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ManifestEntry:
+        return cls(**data)
+
+
+@dataclass
+class Manifest:
+    backup_id: str
+    kind: Literal["full", "incremental"] = "full"
+    parent_backup_id: str | None = None
+    entries: list[ManifestEntry] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)  # member paths gone since the parent
+    skipped: list[dict[str, str]] = field(default_factory=list)  # sockets, devices, ...
+    format_version: int = FORMAT_VERSION
+
+    def to_bytes(self) -> bytes:
+        body = {
+            "format_version": self.format_version,
+            "backup_id": self.backup_id,
+            "kind": self.kind,
+            "parent_backup_id": self.parent_backup_id,
+            "entries": [entry.to_json() for entry in self.entries],
+            "deleted": self.deleted,
+            "skipped": self.skipped,
+        }
+        # ensure_ascii keeps undecodable file names (surrogate escapes) representable.
+        return json.dumps(body, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> Manifest:
+        body = json.loads(raw)
+        if body.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"unsupported manifest format version {body.get('format_version')!r}")
+        return cls(
+            backup_id=body["backup_id"],
+            kind=body["kind"],
+            parent_backup_id=body.get("parent_backup_id"),
+            entries=[ManifestEntry.from_json(e) for e in body["entries"]],
+            deleted=list(body.get("deleted", [])),
+            skipped=list(body.get("skipped", [])),
+            format_version=body["format_version"],
+        )

@@ -1,0 +1,80 @@
+"""Compression streams: zstd (default, multi-threaded) and gzip.
+
+Writers are push-style (write/close) so they slot between the tar writer and
+the encryptor; readers are pull-style for tarfile's stream mode. close() ends
+the compressed stream but never closes the stream underneath: the caller owns
+it (it may still need to write the encryption's final chunk).
+"""
+
+from __future__ import annotations
+
+import gzip
+from typing import BinaryIO, Literal, Protocol
+
+import zstandard
+
+Compression = Literal["zstd", "gzip", "none"]
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+class Sink(Protocol):
+    def write(self, data: bytes) -> int: ...
+
+
+class StreamWriter(Protocol):
+    def write(self, data: bytes) -> int: ...
+
+    def close(self) -> None: ...
+
+
+class _Passthrough:
+    def __init__(self, out: Sink) -> None:
+        self._out = out
+
+    def write(self, data: bytes) -> int:
+        self._out.write(data)
+        return len(data)
+
+    def close(self) -> None:
+        pass
+
+
+def open_compressor(
+    out: Sink, kind: Compression, level: int | None = None, threads: int = 0
+) -> StreamWriter:
+    """THREADS: zstd worker threads (0 = single-threaded, -1 = one per core)."""
+    if kind == "zstd":
+        params = zstandard.ZstdCompressionParameters.from_level(
+            3 if level is None else level, threads=threads
+        )
+        compressor = zstandard.ZstdCompressor(compression_params=params)
+        return compressor.stream_writer(out, closefd=False, write_return_read=True)  # type: ignore[arg-type]
+    if kind == "gzip":
+        # mtime=0: the same input gives the same bytes, no timestamp leak.
+        return gzip.GzipFile(
+            fileobj=out, mode="wb", compresslevel=6 if level is None else level, mtime=0
+        )  # type: ignore[arg-type]
+    if kind == "none":
+        return _Passthrough(out)
+    raise ValueError(f"unknown compression {kind!r} (expected zstd, gzip or none)")
+
+
+def open_decompressor(src: BinaryIO, kind: Compression) -> BinaryIO:
+    if kind == "zstd":
+        return zstandard.ZstdDecompressor().stream_reader(
+            src, read_across_frames=True, closefd=False
+        )  # type: ignore[return-value]
+    if kind == "gzip":
+        return gzip.GzipFile(fileobj=src, mode="rb")  # type: ignore[return-value]
+    if kind == "none":
+        return src
+    raise ValueError(f"unknown compression {kind!r}")
+
+
+def detect_compression(prefix: bytes) -> Compression:
+    if prefix.startswith(ZSTD_MAGIC):
+        return "zstd"
+    if prefix.startswith(GZIP_MAGIC):
+        return "gzip"
+    return "none"
