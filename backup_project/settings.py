@@ -126,6 +126,33 @@ if not BACKUP_HOST_ID.replace("-", "").replace("_", "").replace(".", "").isalnum
 # Compose projects that are the platform itself, never offered as apps.
 BACKUP_EXCLUDED_PROJECTS = env.list("BACKUP_EXCLUDED_PROJECTS", ["websoft9"])
 DOCKER_HOST = env.str("DOCKER_HOST", "unix:///var/run/docker.sock")
+# Database dumps are spooled here before going into the archive.
+BACKUP_SPOOL_DIR = env.path("BACKUP_SPOOL_DIR", DATA_DIR / "spool")
+BACKUP_COMPRESSION = env.str("BACKUP_COMPRESSION", "zstd")
+if BACKUP_COMPRESSION not in ("zstd", "gzip"):
+    raise ImproperlyConfigured(f"BACKUP_COMPRESSION must be zstd or gzip, got {BACKUP_COMPRESSION!r}")
+BACKUP_COMPRESSION_LEVEL = env.int("BACKUP_COMPRESSION_LEVEL", 3, minimum=1)
+# zstd worker threads: -1 = one per core, 0 = compress in the calling thread.
+BACKUP_COMPRESSION_THREADS = env.int("BACKUP_COMPRESSION_THREADS", -1, minimum=-1)
+# Encryption (age): public recipients let a worker write backups it cannot read.
+BACKUP_AGE_RECIPIENTS = env.list("BACKUP_AGE_RECIPIENTS", [])
+BACKUP_AGE_IDENTITY_FILE = env.str("BACKUP_AGE_IDENTITY_FILE", "")
+BACKUP_PASSPHRASE = env.str("BACKUP_PASSPHRASE", "")
+if BACKUP_AGE_RECIPIENTS and BACKUP_PASSPHRASE:
+    raise ImproperlyConfigured(
+        "set BACKUP_AGE_RECIPIENTS or BACKUP_PASSPHRASE, not both: an age file is "
+        "encrypted either to public keys or to one passphrase"
+    )
+BACKUP_DEFAULT_CONSISTENCY = env.str("BACKUP_DEFAULT_CONSISTENCY", "live")
+if BACKUP_DEFAULT_CONSISTENCY not in ("live", "pause", "stop"):
+    raise ImproperlyConfigured("BACKUP_DEFAULT_CONSISTENCY must be live, pause or stop")
+# Backups run at low priority so the apps keep their speed.
+BACKUP_NICE = env.int("BACKUP_NICE", 10, minimum=0)
+BACKUP_IO_CLASS = env.str("BACKUP_IO_CLASS", "best-effort")
+if BACKUP_IO_CLASS not in ("best-effort", "idle", "none"):
+    raise ImproperlyConfigured("BACKUP_IO_CLASS must be best-effort, idle or none")
+# A lock or run whose heartbeat is older than this belonged to a dead worker.
+BACKUP_STALE_SECONDS = env.int("BACKUP_STALE_SECONDS", 300, minimum=10)
 
 # --- Celery ---------------------------------------------------------------
 # Empty broker URL = embedded mode: a filesystem transport under DATA_DIR, good

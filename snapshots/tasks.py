@@ -1,12 +1,21 @@
-"""Celery tasks of the snapshots app. Names are explicit and stable because
-django-celery-beat stores them as strings."""
+"""Celery tasks of the snapshots app: thin wrappers that take ids, load rows
+and call services. Names are explicit and stable because django-celery-beat
+stores them as strings."""
 
 from __future__ import annotations
 
 import socket
+from typing import Any
 
-from celery import shared_task
+from celery import Task, shared_task
+from celery.signals import worker_ready
 from django.conf import settings
+
+from engine.progress import Progress
+from snapshots.runs import recover_dead_runs
+from snapshots.services.backup import run_backup
+from snapshots.services.verify import run_verify
+from snapshots.storage_locations import get_storage, storage_names
 
 
 @shared_task(name="snapshots.ping")
@@ -18,3 +27,51 @@ def ping(payload: str = "") -> dict[str, str]:
         "host_id": settings.BACKUP_HOST_ID,
         "hostname": socket.gethostname(),
     }
+
+
+def _task_progress(task: Task) -> Any:
+    def report(progress: Progress) -> None:
+        task.update_state(
+            state="PROGRESS",
+            meta={"phase": progress.phase, "bytes_done": progress.bytes_done,
+                  "bytes_total": progress.bytes_total},
+        )  # fmt: skip
+
+    return report
+
+
+# Not acks_late: a backup is not idempotent mid-way; the run row's claim makes
+# a redelivered message harmless, and recovery fails runs of dead workers.
+@shared_task(bind=True, name="snapshots.create_backup")
+def create_backup_task(self: Task, run_id: str) -> dict[str, Any]:
+    snapshot = run_backup(run_id, on_progress=_task_progress(self))
+    return {"backup_id": snapshot.backup_id, "status": snapshot.status, "error": snapshot.error}
+
+
+# Verification only reads: safe to redeliver, so acks_late.
+@shared_task(bind=True, name="snapshots.verify_snapshot", acks_late=True)
+def verify_snapshot_task(self: Task, run_id: str) -> dict[str, Any]:
+    run = run_verify(run_id, on_progress=_task_progress(self))
+    return {"state": run.state, "result": run.result, "error": run.error}
+
+
+@shared_task(name="snapshots.cleanup")
+def cleanup_task() -> dict[str, Any]:
+    return cleanup()
+
+
+def cleanup() -> dict[str, Any]:
+    """Fail the runs of dead workers and sweep half-written files."""
+    recovered = recover_dead_runs()
+    swept: list[str] = []
+    for name in storage_names():
+        # Older than the stale limit: a live writer refreshes its heartbeat,
+        # but its temp file has no heartbeat, so keep a generous margin.
+        swept += get_storage(name).sweep_partials(older_than_seconds=settings.BACKUP_STALE_SECONDS)
+    return {"recovered_runs": recovered, "swept_partials": swept}
+
+
+@worker_ready.connect
+def _recover_on_worker_start(**_: Any) -> None:
+    """A worker that starts again after a crash cleans up what it left."""
+    cleanup()

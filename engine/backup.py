@@ -1,0 +1,219 @@
+"""Create one backup of an app: dumps → one tar stream → compression →
+optional encryption → SHA-256 → atomic write, then the sha256sum sidecar.
+
+Memory stays bounded whatever the data size: every stage is a stream.
+Nothing appears under the final name unless every stage succeeded; the caller
+marks its snapshot completed only after this returns.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import docker
+
+from engine.archive.layout import CONFIG_DIR, FORMAT_NAME, FORMAT_VERSION, archive_suffix
+from engine.archive.manifest import Manifest
+from engine.archive.writer import ArchiveWriter
+from engine.compression import Compression, open_compressor
+from engine.errors import VolumeNotFound
+from engine.hashing import HashingWriter, sidecar_text
+from engine.inventory import AppInfo, DatabaseInfo
+from engine.progress import Progress, ProgressCallback, no_progress
+from engine.quiesce import ConsistencyMode, quiesced
+from engine.secret import Secret
+from storage.base import Storage
+
+
+@dataclass(frozen=True)
+class BackupOptions:
+    compression: Compression = "zstd"
+    compression_level: int | None = None
+    compression_threads: int = -1  # zstd workers; -1 = one per core
+    recipients: tuple[str, ...] = ()  # age1... public keys
+    passphrase: Secret | None = None
+    consistency: ConsistencyMode = "live"
+    include_databases: bool = True
+    include_config: bool = True
+
+    @property
+    def encrypted(self) -> bool:
+        return bool(self.recipients) or self.passphrase is not None
+
+
+@dataclass
+class BackupResult:
+    storage_key: str
+    sidecar_key: str
+    size_bytes: int
+    sha256: str
+    encrypted: bool
+    consistency: str
+    contents: dict[str, Any] = field(default_factory=dict)
+
+
+DumpFunction = Callable[[docker.DockerClient, DatabaseInfo, Path, ProgressCallback], Sequence[Any]]
+
+
+def archive_key(app_id: str, backup_id: str, compression: Compression, encrypted: bool) -> str:
+    return f"{app_id}/{backup_id}{archive_suffix(compression, encrypted)}"
+
+
+def _default_dump() -> DumpFunction:
+    from engine.dumps import dump_database  # imported late: optional heavy module
+
+    return dump_database
+
+
+def create_backup(
+    *,
+    client: docker.DockerClient,
+    app: AppInfo,
+    backup_id: str,
+    storage: Storage,
+    options: BackupOptions,
+    spool_dir: Path,
+    progress: ProgressCallback = no_progress,
+    dump_database: DumpFunction | None = None,
+) -> BackupResult:
+    for volume in app.volumes:
+        if not Path(volume.mountpoint).is_dir():
+            raise VolumeNotFound(
+                f"volume {volume.name} of app {app.app_id} has no data at {volume.mountpoint}"
+                " (removed, or this worker does not run on the app's Docker host)"
+            )
+    spool = spool_dir / backup_id
+    spool.mkdir(parents=True, exist_ok=False, mode=0o700)
+    try:
+        dumps: list[Any] = []
+        if options.include_databases and app.databases:
+            dump = dump_database or _default_dump()
+            for database in app.databases:
+                progress(Progress("dumping", detail=database.container.name))
+                dumps.extend(dump(client, database, spool, progress))
+        return _write_archive(client, app, backup_id, storage, options, dumps, progress)
+    finally:
+        shutil.rmtree(spool, ignore_errors=True)
+
+
+def _write_archive(
+    client: docker.DockerClient,
+    app: AppInfo,
+    backup_id: str,
+    storage: Storage,
+    options: BackupOptions,
+    dumps: list[Any],
+    progress: ProgressCallback,
+) -> BackupResult:
+    key = archive_key(app.app_id, backup_id, options.compression, options.encrypted)
+    info = _backup_info(app, backup_id, options, dumps)
+    known_sizes = [v.size_bytes for v in app.volumes]
+    total = None if None in known_sizes else sum(known_sizes) + sum(d.size for d in dumps)  # type: ignore[arg-type]
+    manifest = Manifest(backup_id=backup_id)
+    with storage.open_writer(key) as sink:
+        hasher = HashingWriter(sink)
+        encryptor = _open_encryptor(hasher, options)
+        compressor = open_compressor(
+            encryptor or hasher, options.compression, options.compression_level,
+            options.compression_threads,
+        )  # fmt: skip
+        writer = ArchiveWriter(compressor, manifest, progress, total)
+        writer.add_backup_json(info)
+        progress(Progress("archiving", 0, total, detail=f"volumes ({options.consistency})"))
+        with quiesced(client, app, options.consistency):
+            for volume in app.volumes:
+                writer.add_volume(volume.name, Path(volume.mountpoint))
+        for dump in dumps:
+            writer.add_file(dump.archive_name, dump.path)
+        if options.include_config:
+            for config in app.config_files:
+                writer.add_file(f"{CONFIG_DIR}/{config.archive_name}", Path(config.path))
+        writer.close()
+        compressor.close()
+        if encryptor is not None:
+            encryptor.close()
+        stored = sink.commit()
+    sha256 = hasher.hexdigest()
+    sidecar_key = f"{key}.sha256"
+    with storage.open_writer(sidecar_key) as sidecar:
+        sidecar.write(sidecar_text(sha256, key.rsplit("/", 1)[-1]).encode())
+        sidecar.commit()
+    progress(Progress("stored", stored.size, stored.size))
+    return BackupResult(
+        storage_key=key,
+        sidecar_key=sidecar_key,
+        size_bytes=stored.size,
+        sha256=sha256,
+        encrypted=options.encrypted,
+        consistency=options.consistency,
+        contents=_contents(manifest, info),
+    )
+
+
+def _open_encryptor(out: HashingWriter, options: BackupOptions) -> Any:
+    if not options.encrypted:
+        return None
+    from engine.age import AgeWriter
+
+    return AgeWriter(out, recipients=options.recipients, passphrase=options.passphrase)
+
+
+def _backup_info(
+    app: AppInfo, backup_id: str, options: BackupOptions, dumps: list[Any]
+) -> dict[str, Any]:
+    """backup.json: what is inside, readable without our software."""
+    if options.recipients:
+        encryption: dict[str, Any] = {"type": "age-x25519", "recipients": list(options.recipients)}
+    elif options.passphrase is not None:
+        encryption = {"type": "age-scrypt"}
+    else:
+        encryption = {"type": "none"}
+    return {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "backup_id": backup_id,
+        "app_id": app.app_id,
+        "kind": "full",
+        "created_at": datetime.now(UTC).isoformat(),
+        "host": socket.gethostname(),
+        "compression": options.compression,
+        "encryption": encryption,
+        "consistency": options.consistency,
+        "containers": [
+            {"name": c.name, "service": c.service, "image": c.image, "state": c.state}
+            for c in app.containers
+        ],
+        "volumes": [{"name": v.name, "labels": v.labels} for v in app.volumes],
+        "databases": [d.to_json() for d in dumps],
+        "config_files": [c.archive_name for c in app.config_files]
+        if options.include_config
+        else [],
+    }
+
+
+def _contents(manifest: Manifest, info: dict[str, Any]) -> dict[str, Any]:
+    """The snapshot's summary of what is inside, from the manifest."""
+    volumes: dict[str, dict[str, int]] = {
+        v["name"]: {"files": 0, "bytes": 0} for v in info["volumes"]
+    }
+    for entry in manifest.entries:
+        parts = entry.path.split("/", 2)
+        if parts[0] == "volumes" and entry.type == "file" and parts[1] in volumes:
+            volumes[parts[1]]["files"] += 1
+            volumes[parts[1]]["bytes"] += entry.size
+    return {
+        "volumes": volumes,
+        "databases": info["databases"],
+        "config_files": info["config_files"],
+        "file_count": sum(v["files"] for v in volumes.values()),
+        "total_bytes": sum(v["bytes"] for v in volumes.values())
+        + sum(d.get("size", 0) for d in info["databases"]),
+        "skipped": manifest.skipped[:100],
+        "changed_during_read": sum(1 for e in manifest.entries if e.changed_during_read),
+    }

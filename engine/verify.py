@@ -1,0 +1,153 @@
+"""Verify a stored backup without restoring it.
+
+quick: SHA-256 of the stored bytes against the snapshot's record and the
+       sidecar; needs no key and reads nothing but the file.
+deep:  the same pass also decrypts, decompresses and walks the tar, checking
+       every member against manifest.json, and reports what is inside.
+Neither ever writes to the archive.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
+
+from engine.archive.reader import scan_archive
+from engine.compression import Compression, open_decompressor
+from engine.errors import ArchiveError, ObjectNotFound
+from engine.hashing import parse_sidecar
+from engine.progress import Progress, ProgressCallback, no_progress
+from engine.secret import Secret
+from storage.base import Storage
+
+CHUNK = 1024 * 1024
+
+
+@dataclass
+class VerifyResult:
+    valid: bool
+    checksum_match: bool
+    sidecar_match: bool | None  # None: no sidecar found
+    sha256: str
+    size_bytes: int
+    deep: bool
+    errors: list[str] = field(default_factory=list)
+    contents: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "valid": self.valid,
+            "checksum_match": self.checksum_match,
+            "sidecar_match": self.sidecar_match,
+            "sha256": self.sha256,
+            "size_bytes": self.size_bytes,
+            "deep": self.deep,
+            "errors": self.errors,
+            **self.contents,
+        }
+
+
+class _HashingReader:
+    """Hashes every byte read through it: one pass checks bytes and contents."""
+
+    def __init__(self, src: BinaryIO, progress: ProgressCallback, total: int) -> None:
+        self._src = src
+        self.sha256 = hashlib.sha256()
+        self.size = 0
+        self._progress = progress
+        self._total = total
+        self._reported = 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._src.read(n)
+        self.sha256.update(data)
+        self.size += len(data)
+        if self.size - self._reported >= 64 * CHUNK:
+            self._reported = self.size
+            self._progress(Progress("verifying", self.size, self._total))
+        return data
+
+    def readable(self) -> bool:
+        return True
+
+    def drain(self) -> None:
+        while self.read(CHUNK):
+            pass
+
+
+def _sidecar(storage: Storage, key: str) -> str | None:
+    try:
+        with storage.open(f"{key}.sha256") as handle:
+            return parse_sidecar(handle.read(4096).decode("ascii", "replace"))
+    except (ObjectNotFound, ValueError):
+        return None
+
+
+def verify_backup(
+    storage: Storage,
+    key: str,
+    expected_sha256: str,
+    *,
+    deep: bool = False,
+    compression: Compression = "zstd",
+    encrypted: bool = False,
+    identities: Sequence[str] = (),
+    passphrase: Secret | None = None,
+    progress: ProgressCallback = no_progress,
+) -> VerifyResult:
+    try:
+        total = storage.stat(key).size
+    except ObjectNotFound:
+        return VerifyResult(False, False, None, "", 0, deep, [f"archive {key} is missing"])
+    errors: list[str] = []
+    contents: dict[str, Any] = {}
+    with storage.open(key) as raw:
+        reader = _HashingReader(raw, progress, total)
+        if deep:
+            try:
+                contents, deep_errors = _deep_scan(
+                    reader, compression, encrypted, identities, passphrase
+                )
+                errors += deep_errors
+            except ArchiveError as exc:  # includes DecryptionError
+                errors.append(str(exc))
+        reader.drain()
+    sha256 = reader.sha256.hexdigest()
+    checksum_match = sha256 == expected_sha256
+    if not checksum_match:
+        errors.insert(0, "SHA-256 of the stored file does not match the snapshot record")
+    sidecar = _sidecar(storage, key)
+    sidecar_match = None if sidecar is None else sidecar == sha256
+    if sidecar_match is False:
+        errors.append("SHA-256 of the stored file does not match its .sha256 sidecar")
+    progress(Progress("verified", reader.size, total))
+    return VerifyResult(
+        valid=not errors, checksum_match=checksum_match, sidecar_match=sidecar_match,
+        sha256=sha256, size_bytes=reader.size, deep=deep, errors=errors, contents=contents,
+    )  # fmt: skip
+
+
+def _deep_scan(
+    reader: _HashingReader,
+    compression: Compression,
+    encrypted: bool,
+    identities: Sequence[str],
+    passphrase: Secret | None,
+) -> tuple[dict[str, Any], list[str]]:
+    source: Any = reader
+    if encrypted:
+        from engine.age import AgeReader
+
+        source = AgeReader(reader, identities=identities, passphrase=passphrase)
+    try:
+        report = scan_archive(open_decompressor(source, compression))
+    except Exception as exc:  # zstd/gzip raise their own error types on corrupt data
+        if isinstance(exc, ArchiveError):
+            raise
+        return {}, [f"archive cannot be decompressed: {exc}"]
+    summary = report.to_json()
+    errors = summary.pop("errors")
+    summary.pop("valid")
+    return summary, errors

@@ -1,0 +1,157 @@
+"""Snapshots (one stored backup each), runs (one operation each) and app locks.
+
+The rows are the truth about work: a snapshot is `completed` only after its
+file is durable, and a run is claimed with a conditional update so a
+redelivered Celery message never does the same work twice."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+
+
+class Snapshot(models.Model):
+    class Kind(models.TextChoices):
+        FULL = "full"
+        INCREMENTAL = "incremental"
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        RUNNING = "running"
+        COMPLETED = "completed"
+        FAILED = "failed"
+
+    class Purpose(models.TextChoices):
+        MANUAL = "manual"
+        SCHEDULED = "scheduled"
+        PRE_RESTORE = "pre_restore"  # safety backup taken before a restore
+
+    backup_id = models.CharField(max_length=64, unique=True)
+    app_id = models.CharField(max_length=128)
+    host_id = models.CharField(max_length=128)
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.FULL)
+    # PROTECT: a snapshot others depend on cannot be deleted from under them.
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="children"
+    )
+    purpose = models.CharField(max_length=16, choices=Purpose.choices, default=Purpose.MANUAL)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    consistency = models.CharField(max_length=8, default="live")
+    compression = models.CharField(max_length=8, default="zstd")
+    encrypted = models.BooleanField(default=False)
+    encryption = models.CharField(max_length=16, blank=True)  # age-x25519, age-scrypt
+    storage_location = models.CharField(max_length=64, default="local")
+    storage_key = models.CharField(max_length=512, blank=True)
+    size_bytes = models.BigIntegerField(null=True, blank=True)
+    sha256 = models.CharField(max_length=64, blank=True)
+    contents = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["app_id", "-created_at"]),
+            models.Index(fields=["status", "-created_at"]),
+            models.Index(fields=["-created_at"]),
+            models.Index(fields=["size_bytes"]),
+        ]
+
+    def __str__(self) -> str:
+        return self.backup_id
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.started_at and self.finished_at:
+            return (self.finished_at - self.started_at).total_seconds()
+        return None
+
+
+class Run(models.Model):
+    """One operation (backup, verify, restore, upload) from request to end.
+    Its id is also the Celery task id, so the API shows one thing."""
+
+    class Operation(models.TextChoices):
+        BACKUP = "backup"
+        VERIFY = "verify"
+        RESTORE = "restore"
+        UPLOAD = "upload"
+
+    class State(models.TextChoices):
+        PENDING = "pending"
+        RUNNING = "running"
+        COMPLETED = "completed"
+        FAILED = "failed"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    operation = models.CharField(max_length=16, choices=Operation.choices)
+    app_id = models.CharField(max_length=128)
+    snapshot = models.ForeignKey(
+        Snapshot, null=True, blank=True, on_delete=models.SET_NULL, related_name="runs"
+    )
+    state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
+    phase = models.CharField(max_length=32, blank=True)
+    bytes_done = models.BigIntegerField(default=0)
+    bytes_total = models.BigIntegerField(null=True, blank=True)
+    options = models.JSONField(default=dict, blank=True)
+    result = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    host_id = models.CharField(max_length=128, blank=True)
+    worker = models.CharField(max_length=255, blank=True)  # hostname:pid that claimed it
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["app_id", "-created_at"]),
+            models.Index(fields=["state", "host_id"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.operation} {self.app_id} ({self.state})"
+
+
+class AppLock(models.Model):
+    """At most one backup or restore per app at a time, across all workers.
+
+    A row exists while the app is busy. The holder refreshes heartbeat_at; a
+    lock whose heartbeat is older than the stale limit belonged to a worker
+    that died (SIGKILL, power loss) and may be taken over."""
+
+    app_id = models.CharField(max_length=128, primary_key=True)
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="+")
+    acquired_at = models.DateTimeField()
+    heartbeat_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"lock {self.app_id} by {self.run_id}"
+
+
+class AppBackupPolicy(models.Model):
+    """Per-app choices an operator makes (edited in the admin)."""
+
+    class Consistency(models.TextChoices):
+        LIVE = "live", "read volumes live"
+        PAUSE = "pause", "pause containers while volumes are read"
+        STOP = "stop", "stop containers while volumes are read"
+
+    app_id = models.CharField(max_length=128, primary_key=True)
+    consistency = models.CharField(
+        max_length=8, choices=Consistency.choices, default=Consistency.LIVE
+    )
+    include_databases = models.BooleanField(default=True)
+    # Per service: {"db": {"skip": true}} or {"db": {"engine": "mysql", "user": "root",
+    # "password_env": "DB_ROOT_PW", "databases": ["wp"]}}; secrets are never stored here.
+    database_overrides = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        verbose_name_plural = "app backup policies"
+
+    def __str__(self) -> str:
+        return f"policy {self.app_id}"

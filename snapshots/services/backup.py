@@ -1,0 +1,169 @@
+"""Backup services: request a backup (rows only) and run it (the work)."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from engine.backup import BackupOptions, create_backup
+from engine.discovery import get_app
+from engine.docker_client import connect
+from engine.errors import EngineError
+from engine.priority import lower_priority
+from engine.progress import Progress
+from engine.quiesce import CONSISTENCY_MODES
+from snapshots.locks import acquire_app_lock, release_app_lock
+from snapshots.models import AppBackupPolicy, Run, Snapshot
+from snapshots.runs import RunProgress, claim_run, fail_run, finish_run
+from snapshots.services.encryption import write_options
+from snapshots.storage_locations import get_storage
+
+logger = logging.getLogger(__name__)
+
+
+class BackupRefused(EngineError):
+    """The request itself is invalid; nothing was started."""
+
+
+def new_backup_id(now: datetime | None = None) -> str:
+    """backup_20260105_103000_3fa2c1: UTC time, then a random suffix so two
+    backups in the same second never collide."""
+    moment = now or datetime.now(UTC)
+    return f"backup_{moment:%Y%m%d_%H%M%S}_{secrets.token_hex(3)}"
+
+
+def _policy(app_id: str) -> AppBackupPolicy:
+    return AppBackupPolicy.objects.filter(app_id=app_id).first() or AppBackupPolicy(
+        app_id=app_id, consistency=settings.BACKUP_DEFAULT_CONSISTENCY
+    )
+
+
+@transaction.atomic
+def request_backup(
+    app_id: str,
+    *,
+    purpose: str = Snapshot.Purpose.MANUAL,
+    consistency: str | None = None,
+    encrypt: bool | None = None,
+    storage_location: str = "local",
+) -> Run:
+    """Create the pending snapshot and run rows; the work runs in run_backup."""
+    get_storage(storage_location)  # unknown location: refused now, not later
+    mode = consistency or _policy(app_id).consistency
+    if mode not in CONSISTENCY_MODES:
+        raise BackupRefused(f"consistency must be one of {', '.join(CONSISTENCY_MODES)}")
+    recipients, passphrase = write_options(encrypt)
+    snapshot = Snapshot.objects.create(
+        backup_id=new_backup_id(), app_id=app_id, host_id=settings.BACKUP_HOST_ID,
+        purpose=purpose, consistency=mode, compression=settings.BACKUP_COMPRESSION,
+        encrypted=bool(recipients or passphrase), storage_location=storage_location,
+    )  # fmt: skip
+    return Run.objects.create(
+        operation=Run.Operation.BACKUP, app_id=app_id, snapshot=snapshot,
+        host_id=settings.BACKUP_HOST_ID,
+        options={"encrypt": encrypt, "consistency": mode, "storage_location": storage_location},
+    )  # fmt: skip
+
+
+def run_backup(
+    run_id: str,
+    *,
+    on_progress: Callable[[Progress], None] | None = None,
+    wait_for_lock_seconds: float = 0,
+) -> Snapshot:
+    """Do the backup of a pending run. Returns the snapshot, completed or
+    failed; a failed one carries the reason. The snapshot becomes `completed`
+    only after the archive and its sidecar are durable."""
+    run = claim_run(run_id)
+    if run is None:
+        existing = Run.objects.select_related("snapshot").get(pk=run_id)
+        logger.info("run %s already claimed (%s); not running it twice", run_id, existing.state)
+        return existing.snapshot  # type: ignore[return-value]
+    snapshot = run.snapshot
+    if snapshot is None:  # the row was deleted between request and run
+        fail_run(run, "the snapshot of this run no longer exists")
+        raise BackupRefused(f"run {run_id} has no snapshot")
+    locked = False
+    try:
+        acquire_app_lock(run.app_id, run, wait_for_lock_seconds)
+        locked = True
+        _mark_running(snapshot)
+        _execute(run, snapshot, RunProgress(run, on_progress))
+    except EngineError as exc:
+        _fail(run, snapshot, str(exc))
+    except Exception as exc:
+        logger.exception("backup run %s crashed", run.pk)
+        _fail(run, snapshot, f"internal error ({type(exc).__name__}); see the worker log")
+    finally:
+        if locked:
+            release_app_lock(run.app_id, run)
+    return snapshot
+
+
+def _mark_running(snapshot: Snapshot) -> None:
+    snapshot.status = Snapshot.Status.RUNNING
+    snapshot.started_at = timezone.now()
+    snapshot.save(update_fields=["status", "started_at"])
+
+
+def _execute(run: Run, snapshot: Snapshot, progress: RunProgress) -> None:
+    if settings.BACKUP_IO_CLASS != "none":
+        lower_priority(settings.BACKUP_NICE, settings.BACKUP_IO_CLASS)
+    progress(Progress("discovering"))
+    client = connect(settings.DOCKER_HOST)
+    app = get_app(client, snapshot.app_id, measure_sizes=True)
+    policy = _policy(snapshot.app_id)
+    recipients, passphrase = write_options(run.options.get("encrypt"))
+    options = BackupOptions(
+        compression=snapshot.compression,  # type: ignore[arg-type]
+        compression_level=settings.BACKUP_COMPRESSION_LEVEL,
+        compression_threads=settings.BACKUP_COMPRESSION_THREADS,
+        recipients=recipients,
+        passphrase=passphrase,
+        consistency=snapshot.consistency,  # type: ignore[arg-type]
+        include_databases=policy.include_databases,
+    )
+    result = create_backup(
+        client=client, app=app, backup_id=snapshot.backup_id,
+        storage=get_storage(snapshot.storage_location), options=options,
+        spool_dir=settings.BACKUP_SPOOL_DIR, progress=progress,
+    )  # fmt: skip
+    snapshot.storage_key = result.storage_key
+    snapshot.size_bytes = result.size_bytes
+    snapshot.sha256 = result.sha256
+    snapshot.contents = result.contents
+    snapshot.encryption = (
+        "age-x25519" if recipients else "age-scrypt" if passphrase is not None else ""
+    )
+    snapshot.finished_at = timezone.now()
+    # `completed` is written last: the file and its sidecar are durable by now.
+    snapshot.status = Snapshot.Status.COMPLETED
+    snapshot.save()
+    finish_run(run, _result(snapshot))
+
+
+def _fail(run: Run, snapshot: Snapshot, error: str) -> None:
+    snapshot.status = Snapshot.Status.FAILED
+    snapshot.error = error
+    snapshot.finished_at = timezone.now()
+    snapshot.save(update_fields=["status", "error", "finished_at"])
+    fail_run(run, error, {"backup_id": snapshot.backup_id, "app_id": snapshot.app_id})
+
+
+def _result(snapshot: Snapshot) -> dict[str, object]:
+    return {
+        "backup_id": snapshot.backup_id,
+        "app_id": snapshot.app_id,
+        "size_bytes": snapshot.size_bytes,
+        "sha256": snapshot.sha256,
+        "storage_key": snapshot.storage_key,
+        "consistency": snapshot.consistency,
+        "encrypted": snapshot.encrypted,
+        "duration_seconds": snapshot.duration_seconds,
+    }

@@ -1,0 +1,82 @@
+"""Verification service: quick (checksum only) or deep (every member)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from django.conf import settings
+
+from engine.errors import EngineError
+from engine.progress import Progress
+from engine.verify import verify_backup
+from snapshots.models import Run, Snapshot
+from snapshots.runs import RunProgress, claim_run, fail_run, finish_run
+from snapshots.services.encryption import identities, passphrase
+from snapshots.storage_locations import get_storage
+
+logger = logging.getLogger(__name__)
+
+
+class NotVerifiable(EngineError):
+    pass
+
+
+def request_verify(snapshot: Snapshot, deep: bool) -> Run:
+    if snapshot.status != Snapshot.Status.COMPLETED:
+        raise NotVerifiable(
+            f"snapshot {snapshot.backup_id} is {snapshot.status}; only completed snapshots "
+            "can be verified"
+        )
+    return Run.objects.create(
+        operation=Run.Operation.VERIFY, app_id=snapshot.app_id, snapshot=snapshot,
+        host_id=settings.BACKUP_HOST_ID, options={"deep": deep},
+    )  # fmt: skip
+
+
+def verify_snapshot(
+    snapshot: Snapshot, *, deep: bool, progress: Callable[[Progress], None] | None = None
+) -> dict[str, Any]:
+    """The verification report (never modifies the archive)."""
+    result = verify_backup(
+        get_storage(snapshot.storage_location),
+        snapshot.storage_key,
+        snapshot.sha256,
+        deep=deep,
+        compression=snapshot.compression,  # type: ignore[arg-type]
+        encrypted=snapshot.encrypted,
+        identities=identities() if deep and snapshot.encrypted else (),
+        passphrase=passphrase() if deep and snapshot.encrypted else None,
+        progress=progress or (lambda _: None),
+    )
+    report = result.to_json()
+    report["backup_id"] = snapshot.backup_id
+    report["app_id"] = snapshot.app_id
+    if not deep:
+        # Quick verification reads no member: report what the backup recorded.
+        report.update({k: v for k, v in snapshot.contents.items() if k not in report})
+    return report
+
+
+def run_verify(run_id: str, on_progress: Callable[[Progress], None] | None = None) -> Run:
+    run = claim_run(run_id)
+    if run is None:
+        return Run.objects.get(pk=run_id)
+    try:
+        if run.snapshot is None:
+            raise NotVerifiable("the snapshot was deleted")
+        report = verify_snapshot(
+            run.snapshot, deep=bool(run.options.get("deep")), progress=RunProgress(run, on_progress)
+        )
+        if report["valid"]:
+            finish_run(run, report)
+        else:
+            fail_run(run, "; ".join(report["errors"][:5]), report)
+    except EngineError as exc:
+        fail_run(run, str(exc))
+    except Exception as exc:
+        logger.exception("verify run %s crashed", run.pk)
+        fail_run(run, f"internal error ({type(exc).__name__}); see the worker log")
+    run.refresh_from_db()
+    return run
