@@ -124,16 +124,11 @@ def _write_archive(
             options.compression_threads,
         )  # fmt: skip
         writer = ArchiveWriter(compressor, manifest, progress, total)
-        writer.add_backup_json(info)
-        progress(Progress("archiving", 0, total, detail=f"volumes ({options.consistency})"))
-        with quiesced(client, app, options.consistency):
-            for volume in app.volumes:
-                writer.add_volume(volume.name, Path(volume.mountpoint))
-        for dump in dumps:
-            writer.add_file(dump.archive_name, dump.path)
-        if options.include_config:
-            for config in app.config_files:
-                writer.add_file(f"{CONFIG_DIR}/{config.archive_name}", Path(config.path))
+        try:
+            _write_members(writer, client, app, options, info, dumps, progress, total)
+        except BaseException:
+            writer.abandon()
+            raise
         writer.close()
         compressor.close()
         if encryptor is not None:
@@ -154,6 +149,28 @@ def _write_archive(
         consistency=options.consistency,
         contents=_contents(manifest, info),
     )
+
+
+def _write_members(
+    writer: ArchiveWriter,
+    client: docker.DockerClient,
+    app: AppInfo,
+    options: BackupOptions,
+    info: dict[str, Any],
+    dumps: list[Any],
+    progress: ProgressCallback,
+    total: int | None,
+) -> None:
+    writer.add_backup_json(info)
+    progress(Progress("archiving", 0, total, detail=f"volumes ({options.consistency})"))
+    with quiesced(client, app, options.consistency):
+        for volume in app.volumes:
+            writer.add_volume(volume.name, Path(volume.mountpoint))
+    for dump in dumps:
+        writer.add_file(dump.archive_name, dump.path)
+    if options.include_config:
+        for config in app.config_files:
+            writer.add_file(f"{CONFIG_DIR}/{config.archive_name}", Path(config.path))
 
 
 def _open_encryptor(out: HashingWriter, options: BackupOptions) -> Any:

@@ -36,6 +36,9 @@ class DatabaseCredentials:
     user: str
     password: Secret | None  # None: no password (trust auth, Mongo without auth)
     databases: tuple[str, ...] = ()  # databases named in the environment, if any
+    # Path inside the container of a `*_FILE` secret (Docker secrets) the
+    # password came from, or must come from when it could not be read yet.
+    password_file: str | None = None
 
 
 @dataclass(frozen=True)

@@ -96,7 +96,7 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def recover_dead_runs() -> list[str]:
+def recover_dead_runs() -> list[Run]:
     """Fail the runs whose worker is gone, with their snapshots and locks.
 
     Dead means: claimed by a process of this machine that no longer exists,
@@ -107,7 +107,7 @@ def recover_dead_runs() -> list[str]:
     candidates = Run.objects.filter(state=Run.State.RUNNING).filter(
         Q(worker__startswith=f"{hostname}:") | Q(heartbeat_at__lt=stale_before)
     )
-    recovered: list[str] = []
+    recovered: list[Run] = []
     for run in candidates.select_related("snapshot"):
         host, _, pid = run.worker.rpartition(":")
         local_and_alive = host == hostname and pid.isdigit() and _pid_alive(int(pid))
@@ -124,6 +124,6 @@ def recover_dead_runs() -> list[str]:
                 status=Snapshot.Status.FAILED, error=reason, finished_at=timezone.now()
             )
         AppLock.objects.filter(run=run).delete()
-        recovered.append(str(run.pk))
+        recovered.append(run)
         logger.warning("recovered dead run %s: %s", run.pk, reason)
     return recovered

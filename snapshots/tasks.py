@@ -11,7 +11,9 @@ from celery import Task, shared_task
 from celery.signals import worker_ready
 from django.conf import settings
 
+from engine.backup import archive_key
 from engine.progress import Progress
+from snapshots.models import Run
 from snapshots.runs import recover_dead_runs
 from snapshots.services.backup import run_backup
 from snapshots.services.verify import run_verify
@@ -64,11 +66,22 @@ def cleanup() -> dict[str, Any]:
     """Fail the runs of dead workers and sweep half-written files."""
     recovered = recover_dead_runs()
     swept: list[str] = []
+    for run in recovered:
+        # The dead writer's temp files are known exactly: remove them now
+        # rather than wait for them to age.
+        snapshot = run.snapshot
+        if run.operation == Run.Operation.BACKUP and snapshot is not None:
+            key = archive_key(
+                snapshot.app_id, snapshot.backup_id, snapshot.compression,  # type: ignore[arg-type]
+                snapshot.encrypted,
+            )  # fmt: skip
+            storage = get_storage(snapshot.storage_location)
+            swept += storage.discard_partials(key) + storage.discard_partials(f"{key}.sha256")
     for name in storage_names():
         # Older than the stale limit: a live writer refreshes its heartbeat,
         # but its temp file has no heartbeat, so keep a generous margin.
         swept += get_storage(name).sweep_partials(older_than_seconds=settings.BACKUP_STALE_SECONDS)
-    return {"recovered_runs": recovered, "swept_partials": swept}
+    return {"recovered_runs": [str(run.pk) for run in recovered], "swept_partials": swept}
 
 
 @worker_ready.connect

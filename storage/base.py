@@ -9,6 +9,7 @@ same protocol and pass the same conformance suite (tests/storage).
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -57,8 +58,13 @@ class Storage(Protocol):
 
     def delete(self, key: str) -> None: ...
 
-    def sweep_partials(self, older_than_seconds: float) -> list[str]:
+    def sweep_partials(self, older_than_seconds: float) -> builtins.list[str]:
         """Remove objects left half-written by crashed writers; returns their names."""
+        ...
+
+    def discard_partials(self, key: str) -> builtins.list[str]:
+        """Remove the half-written versions of KEY whatever their age: for a
+        caller that knows their writer is dead (recovery after a crash)."""
         ...
 
     def free_bytes(self) -> int | None:

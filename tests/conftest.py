@@ -79,6 +79,32 @@ def odoo(deploy_stack: StackFactory) -> ComposeStack:
     return deploy_stack("odoo")
 
 
+# -- Processes on the test database -----------------------------------------
+
+
+def subprocess_env() -> dict[str, str]:
+    """Environment for a child process (worker, manage.py) that must use the
+    test database pytest-django created, and the same data directory."""
+    from django.conf import settings
+    from django.db import connection
+
+    env = os.environ.copy()
+    db = connection.settings_dict
+    env["DATABASE_URL"] = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+    env["DJANGO_SETTINGS_MODULE"] = "tests.settings"
+    env["BACKUP_DATA_DIR"] = str(settings.DATA_DIR)
+    env["BACKUP_ROOT"] = str(settings.BACKUP_ROOT)
+    return env
+
+
+def manage_py(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """Start `python manage.py ARGS` on the test database."""
+    return subprocess.Popen(
+        [sys.executable, "manage.py", *args], cwd=REPO_ROOT, env=env or subprocess_env(),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
 # -- Celery ------------------------------------------------------------------
 
 
@@ -97,12 +123,7 @@ def celery_worker(
 
     Function-scoped because it must see the test database that
     transactional_db creates and flushes."""
-    from django.db import connection
-
-    env = os.environ.copy()
-    db = connection.settings_dict
-    env["DATABASE_URL"] = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
-    env["DJANGO_SETTINGS_MODULE"] = "tests.settings"
+    env = subprocess_env()
     log_path = tmp_path / "worker.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen(

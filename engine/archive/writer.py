@@ -217,6 +217,14 @@ class ArchiveWriter:
             self._last_report = now
             self._progress(Progress("archiving", self.bytes_read, self._bytes_total))
 
+    def abandon(self) -> None:
+        """Give up after a failure: write nothing more (no tar end blocks),
+        so a broken output is not padded to look complete."""
+        stream = self._tar.fileobj
+        self._tar.closed = True
+        if stream is not None:
+            stream.closed = True  # stops tarfile's __del__ from flushing its buffer
+
     def close(self) -> None:
         """Write manifest.json last and end the tar; the output stays open."""
         raw = self.manifest.to_bytes()

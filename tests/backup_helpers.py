@@ -1,0 +1,30 @@
+"""Helpers for tests that make real backups."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from django.core.management import call_command
+
+from snapshots.models import Snapshot
+
+
+def backup_now(app_id: str, *args: str) -> Snapshot:
+    """Run `manage.py backup create APP_ID` in-process; return the snapshot."""
+    call_command("backup", "create", app_id, *args)
+    return Snapshot.objects.filter(app_id=app_id).latest("created_at")
+
+
+def archive_path(snapshot: Snapshot, root: Path) -> Path:
+    return root / snapshot.storage_key
+
+
+def extract_with_system_tools(archive: Path, dest: Path, identity: Path | None = None) -> None:
+    """Restore the way a person would, without our software."""
+    dest.mkdir(parents=True, exist_ok=True)
+    decrypt = f"age -d -i {identity} {archive} | " if identity else f"cat {archive} | "
+    decompress = "zstd -dc" if ".tar.zst" in archive.name else "gzip -dc"
+    subprocess.run(
+        f"{decrypt}{decompress} | tar -x --numeric-owner -p -C {dest}", shell=True, check=True
+    )
