@@ -16,6 +16,7 @@ from engine.progress import Progress
 from snapshots.models import Run
 from snapshots.runs import recover_dead_runs
 from snapshots.services.backup import run_backup
+from snapshots.services.restore import run_restore
 from snapshots.services.verify import run_verify
 from snapshots.storage_locations import get_storage, storage_names
 
@@ -54,6 +55,13 @@ def create_backup_task(self: Task, run_id: str) -> dict[str, Any]:
 @shared_task(bind=True, name="snapshots.verify_snapshot", acks_late=True)
 def verify_snapshot_task(self: Task, run_id: str) -> dict[str, Any]:
     run = run_verify(run_id, on_progress=_task_progress(self))
+    return {"state": run.state, "result": run.result, "error": run.error}
+
+
+# Not acks_late: a restore half done must not start again on redelivery.
+@shared_task(bind=True, name="snapshots.restore_backup")
+def restore_backup_task(self: Task, run_id: str) -> dict[str, Any]:
+    run = run_restore(run_id, on_progress=_task_progress(self))
     return {"state": run.state, "result": run.result, "error": run.error}
 
 

@@ -113,7 +113,7 @@ def test_encrypted_backup_needs_only_public_keys_and_age_cli_reads_it(
     assert (dest / "backup.json").exists() and (dest / "manifest.json").exists()
     # Quick verification needs no key; deep needs the identity.
     call_command("backup", "verify", snapshot.backup_id)
-    with pytest.raises(CommandError):
+    with pytest.raises(CommandError, match="needs the age identity"):
         call_command("backup", "verify", snapshot.backup_id, "--deep")
     settings.BACKUP_AGE_IDENTITY_FILE = str(key_file)
     call_command("backup", "verify", snapshot.backup_id, "--deep")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import tarfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
@@ -81,6 +82,14 @@ def open_tar_stream(stream: BinaryIO) -> tarfile.TarFile:
     return tarfile.open(fileobj=stream, mode="r|", encoding="utf-8", errors="surrogateescape")
 
 
+def _members(tar: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
+    """Members one by one, forgetting each: a stream-mode TarFile otherwise
+    keeps every TarInfo, and memory would grow with the file count."""
+    while (member := tar.next()) is not None:
+        tar.members.clear()
+        yield member
+
+
 def _hash_member(tar: tarfile.TarFile, member: tarfile.TarInfo) -> str:
     extracted = tar.extractfile(member)
     if extracted is None:
@@ -99,7 +108,7 @@ def scan_archive(stream: BinaryIO, progress: ProgressCallback = no_progress) -> 
     done = 0
     try:
         with open_tar_stream(stream) as tar:
-            for index, member in enumerate(tar):
+            for index, member in enumerate(_members(tar)):
                 if manifest is not None:
                     report.errors.append(f"member {member.name!r} after manifest.json")
                     continue

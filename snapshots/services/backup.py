@@ -89,10 +89,24 @@ def run_backup(
     if snapshot is None:  # the row was deleted between request and run
         fail_run(run, "the snapshot of this run no longer exists")
         raise BackupRefused(f"run {run_id} has no snapshot")
-    locked = False
     try:
         acquire_app_lock(run.app_id, run, wait_for_lock_seconds)
-        locked = True
+    except EngineError as exc:
+        _fail(run, snapshot, str(exc))
+        return snapshot
+    try:
+        return perform_backup(run, snapshot, on_progress)
+    finally:
+        release_app_lock(run.app_id, run)
+
+
+def perform_backup(
+    run: Run, snapshot: Snapshot, on_progress: Callable[[Progress], None] | None = None
+) -> Snapshot:
+    """The backup itself, for a claimed run whose app lock the caller holds
+    (run_backup, or a restore taking its safety backup). Never raises for a
+    failed backup: the snapshot comes back failed, with the reason."""
+    try:
         _mark_running(snapshot)
         _execute(run, snapshot, RunProgress(run, on_progress))
     except EngineError as exc:
@@ -100,9 +114,6 @@ def run_backup(
     except Exception as exc:
         logger.exception("backup run %s crashed", run.pk)
         _fail(run, snapshot, f"internal error ({type(exc).__name__}); see the worker log")
-    finally:
-        if locked:
-            release_app_lock(run.app_id, run)
     return snapshot
 
 

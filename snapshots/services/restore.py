@@ -2,12 +2,37 @@
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
+from typing import Any, BinaryIO
 
+import docker
 from django.conf import settings
 
-from engine.errors import EngineError
+from engine.archive.source import open_tar_source
+from engine.discovery import get_app
+from engine.docker_client import connect
+from engine.errors import AppNotFound, EngineError
+from engine.inventory import AppInfo
+from engine.progress import Progress
+from engine.restore.orchestrate import (
+    RestoreFailed,
+    restore_app,
+    restore_databases_from_archive,
+)
+from engine.restore.plan import OpenStream, make_plan, read_backup_json
+from snapshots.locks import acquire_app_lock, release_app_lock
 from snapshots.models import AppLock, Run, Snapshot
+from snapshots.runs import RunProgress, claim_run, fail_run, finish_run
+from snapshots.services.backup import perform_backup, request_backup
+from snapshots.services.encryption import identities, passphrase
+from snapshots.services.verify import verify_snapshot
+from snapshots.storage_locations import get_storage
+
+logger = logging.getLogger(__name__)
 
 
 class RestoreRefused(EngineError):
@@ -54,3 +79,128 @@ def request_restore(app_id: str, backup_id: str, options: RestoreOptions) -> Run
         operation=Run.Operation.RESTORE, app_id=app_id, snapshot=snapshot,
         host_id=settings.BACKUP_HOST_ID, options=asdict(options),
     )  # fmt: skip
+
+
+def run_restore(run_id: str, on_progress: Callable[[Progress], None] | None = None) -> Run:
+    """Do the restore of a pending run; returns the run, completed or failed
+    with the reason and what was rolled back."""
+    run = claim_run(run_id)
+    if run is None:
+        return Run.objects.get(pk=run_id)
+    started = time.monotonic()
+    options = RestoreOptions(**run.options)
+    result: dict[str, Any] = {"app_id": run.app_id, "safety_backup_id": None}
+    try:
+        acquire_app_lock(run.app_id, run)
+    except EngineError as exc:
+        fail_run(run, str(exc), result)
+        return run
+    try:
+        snapshot = run.snapshot
+        if snapshot is None:
+            raise RestoreRefused("the snapshot of this restore was deleted")
+        result["backup_id"] = snapshot.backup_id
+        _restore(run, snapshot, options, result, RunProgress(run, on_progress))
+        result["duration_seconds"] = round(time.monotonic() - started, 3)
+        finish_run(run, result)
+    except RestoreFailed as exc:
+        result |= {"rolled_back": exc.rolled_back, "duration_seconds": _since(started)}
+        fail_run(run, str(exc), result)
+    except EngineError as exc:
+        result |= {"rolled_back": [], "duration_seconds": _since(started)}
+        fail_run(
+            run, f"{exc}; nothing was changed" if "nothing" not in str(exc) else str(exc), result
+        )
+    except Exception as exc:
+        logger.exception("restore run %s crashed", run.pk)
+        fail_run(run, f"internal error ({type(exc).__name__}); see the worker log", result)
+    finally:
+        release_app_lock(run.app_id, run)
+    return run
+
+
+def _since(started: float) -> float:
+    return round(time.monotonic() - started, 3)
+
+
+def _open_stream(snapshot: Snapshot) -> OpenStream:
+    def open_stream() -> AbstractContextManager[BinaryIO]:
+        return open_tar_source(
+            get_storage(snapshot.storage_location), snapshot.storage_key,
+            compression=snapshot.compression,  # type: ignore[arg-type]
+            encrypted=snapshot.encrypted,
+            identities=identities() if snapshot.encrypted else (),
+            passphrase=passphrase() if snapshot.encrypted else None,
+        )  # fmt: skip
+
+    return open_stream
+
+
+def _validate(snapshot: Snapshot, progress: RunProgress) -> None:
+    """Step 1: every byte checked (SHA-256, decryption, every member against
+    the manifest) before anything is touched."""
+    progress(Progress("validating"))
+    report = verify_snapshot(snapshot, deep=True, progress=progress)
+    if not report["valid"]:
+        reasons = "; ".join(report["errors"][:3])
+        raise RestoreRefused(f"backup {snapshot.backup_id} failed validation: {reasons}")
+
+
+def _safety_backup(run: Run, progress: RunProgress) -> Snapshot:
+    """Step 2: a normal full backup of the current state, marked pre-restore."""
+    progress(Progress("safety backup"))
+    safety_run = request_backup(run.app_id, purpose=Snapshot.Purpose.PRE_RESTORE)
+    claimed = claim_run(str(safety_run.pk))
+    if claimed is None or claimed.snapshot is None:
+        raise RestoreRefused("could not start the safety backup")
+    safety = perform_backup(claimed, claimed.snapshot, progress)
+    if safety.status != Snapshot.Status.COMPLETED:
+        raise RestoreRefused(f"the safety backup failed ({safety.error}); nothing was changed")
+    return safety
+
+
+def _current_app(client: docker.DockerClient, app_id: str) -> AppInfo:
+    try:
+        return get_app(client, app_id)
+    except AppNotFound:
+        # Nothing of the app is left (uninstalled): its volumes are recreated.
+        return AppInfo(app_id=app_id, containers=(), volumes=(), databases=(), config_files=())
+
+
+def _restore(
+    run: Run,
+    snapshot: Snapshot,
+    options: RestoreOptions,
+    result: dict[str, Any],
+    progress: RunProgress,
+) -> None:
+    _validate(snapshot, progress)
+    client = connect(settings.DOCKER_HOST)
+    app = _current_app(client, run.app_id)
+    open_stream = _open_stream(snapshot)
+    plan = make_plan(client, app, read_backup_json(open_stream), options.restore_database)
+    safety = (
+        _safety_backup(run, progress) if options.backup_before_restore and app.containers else None
+    )
+    result["safety_backup_id"] = safety.backup_id if safety else None
+    rollback = None
+    if safety is not None and plan.databases:
+        spool = settings.BACKUP_SPOOL_DIR / f"rollback-{run.pk}"
+
+        def rollback() -> list[str]:
+            return restore_databases_from_archive(
+                client=client, app=app, open_stream=_open_stream(safety), spool_dir=spool
+            )
+
+    outcome = restore_app(
+        client=client, app=app, plan=plan, open_stream=open_stream, stop_app=options.stop_app,
+        spool_dir=settings.BACKUP_SPOOL_DIR / f"restore-{run.pk}", progress=progress,
+        database_rollback=rollback,
+    )  # fmt: skip
+    result |= {
+        "restored_volumes": outcome.restored_volumes,
+        "skipped_volumes": outcome.skipped_volumes,
+        "database_restored": outcome.database_restored,
+        "databases": outcome.databases,
+        "started_containers": outcome.started_containers,
+    }

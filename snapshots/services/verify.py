@@ -13,7 +13,7 @@ from engine.progress import Progress
 from engine.verify import verify_backup
 from snapshots.models import Run, Snapshot
 from snapshots.runs import RunProgress, claim_run, fail_run, finish_run
-from snapshots.services.encryption import identities, passphrase
+from snapshots.services.encryption import EncryptionNotConfigured, identities, passphrase
 from snapshots.storage_locations import get_storage
 
 logger = logging.getLogger(__name__)
@@ -39,6 +39,13 @@ def verify_snapshot(
     snapshot: Snapshot, *, deep: bool, progress: Callable[[Progress], None] | None = None
 ) -> dict[str, Any]:
     """The verification report (never modifies the archive)."""
+    keys = identities() if deep and snapshot.encrypted else []
+    secret = passphrase() if deep and snapshot.encrypted else None
+    if deep and snapshot.encrypted and not keys and secret is None:
+        raise EncryptionNotConfigured(
+            f"snapshot {snapshot.backup_id} is encrypted: reading it needs the age identity "
+            "(BACKUP_AGE_IDENTITY_FILE) or the passphrase (BACKUP_PASSPHRASE)"
+        )
     result = verify_backup(
         get_storage(snapshot.storage_location),
         snapshot.storage_key,
@@ -46,8 +53,8 @@ def verify_snapshot(
         deep=deep,
         compression=snapshot.compression,  # type: ignore[arg-type]
         encrypted=snapshot.encrypted,
-        identities=identities() if deep and snapshot.encrypted else (),
-        passphrase=passphrase() if deep and snapshot.encrypted else None,
+        identities=keys,
+        passphrase=secret,
         progress=progress or (lambda _: None),
     )
     report = result.to_json()

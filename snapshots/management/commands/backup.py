@@ -1,4 +1,4 @@
-"""python manage.py backup create|verify|list|cleanup
+"""python manage.py backup create|verify|restore|list|cleanup
 
 Runs the same services as the API and the Celery tasks, in this process (no
 broker needed), with a progress bar when stderr is a terminal."""
@@ -14,6 +14,12 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from engine.progress import Progress
 from snapshots.models import Snapshot
 from snapshots.services.backup import request_backup, run_backup
+from snapshots.services.restore import (
+    RestoreOptions,
+    RestoreRefused,
+    request_restore,
+    run_restore,
+)
 from snapshots.services.verify import request_verify, run_verify
 from snapshots.tasks import cleanup
 
@@ -70,6 +76,16 @@ class Command(BaseCommand):
         verify = sub.add_parser("verify", help="verify a backup without restoring it")
         verify.add_argument("backup_id")
         verify.add_argument("--deep", action="store_true", help="decrypt and check every file")
+        restore = sub.add_parser("restore", help="restore an app from a backup")
+        restore.add_argument("app_id")
+        restore.add_argument("backup_id")
+        restore.add_argument("--no-stop", action="store_true", help="do not stop the app first")
+        restore.add_argument(
+            "--no-database", action="store_true", help="leave databases as they are"
+        )
+        restore.add_argument(
+            "--no-safety-backup", action="store_true", help="skip the backup of the current state"
+        )
         listing = sub.add_parser("list", help="list snapshots")
         listing.add_argument("--app")
         listing.add_argument("--status", choices=[s.value for s in Snapshot.Status])
@@ -105,6 +121,23 @@ class Command(BaseCommand):
         self.stdout.write(json.dumps(run.result or {"error": run.error}, indent=2))
         if run.state != run.State.COMPLETED:
             raise CommandError(f"verification failed: {run.error}")
+
+    def _restore(self, options: dict[str, Any]) -> None:
+        restore_options = RestoreOptions(
+            stop_app=not options["no_stop"],
+            restore_database=not options["no_database"],
+            backup_before_restore=not options["no_safety_backup"],
+        )
+        try:
+            run = request_restore(options["app_id"], options["backup_id"], restore_options)
+        except RestoreRefused as exc:
+            raise CommandError(str(exc)) from None
+        bar = ProgressBar(sys.stderr)
+        run = run_restore(str(run.pk), on_progress=bar)
+        bar.done()
+        self.stdout.write(json.dumps(run.result, indent=2))
+        if run.state != run.State.COMPLETED:
+            raise CommandError(f"restore failed: {run.error}")
 
     def _list(self, options: dict[str, Any]) -> None:
         rows = Snapshot.objects.all()

@@ -1,0 +1,180 @@
+"""Swapping a volume's data for restored data, with rollback and crash recovery.
+
+Docker keeps a volume's files in /var/lib/docker/volumes/<name>/_data. A
+restore extracts into a staging dir beside it (the same filesystem, so every
+rename below is atomic), then swaps. The names say what state a volume is in:
+
+    _restore_staging-<token>   extraction target, made by stage_dir_for()
+    _data.old-<token>          the previous data, kept until commit or rollback
+    _data.trash-<token>        committed: the previous data, being deleted
+
+    swap_in:   _data -> _data.old-<t>, then _restore_staging-<t> -> _data
+    commit:    _data.old-<t> -> _data.trash-<t>, then delete it
+    rollback:  _data -> _restore_staging-<t>, then _data.old-<t> -> _data,
+               then delete the staging dir
+
+Each rename is made durable (fsync of the volume dir) before the next step.
+After a crash at any point, recover_volume() reads the names: a
+`_data.old-*` means a swap was neither committed nor rolled back, so the old
+data goes back (the restore did not finish: it must not half-apply); a
+`_data.trash-*` means commit was decided, so its deletion is finished;
+leftover staging dirs are deleted.
+
+Run these only while the app's restore lock is held and its containers are
+stopped: a running container keeps the directory it mounted, old or new.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from engine.errors import EngineError
+
+DATA = "_data"
+STAGING_PREFIX = "_restore_staging-"
+OLD_PREFIX = "_data.old-"
+TRASH_PREFIX = "_data.trash-"
+
+Recovery = Literal["clean", "rolled_back", "finished_commit", "removed_staging", "no_data"]
+
+
+def stage_dir_for(volume_data_dir: Path) -> Path:
+    """A new empty, private (0700) staging dir beside VOLUME_DATA_DIR (the
+    volume's `_data`). Extraction gives it the archived volume root's owner,
+    mode and mtime, so once swapped in it is exactly the volume's root."""
+    parent = volume_data_dir.parent
+    path = parent / f"{STAGING_PREFIX}{secrets.token_hex(8)}"
+    os.mkdir(path, 0o700)
+    _fsync_dir(parent)
+    return path
+
+
+def discard_stage(staged: Path) -> None:
+    """Delete a staging dir after a failed extraction (symlinks inside are
+    removed, never followed)."""
+    if os.path.lexists(staged):
+        _remove_tree(staged)
+
+
+@dataclass
+class SwapHandle:
+    data_dir: Path  # .../<volume>/_data, now holding the restored data
+    old: Path  # .../<volume>/_data.old-<token>, the previous data
+    staged: Path  # the staging name, where rollback moves the restored data
+    state: Literal["swapped", "committed", "rolled_back"] = "swapped"
+
+    def commit(self) -> None:
+        """Keep the restored data: the old data is deleted."""
+        if self.state == "committed":
+            return
+        if self.state != "swapped":
+            raise EngineError(f"{self.data_dir}: cannot commit a swap that was rolled back")
+        trash = self.old.with_name(TRASH_PREFIX + self.old.name.removeprefix(OLD_PREFIX))
+        # Renamed first, so a crash while deleting never looks like old data to restore.
+        _rename(self.old, trash)
+        self.state = "committed"
+        _remove_tree(trash)
+
+    def rollback(self) -> None:
+        """Put the old data back exactly as it was; delete the restored data."""
+        if self.state == "rolled_back":
+            return
+        if self.state != "swapped":
+            raise EngineError(f"{self.data_dir}: already committed, the old data is gone")
+        _rename(self.data_dir, self.staged)
+        _rename(self.old, self.data_dir)
+        self.state = "rolled_back"
+        _remove_tree(self.staged)
+
+
+def swap_in(data_dir: Path, staged: Path) -> SwapHandle:
+    """Make STAGED (from stage_dir_for) the volume's DATA_DIR; keep the old
+    data as `_data.old-<token>` until commit() or rollback(). A missing
+    DATA_DIR is first created empty, so a rollback leaves an empty volume."""
+    parent = data_dir.parent
+    if staged.parent != parent or not staged.name.startswith(STAGING_PREFIX):
+        raise EngineError(f"{staged} is not a staging dir beside {data_dir}")
+    if os.lstat(staged).st_dev != os.lstat(parent).st_dev:
+        raise EngineError(f"{staged} is not on the filesystem of {data_dir}")
+    pending = [name for name in os.listdir(parent) if name.startswith(OLD_PREFIX)]
+    if pending:
+        raise EngineError(
+            f"{parent}: an earlier swap was not finished ({pending[0]}); recover first"
+        )
+    if not os.path.lexists(data_dir):
+        os.mkdir(data_dir, 0o755)
+    old = parent / (OLD_PREFIX + staged.name.removeprefix(STAGING_PREFIX))
+    _rename(data_dir, old)
+    try:
+        _rename(staged, data_dir)
+    except OSError:
+        _rename(old, data_dir)
+        raise
+    return SwapHandle(data_dir=data_dir, old=old, staged=staged)
+
+
+def recover_volume(volume_dir: Path) -> Recovery:
+    """After a crash, bring VOLUME_DIR (holding `_data`) back to a clean state:
+    an unfinished swap is rolled back, an unfinished commit completed and
+    staging leftovers deleted. Returns what was done ("clean" if nothing;
+    "no_data" if `_data` is missing and there was nothing to put back)."""
+    names = os.listdir(volume_dir)
+    olds = sorted(name for name in names if name.startswith(OLD_PREFIX))
+    if len(olds) > 1:
+        raise EngineError(
+            f"{volume_dir}: several unfinished swaps ({', '.join(olds)}); resolve by hand"
+        )
+    result: Recovery = "clean"
+    for name in names:
+        if name.startswith(TRASH_PREFIX):
+            _remove_tree(volume_dir / name)
+            result = "finished_commit"
+    data = volume_dir / DATA
+    if olds:
+        token = olds[0].removeprefix(OLD_PREFIX)
+        if os.path.lexists(data):  # the restored data, never committed: moved aside
+            aside = volume_dir / f"{STAGING_PREFIX}{token}"
+            if os.path.lexists(aside):
+                aside = volume_dir / f"{STAGING_PREFIX}{secrets.token_hex(8)}"
+            _rename(data, aside)
+        _rename(volume_dir / olds[0], data)
+        result = "rolled_back"
+    for name in os.listdir(volume_dir):
+        if name.startswith(STAGING_PREFIX):
+            _remove_tree(volume_dir / name)
+            result = "removed_staging" if result == "clean" else result
+    if result == "clean" and not os.path.lexists(data):
+        return "no_data"
+    return result
+
+
+def _rename(src: Path, dst: Path) -> None:
+    """Atomic rename within one directory, durable before returning.
+    os.rename would replace an existing empty dir DST: refuse instead."""
+    if os.path.lexists(dst):
+        raise EngineError(f"cannot rename {src.name} to {dst.name}: it exists")
+    os.rename(src, dst)
+    _fsync_dir(dst.parent)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _remove_tree(path: Path) -> None:
+    # shutil.rmtree walks with directory fds on Linux: a symlink inside is
+    # unlinked, never followed, even if the tree changes while it runs.
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
+    else:
+        os.unlink(path)
+    _fsync_dir(path.parent)
