@@ -10,13 +10,15 @@ Neither ever writes to the archive.
 from __future__ import annotations
 
 import hashlib
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, BinaryIO
 
-from engine.archive.reader import scan_archive
+from engine.archive.reader import ArchiveReport, scan_archive
 from engine.compression import Compression, open_decompressor
-from engine.errors import ArchiveError, ObjectNotFound
+from engine.errors import ArchiveError, EngineError, ObjectNotFound
 from engine.hashing import parse_sidecar
 from engine.progress import Progress, ProgressCallback, no_progress
 from engine.secret import Secret
@@ -141,13 +143,37 @@ def _deep_scan(
         from engine.age import AgeReader
 
         source = AgeReader(reader, identities=identities, passphrase=passphrase)
-    try:
-        report = scan_archive(open_decompressor(source, compression))
-    except Exception as exc:  # zstd/gzip raise their own error types on corrupt data
-        if isinstance(exc, ArchiveError):
-            raise
-        return {}, [f"archive cannot be decompressed: {exc}"]
-    summary = report.to_json()
-    errors = summary.pop("errors")
-    summary.pop("valid")
-    return summary, errors
+    with tempfile.TemporaryDirectory(prefix="verify-dumps-") as dump_dir:
+        try:
+            report = scan_archive(open_decompressor(source, compression), dump_dir=Path(dump_dir))
+        except Exception as exc:  # zstd/gzip raise their own error types on corrupt data
+            if isinstance(exc, ArchiveError):
+                raise
+            return {}, [f"archive cannot be decompressed: {exc}"]
+        summary = report.to_json()
+        errors = summary.pop("errors")
+        summary.pop("valid")
+        summary["database_checks"], dump_errors = _check_dumps(report)
+    summary["database_count"] = len(report.backup.get("databases", []))
+    return summary, errors + dump_errors
+
+
+def _check_dumps(report: ArchiveReport) -> tuple[list[dict[str, Any]], list[str]]:
+    """Each dump's own structure (MySQL trailer, pg_dump TOC, ...), without a
+    database server: a dump can be complete by checksum yet truncated by its tool."""
+    from engine.dumps import DumpFile, verify_dump
+
+    checks: list[dict[str, Any]] = []
+    errors: list[str] = []
+    for entry in report.backup.get("databases", []):
+        path = report.dump_files.get(entry.get("archive_name", ""))
+        if path is None:
+            errors.append(f"dump {entry.get('archive_name')!r} listed in backup.json is missing")
+            continue
+        try:
+            checks.append({"archive_name": entry["archive_name"], "ok": True,
+                           **verify_dump(None, DumpFile.from_json(entry, path))})  # fmt: skip
+        except EngineError as exc:
+            checks.append({"archive_name": entry["archive_name"], "ok": False})
+            errors.append(str(exc))
+    return checks, errors

@@ -70,6 +70,8 @@ def test_wordpress_backup_is_complete_checksummed_and_restorable_by_hand(
     assert "Dump completed" in dump.read_text()[-200:]
     run = Run.objects.get(snapshot=snapshot, operation=Run.Operation.BACKUP)
     assert run.state == Run.State.COMPLETED and run.result["sha256"] == snapshot.sha256
+    # Progress was recorded on the run row as the engine reported it.
+    assert run.bytes_done > 0 and run.phase == "done" and run.heartbeat_at is not None
 
 
 def test_verify_quick_and_deep_then_detect_one_flipped_byte(
@@ -83,6 +85,9 @@ def test_verify_quick_and_deep_then_detect_one_flipped_byte(
     assert deep["valid"] and deep["checksum_match"] and deep["sidecar_match"]
     assert set(deep["volumes"]) == {odoo.volume("odoo_filestore"), odoo.volume("postgres_data")}
     assert deep["file_count"] > 0 and deep["databases"]
+    # globals + the odoo user's default database, each checked structurally
+    assert deep["database_count"] >= 2
+    assert all(check["ok"] for check in deep["database_checks"])
     archive = archive_path(snapshot, backup_root)
     before = archive.stat().st_mtime_ns
     assert archive.stat().st_mtime_ns == before  # verification never writes

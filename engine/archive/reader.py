@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, BinaryIO
 
 from engine.archive.layout import (
@@ -53,6 +55,7 @@ class ArchiveReport:
     config_files: list[str] = field(default_factory=list)
     file_count: int = 0
     total_bytes: int = 0
+    dump_files: dict[str, Path] = field(default_factory=dict)  # member -> copy (dump_dir)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -90,18 +93,32 @@ def _members(tar: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
         yield member
 
 
-def _hash_member(tar: tarfile.TarFile, member: tarfile.TarInfo) -> str:
+def _hash_member(tar: tarfile.TarFile, member: tarfile.TarInfo, copy_to: Path | None = None) -> str:
+    """SHA-256 of a member's content, optionally copied to COPY_TO (0600)."""
     extracted = tar.extractfile(member)
     if extracted is None:
         raise ArchiveError(f"cannot read member {member.name!r}")
     digest = hashlib.sha256()
-    while chunk := extracted.read(READ_CHUNK):
-        digest.update(chunk)
+    copy = None
+    if copy_to is not None:
+        copy = os.fdopen(os.open(copy_to, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb")
+    try:
+        while chunk := extracted.read(READ_CHUNK):
+            digest.update(chunk)
+            if copy is not None:
+                copy.write(chunk)
+    finally:
+        if copy is not None:
+            copy.close()
     return digest.hexdigest()
 
 
-def scan_archive(stream: BinaryIO, progress: ProgressCallback = no_progress) -> ArchiveReport:
-    """Read the whole archive, hash every file, compare with the manifest."""
+def scan_archive(
+    stream: BinaryIO, progress: ProgressCallback = no_progress, dump_dir: Path | None = None
+) -> ArchiveReport:
+    """Read the whole archive, hash every file, compare with the manifest.
+    With DUMP_DIR, database dumps are also copied there (report.dump_files),
+    so their content can be checked after the scan."""
     report = ArchiveReport(valid=False)
     seen: dict[str, _Seen] = {}
     manifest: Manifest | None = None
@@ -126,7 +143,11 @@ def scan_archive(stream: BinaryIO, progress: ProgressCallback = no_progress) -> 
                     report.backup = json.loads(raw)
                     digest = hashlib.sha256(raw).hexdigest()
                 elif kind == "file":
-                    digest = _hash_member(tar, member)
+                    copy_to = None
+                    if dump_dir is not None and member.name.startswith(f"{DATABASES_DIR}/"):
+                        copy_to = dump_dir / f"dump-{len(report.dump_files)}"
+                        report.dump_files[member.name] = copy_to
+                    digest = _hash_member(tar, member, copy_to)
                 seen[member.name] = _Seen(
                     kind, member.size, member.mode, member.uid, member.gid, member.mtime,
                     member.linkname, digest,
