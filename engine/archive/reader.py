@@ -82,7 +82,10 @@ class _Seen:
 
 
 def open_tar_stream(stream: BinaryIO) -> tarfile.TarFile:
-    return tarfile.open(fileobj=stream, mode="r|", encoding="utf-8", errors="surrogateescape")
+    # A 1 MiB stream buffer instead of tarfile's 10 KiB: far fewer reads.
+    return tarfile.open(
+        fileobj=stream, mode="r|", bufsize=READ_CHUNK, encoding="utf-8", errors="surrogateescape"
+    )
 
 
 def _members(tar: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:

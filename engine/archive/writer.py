@@ -30,6 +30,26 @@ class Writable(Protocol):
     def write(self, data: bytes) -> int: ...
 
 
+class _TellingWriter:
+    """What tarfile's mode "w" needs of a file: write, and tell at the start.
+    Nothing is ever seeked, so the output may be a pipe or a compressor."""
+
+    def __init__(self, out: Writable) -> None:
+        self._out = out
+        self._position = 0
+        self.closed = False
+
+    def write(self, data: bytes) -> int:
+        if self.closed:
+            raise ValueError("archive output already closed")
+        self._out.write(data)
+        self._position += len(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self._position
+
+
 class ArchiveWriter:
     """Usage: add_backup_json(), add_volume() for each volume, add_file() for
     dumps and config, then close() writes manifest.json and the tar end."""
@@ -41,9 +61,12 @@ class ArchiveWriter:
         progress: ProgressCallback = no_progress,
         bytes_total: int | None = None,
     ) -> None:
+        # Mode "w" on a write-only wrapper, not stream mode "w|": tarfile's
+        # stream buffer concatenates bytes on every small write (quadratic on
+        # many small files); here each write goes straight to the compressor.
         self._tar = tarfile.open(  # noqa: SIM115 - closed by close()
-            fileobj=out,  # type: ignore[arg-type]
-            mode="w|",
+            fileobj=_TellingWriter(out),  # type: ignore[arg-type]
+            mode="w",
             format=tarfile.PAX_FORMAT,
             encoding="utf-8",
             errors="surrogateescape",  # undecodable names are kept byte for byte
