@@ -130,7 +130,9 @@ DOCKER_HOST = env.str("DOCKER_HOST", "unix:///var/run/docker.sock")
 BACKUP_SPOOL_DIR = env.path("BACKUP_SPOOL_DIR", DATA_DIR / "spool")
 BACKUP_COMPRESSION = env.str("BACKUP_COMPRESSION", "zstd")
 if BACKUP_COMPRESSION not in ("zstd", "gzip"):
-    raise ImproperlyConfigured(f"BACKUP_COMPRESSION must be zstd or gzip, got {BACKUP_COMPRESSION!r}")
+    raise ImproperlyConfigured(
+        f"BACKUP_COMPRESSION must be zstd or gzip, got {BACKUP_COMPRESSION!r}"
+    )
 BACKUP_COMPRESSION_LEVEL = env.int("BACKUP_COMPRESSION_LEVEL", 3, minimum=1)
 # zstd worker threads: -1 = one per core, 0 = compress in the calling thread.
 BACKUP_COMPRESSION_THREADS = env.int("BACKUP_COMPRESSION_THREADS", -1, minimum=-1)
@@ -153,6 +155,10 @@ if BACKUP_IO_CLASS not in ("best-effort", "idle", "none"):
     raise ImproperlyConfigured("BACKUP_IO_CLASS must be best-effort, idle or none")
 # A lock or run whose heartbeat is older than this belonged to a dead worker.
 BACKUP_STALE_SECONDS = env.int("BACKUP_STALE_SECONDS", 300, minimum=10)
+# Where the API sends backup/verify/restore tasks; empty: host.<BACKUP_HOST_ID>.
+BACKUP_TASK_QUEUE = env.str("BACKUP_TASK_QUEUE", "")
+# POST restore?wait=true blocks at most this long (keep it under gunicorn's timeout).
+BACKUP_API_WAIT_SECONDS = env.int("BACKUP_API_WAIT_SECONDS", 100, minimum=1)
 
 # --- Celery ---------------------------------------------------------------
 # Empty broker URL = embedded mode: a filesystem transport under DATA_DIR, good
@@ -212,6 +218,16 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "DESCRIPTION": (
+        "Backup and restore of Docker Compose apps. Every response is "
+        '{"code": <http status>, "message": "...", "data": ...}. Send an API key in the '
+        "X-API-Key header (python manage.py apikey create NAME)."
+    ),
+    # Snapshot.status and Run.state share one set of choices: one enum, one name.
+    "ENUM_NAME_OVERRIDES": {"ProgressStateEnum": "snapshots.models.Run.State"},
+    # The schema and Swagger UI are public; an X-API-Key sent along (Swagger
+    # UI's "Authorize") must not make them fail when it is wrong.
+    "SERVE_AUTHENTICATION": [],
 }
 
 # --- Logging --------------------------------------------------------------

@@ -155,3 +155,6 @@ class AppBackupPolicy(models.Model):
 
     def __str__(self) -> str:
         return f"policy {self.app_id}"
+
+
+from snapshots.models_api import ApiKey  # noqa: E402, F401

@@ -1,0 +1,203 @@
+"""The admin as an ops console: browse snapshots and runs, verify and delete
+snapshots, manage API keys and per-app policies. Actions call the same
+services as the API; rows the services own are read-only here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from engine.errors import EngineError
+from snapshots.models import ApiKey, AppBackupPolicy, Run, Snapshot
+from snapshots.services.api_keys import create_api_key, revoke_api_key
+from snapshots.services.snapshots import delete_snapshot, verify_now
+
+
+def human_size(size: float | None) -> str:
+    if size is None:
+        return "—"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{int(size)} B" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TiB"
+
+
+def human_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m" if hours else f"{minutes}m {secs:02d}s"
+
+
+class AppIdFilter(admin.SimpleListFilter):
+    """The distinct app ids (one indexed query), not a free-text field."""
+
+    title = "app"
+    parameter_name = "app_id"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        apps = model_admin.model.objects.order_by("app_id").values_list("app_id", flat=True)
+        return [(app_id, app_id) for app_id in apps.distinct()]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        return queryset.filter(app_id=self.value()) if self.value() else queryset
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Rows written only by services: no add, no edit, no raw delete."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Snapshot)
+class SnapshotAdmin(ReadOnlyAdmin):
+    list_display = [
+        "backup_id", "app_id", "status", "kind", "purpose", "storage_location", "size",
+        "duration", "encrypted", "created_at",
+    ]  # fmt: skip
+    list_filter = [AppIdFilter, "status", "kind", "storage_location", "purpose", "encrypted"]
+    search_fields = ["backup_id", "app_id"]
+    date_hierarchy = "created_at"
+    list_per_page = 50
+    actions = ["verify_quick", "delete_through_service"]
+
+    @admin.display(description="size", ordering="size_bytes")
+    def size(self, snapshot: Snapshot) -> str:
+        return human_size(snapshot.size_bytes)
+
+    @admin.display(description="duration")
+    def duration(self, snapshot: Snapshot) -> str:
+        return human_duration(snapshot.duration_seconds)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Snapshot]:
+        return super().get_queryset(request).defer("contents")
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)  # it would bypass the service
+        return actions
+
+    def has_manage_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("snapshots.delete_snapshot")
+
+    @admin.action(description="Verify (quick: checksum)", permissions=["view"])
+    def verify_quick(self, request: HttpRequest, queryset: QuerySet[Snapshot]) -> None:
+        for snapshot in queryset:
+            try:
+                run = verify_now(snapshot)
+            except EngineError as exc:
+                self.message_user(request, f"{snapshot}: {exc}", messages.WARNING)
+                continue
+            if run.result.get("valid"):
+                self.message_user(request, f"{snapshot}: valid (checksum and sidecar match)")
+            else:
+                problems = "; ".join(run.result.get("errors") or [run.error])
+                self.message_user(request, f"{snapshot}: NOT valid: {problems}", messages.ERROR)
+
+    @admin.action(description="Delete (archive, sidecar and row)", permissions=["manage"])
+    def delete_through_service(self, request: HttpRequest, queryset: QuerySet[Snapshot]) -> None:
+        freed = deleted = 0
+        for snapshot in queryset.order_by("-created_at"):  # children before their parents
+            try:
+                result = delete_snapshot(snapshot)
+            except EngineError as exc:
+                self.message_user(request, f"not deleted: {exc}", messages.ERROR)
+                continue
+            deleted += 1
+            freed += result.freed_bytes
+        if deleted:
+            self.message_user(request, f"deleted {deleted} snapshot(s), freed {human_size(freed)}")
+
+
+@admin.register(Run)
+class RunAdmin(ReadOnlyAdmin):
+    list_display = [
+        "id", "operation", "app_id", "snapshot", "state", "phase", "progress", "short_error",
+        "created_at", "duration",
+    ]  # fmt: skip
+    list_filter = ["operation", "state", "host_id"]
+    search_fields = ["id", "app_id", "snapshot__backup_id"]
+    list_select_related = ["snapshot"]
+    date_hierarchy = "created_at"
+    list_per_page = 50
+
+    @admin.display(description="progress")
+    def progress(self, run: Run) -> str:
+        if run.bytes_total:
+            share = min(run.bytes_done / run.bytes_total, 1.0)
+            return f"{share:.0%} of {human_size(run.bytes_total)}"
+        return human_size(run.bytes_done) if run.bytes_done else "—"
+
+    @admin.display(description="error")
+    def short_error(self, run: Run) -> str:
+        return run.error if len(run.error) <= 80 else run.error[:77] + "..."
+
+    @admin.display(description="duration")
+    def duration(self, run: Run) -> str:
+        if run.started_at and run.finished_at:
+            return human_duration((run.finished_at - run.started_at).total_seconds())
+        return "—"
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    list_display = ["name", "prefix", "active", "created_at", "last_used_at", "revoked_at"]
+    list_filter = [("revoked_at", admin.EmptyFieldListFilter)]
+    search_fields = ["name", "prefix"]
+    fields = ["name", "prefix", "created_at", "last_used_at", "revoked_at"]
+    readonly_fields = ["prefix", "created_at", "last_used_at", "revoked_at"]
+    actions = ["revoke"]
+
+    @admin.display(boolean=True, description="active")
+    def active(self, key: ApiKey) -> bool:
+        return key.active
+
+    def get_readonly_fields(self, request: HttpRequest, obj: ApiKey | None = None) -> list[str]:
+        # The name is chosen at creation; renaming a key is not a thing.
+        return [*self.readonly_fields, "name"] if obj else self.readonly_fields
+
+    def save_model(self, request: HttpRequest, obj: ApiKey, form: Any, change: bool) -> None:
+        if change:
+            return
+        created, raw_key = create_api_key(obj.name)
+        obj.pk = created.pk
+        obj.refresh_from_db()
+        # Shown once: only its hash is stored, so it can never be shown again.
+        self.message_user(
+            request,
+            f"API key {created.name!r} created: {raw_key} — copy it now, it will not be "
+            "shown again.",
+            messages.WARNING,
+        )
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # revoke instead: the row records who had access until when
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
+    @admin.action(description="Revoke", permissions=["change"])
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
+        revoked = sum(1 for key in queryset if revoke_api_key(key))
+        self.message_user(request, f"revoked {revoked} key(s)")
+
+
+@admin.register(AppBackupPolicy)
+class AppBackupPolicyAdmin(admin.ModelAdmin):
+    list_display = ["app_id", "consistency", "include_databases"]
+    list_filter = ["consistency", "include_databases"]
+    search_fields = ["app_id"]

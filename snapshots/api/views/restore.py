@@ -1,0 +1,69 @@
+"""POST restore/<app_id>/<backup_id>: queue a restore; ?wait=true waits for it."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from drf_spectacular.utils import extend_schema
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from snapshots import selectors
+from snapshots.api.envelope import reply
+from snapshots.api.schema import APP_ID_PARAMETER, BACKUP_ID_PARAMETER, envelope, responses
+from snapshots.api.serializers import (
+    RestoreQuery,
+    RestoreRequestSerializer,
+    TaskAcceptedSerializer,
+    TaskSerializer,
+)
+from snapshots.api.views.base import ApiView, accepted
+from snapshots.models import Run
+from snapshots.services.restore import RestoreOptions
+from snapshots.services.snapshots import start_restore
+
+
+def wait_seconds() -> float:
+    """How long ?wait=true may hold a request; the restore goes on after.
+    Keep it below gunicorn's --timeout (scripts/run.sh): a sync worker held
+    longer is killed mid-request."""
+    return float(settings.BACKUP_API_WAIT_SECONDS)
+
+
+class RestoreView(ApiView):
+    query_serializers = {"post": RestoreQuery}
+
+    @extend_schema(
+        tags=["restore"],
+        operation_id="restore_create",
+        summary="Restore an app from a snapshot",
+        description="Checks the snapshot and queues the restore (202). With ?wait=true the "
+        "answer comes when the restore ended: 200 with the task (state completed or failed, "
+        "result or error), or 202 when the server's wait limit passed first.",
+        parameters=[
+            APP_ID_PARAMETER,
+            BACKUP_ID_PARAMETER,
+            RestoreQuery,
+        ],
+        request=RestoreRequestSerializer,
+        responses=responses(
+            {
+                200: envelope("TaskEnvelope", TaskSerializer()),
+                202: envelope("TaskAcceptedEnvelope", TaskAcceptedSerializer()),
+            },
+            400,
+            404,
+            409,
+            503,
+        ),
+    )
+    def post(self, request: Request, app_id: str, backup_id: str) -> Response:
+        selectors.validate_backup_id(backup_id)
+        options = RestoreOptions(**self.valid(RestoreRequestSerializer, request.data))
+        run = start_restore(app_id, backup_id, options)
+        if not self.query["wait"]:
+            return accepted(run, "restore queued")
+        run = selectors.wait_for_run(str(run.pk), wait_seconds())
+        if run.state not in selectors.TERMINAL_STATES:
+            return accepted(run, "restore still running; poll the task")
+        message = "restore completed" if run.state == Run.State.COMPLETED else "restore failed"
+        return reply(TaskSerializer(run).data, message=f"{message}: {run.error}".rstrip(": "))

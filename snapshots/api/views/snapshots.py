@@ -1,0 +1,88 @@
+"""snapshots: list (filtered, sorted, paginated) and create; one snapshot:
+read and delete."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from snapshots import selectors
+from snapshots.api.envelope import reply
+from snapshots.api.schema import BACKUP_ID_PARAMETER, envelope, responses
+from snapshots.api.serializers import (
+    BackupRequestSerializer,
+    DeletedSnapshotSerializer,
+    SnapshotDetailSerializer,
+    SnapshotListQuery,
+    SnapshotPageSerializer,
+    TaskAcceptedSerializer,
+)
+from snapshots.api.views.base import ApiView, accepted
+from snapshots.services.snapshots import delete_snapshot, start_backup
+
+
+class SnapshotListView(ApiView):
+    query_serializers = {"get": SnapshotListQuery}
+
+    @extend_schema(
+        tags=["snapshots"],
+        operation_id="snapshots_list",
+        summary="List snapshots",
+        parameters=[SnapshotListQuery],
+        responses=responses({200: envelope("SnapshotPageEnvelope", SnapshotPageSerializer())}, 400),
+    )
+    def get(self, request: Request) -> Response:
+        query = dict(self.query)
+        sort, page, page_size = query.pop("sort"), query.pop("page"), query.pop("page_size")
+        result = selectors.list_snapshots(
+            selectors.SnapshotFilters(**query), sort=sort, page=page, page_size=page_size
+        )
+        return reply(SnapshotPageSerializer(result).data)
+
+    @extend_schema(
+        tags=["snapshots"],
+        operation_id="snapshots_create",
+        summary="Back an app up now",
+        description='Queues a full backup; poll tasks/<task_id>. backup_type "incremental" is '
+        "not available yet (400).",
+        request=BackupRequestSerializer,
+        responses=responses(
+            {202: envelope("TaskAcceptedEnvelope", TaskAcceptedSerializer())}, 400, 404, 503
+        ),
+    )
+    def post(self, request: Request) -> Response:
+        body = self.valid(BackupRequestSerializer, request.data)
+        run = start_backup(
+            body["app_id"], encrypt=body["encrypt"], storage_location=body["storage_location"]
+        )
+        return accepted(run, "backup queued")
+
+
+class SnapshotDetailView(ApiView):
+    @extend_schema(
+        tags=["snapshots"],
+        operation_id="snapshots_retrieve",
+        summary="One snapshot",
+        parameters=[BACKUP_ID_PARAMETER],
+        responses=responses({200: envelope("SnapshotEnvelope", SnapshotDetailSerializer())}, 404),
+    )
+    def get(self, request: Request, backup_id: str) -> Response:
+        snapshot = selectors.get_snapshot(backup_id)
+        children = selectors.children_of(snapshot)
+        return reply(SnapshotDetailSerializer(snapshot, context={"children": children}).data)
+
+    @extend_schema(
+        tags=["snapshots"],
+        operation_id="snapshots_destroy",
+        summary="Delete a snapshot",
+        description="Removes the archive, its .sha256 sidecar and the row. Refused (409) while "
+        "another snapshot depends on it or a task uses it.",
+        parameters=[BACKUP_ID_PARAMETER],
+        responses=responses(
+            {200: envelope("DeletedSnapshotEnvelope", DeletedSnapshotSerializer())}, 404, 409
+        ),
+    )
+    def delete(self, request: Request, backup_id: str) -> Response:
+        deleted = delete_snapshot(selectors.get_snapshot(backup_id))
+        return reply(DeletedSnapshotSerializer(deleted).data, message="snapshot deleted")

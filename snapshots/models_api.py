@@ -1,0 +1,31 @@
+"""API keys: who may call the REST API.
+
+Only a SHA-256 of each key is stored. A key is 256 random bits, so a slow
+password hash (PBKDF2, argon2) would add latency to every request and protect
+nothing: nobody can brute-force 2^256 candidates, however fast the hash. The
+prefix is not secret; it names the key in lists and finds its row, and the
+hash is then compared in constant time."""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class ApiKey(models.Model):
+    name = models.CharField(max_length=100, help_text="who or what uses this key")
+    prefix = models.CharField(max_length=16, unique=True, editable=False)
+    key_hash = models.CharField(max_length=64, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "API key"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None

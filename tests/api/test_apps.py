@@ -1,0 +1,143 @@
+"""GET apps, GET apps/<app_id> and POST snapshots against the real Docker
+engine (a one-container Compose-like app from the local test image)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import docker
+import pytest
+from rest_framework.test import APIClient
+
+from snapshots.models import Run, Snapshot
+from snapshots.services import snapshots as snapshot_services
+from tests.api.conftest import API, MakeSnapshot, envelope
+from tests.images import APP_IMAGE
+from tests.stacks import ComposeStack, ServiceSpec, random_project
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def tiny_app(docker_client: docker.DockerClient, tmp_path: Path) -> Iterator[ComposeStack]:
+    project = random_project("apitest")
+    command = ["sh", "-c", "echo hello > /data/hello.txt; exec sleep 2147483647"]
+    stack = ComposeStack(
+        docker_client, project, tmp_path / project,
+        [ServiceSpec("web", APP_IMAGE, {"GREETING": "hi"}, {"data": "/data"}, command)],
+    )  # fmt: skip
+    try:
+        stack.up()
+        yield stack
+    finally:
+        stack.remove()
+
+
+@pytest.fixture
+def sent(monkeypatch: pytest.MonkeyPatch) -> list[dict]:
+    calls: list[dict] = []
+    monkeypatch.setattr(
+        snapshot_services.celery_app, "send_task", lambda name, **kw: calls.append({name: kw})
+    )
+    return calls
+
+
+@pytest.mark.docker
+def test_list_shows_host_apps_and_apps_known_only_from_snapshots(
+    api: APIClient, tiny_app: ComposeStack, make_snapshot: MakeSnapshot
+) -> None:
+    make_snapshot(app_id=tiny_app.project, size_bytes=10)
+    make_snapshot(app_id="uninstalled_app", size_bytes=30)
+    data = envelope(api.get(f"{API}/apps"), 200)
+    apps = {app["app_id"]: app for app in data["apps"]}
+    assert data["total"] == len(data["apps"])
+    app = apps[tiny_app.project]
+    assert app["present"] and app["backups"]["snapshots"] == 1
+    assert [c["service"] for c in app["containers"]] == ["web"]
+    assert app["containers"][0]["state"] == "running" and app["containers"][0]["image"]
+    assert [v["name"] for v in app["volumes"]] == [tiny_app.volume("data")]
+    assert {f["name"] for f in app["config_files"]} == {"docker-compose.yml", ".env"}
+    gone = apps["uninstalled_app"]
+    assert not gone["present"] and gone["containers"] == [] and gone["backups"]["size_bytes"] == 30
+
+
+@pytest.mark.docker
+def test_detail_with_volume_sizes(api: APIClient, tiny_app: ComposeStack) -> None:
+    data = envelope(api.get(f"{API}/apps/{tiny_app.project}"), 200)
+    assert data["app_id"] == tiny_app.project and data["volumes"][0]["size_bytes"] is None
+    data = envelope(api.get(f"{API}/apps/{tiny_app.project}", {"sizes": "true"}), 200)
+    assert data["volumes"][0]["size_bytes"] > 0
+    envelope(api.get(f"{API}/apps/{tiny_app.project}", {"sizes": "perhaps"}), 400)
+
+
+@pytest.mark.docker
+@pytest.mark.parametrize("app_id", ["no_such_app_x1", "Bad%20App", "-x", "a" * 300])
+def test_unknown_or_invalid_app_is_404(api: APIClient, app_id: str) -> None:
+    envelope(api.get(f"{API}/apps/{app_id}"), 404)
+
+
+@pytest.mark.docker
+def test_an_uninstalled_app_with_snapshots_is_still_shown(
+    api: APIClient, make_snapshot: MakeSnapshot
+) -> None:
+    make_snapshot(app_id="uninstalled_app")
+    data = envelope(api.get(f"{API}/apps/uninstalled_app"), 200)
+    assert data["present"] is False and data["backups"]["snapshots"] == 1
+
+
+@pytest.mark.docker
+def test_create_backup_queues_a_task(
+    api: APIClient, tiny_app: ComposeStack, sent: list, settings,
+    django_capture_on_commit_callbacks,
+) -> None:  # fmt: skip
+    settings.BACKUP_TASK_QUEUE = "api-test"
+    with django_capture_on_commit_callbacks(execute=True):
+        response = api.post(
+            f"{API}/snapshots", {"app_id": tiny_app.project, "encrypt": False}, format="json"
+        )
+    data = envelope(response, 202)
+    run = Run.objects.get(pk=data["task_id"])
+    snapshot = Snapshot.objects.get(backup_id=data["backup_id"])
+    assert run.snapshot == snapshot and run.operation == "backup" and data["state"] == "pending"
+    assert snapshot.status == "pending" and snapshot.app_id == tiny_app.project
+    task_id = data["task_id"]
+    assert sent == [
+        {"snapshots.create_backup": {"args": [task_id], "task_id": task_id, "queue": "api-test"}}
+    ]
+
+
+@pytest.mark.docker
+@pytest.mark.parametrize(
+    ("body", "status", "field", "text"),
+    [
+        ({"backup_type": "incremental"}, 400, "backup_type", "not available yet"),
+        ({"backup_type": "differential"}, 400, "backup_type", 'use "full"'),
+        ({"storage_location": "s3-nowhere"}, 400, "storage_location", "unknown storage"),
+        ({"encrypt": "yes please"}, 400, "encrypt", "valid boolean"),
+        ({"app_id": None}, 400, "app_id", "null"),
+        ({"app_id": "../../etc"}, 400, "app_id", "not a valid app id"),
+        ({"app_id": "no_such_app_x1"}, 404, None, "no app 'no_such_app_x1'"),
+        ({"encrypt": True}, 400, None, "encryption was requested"),
+    ],
+)
+def test_create_backup_refuses_bad_input_and_changes_nothing(
+    api: APIClient, tiny_app: ComposeStack, sent: list, body: dict, status: int,
+    field: str | None, text: str,
+) -> None:  # fmt: skip
+    response = api.post(f"{API}/snapshots", {"app_id": tiny_app.project, **body}, format="json")
+    data = envelope(response, status)
+    if field:
+        assert field in data
+    assert text in response.json()["message"]
+    assert not Snapshot.objects.exists() and not Run.objects.exists() and not sent
+
+
+def test_docker_unavailable_is_503(api: APIClient, settings) -> None:
+    settings.DOCKER_HOST = "unix:///nonexistent/docker.sock"
+    response = api.get(f"{API}/apps")
+    envelope(response, 503)
+    assert "no Docker engine" in response.json()["message"]
+    response = api.post(f"{API}/snapshots", {"app_id": "wordpress001"}, format="json")
+    envelope(response, 503)
+    assert not Snapshot.objects.exists()

@@ -1,0 +1,224 @@
+"""POST verify (quick inline, deep queued), POST restore (checks, 409s),
+GET tasks/<id>."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from rest_framework.test import APIClient
+
+from snapshots.models import AppLock, Run, Snapshot
+from snapshots.services import snapshots as snapshot_services
+from tests.api.conftest import API, MakeSnapshot, envelope
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def sent(monkeypatch: pytest.MonkeyPatch) -> list[dict]:
+    """Tasks the services send to Celery, captured instead of sent."""
+    calls: list[dict] = []
+    monkeypatch.setattr(
+        snapshot_services.celery_app, "send_task", lambda name, **kw: calls.append({name: kw})
+    )
+    return calls
+
+
+def test_quick_verify_reports_inline(
+    api: APIClient, stored_snapshot: Callable[..., Snapshot]
+) -> None:
+    snapshot = stored_snapshot(b"archive bytes", contents={"volumes": ["v1"], "file_count": 2})
+    response = api.post(f"{API}/snapshots/{snapshot.backup_id}/verify", {}, format="json")
+    report = envelope(response, 200)
+    assert response.json()["message"] == "snapshot is valid"
+    assert report["valid"] and report["checksum_match"] and report["sidecar_match"]
+    assert report["deep"] is False and report["errors"] == []
+    assert report["sha256"] == snapshot.sha256 and report["size_bytes"] == 13
+    assert report["contents"]["volumes"] == ["v1"] and report["contents"]["file_count"] == 2
+    run = Run.objects.get(pk=report["task_id"])
+    assert run.operation == "verify" and run.state == "completed"
+
+
+def test_quick_verify_detects_a_changed_byte(
+    api: APIClient, stored_snapshot: Callable[..., Snapshot], backup_root: Path
+) -> None:
+    snapshot = stored_snapshot(b"archive bytes")
+    (backup_root / snapshot.storage_key).write_bytes(b"archive bytez")
+    response = api.post(f"{API}/snapshots/{snapshot.backup_id}/verify", {"deep": False}, "json")
+    report = envelope(response, 200)
+    assert not report["valid"] and not report["checksum_match"] and not report["sidecar_match"]
+    assert "does not match" in report["errors"][0]
+    assert response.json()["message"] == "snapshot is NOT valid"
+
+
+def test_deep_verify_is_queued_with_the_run_id_as_task_id(
+    api: APIClient, stored_snapshot: Callable[..., Snapshot], sent: list, settings,
+    django_capture_on_commit_callbacks,
+) -> None:  # fmt: skip
+    settings.BACKUP_TASK_QUEUE = "test-queue"
+    snapshot = stored_snapshot(b"archive bytes")
+    with django_capture_on_commit_callbacks(execute=True):
+        response = api.post(f"{API}/snapshots/{snapshot.backup_id}/verify", {"deep": True}, "json")
+    data = envelope(response, 202)
+    run = Run.objects.get(pk=data["task_id"])
+    assert run.options == {"deep": True} and run.state == "pending"
+    assert data["backup_id"] == snapshot.backup_id and data["operation"] == "verify"
+    task_id = str(run.pk)
+    assert sent == [
+        {
+            "snapshots.verify_snapshot": {
+                "args": [task_id],
+                "task_id": task_id,
+                "queue": "test-queue",
+            }
+        }
+    ]
+
+
+def test_verify_of_a_failed_snapshot_is_409_and_bad_body_400(
+    api: APIClient, make_snapshot: MakeSnapshot
+) -> None:
+    failed = make_snapshot(status="failed")
+    envelope(api.post(f"{API}/snapshots/{failed.backup_id}/verify", {}, format="json"), 409)
+    ok = make_snapshot()
+    data = envelope(
+        api.post(f"{API}/snapshots/{ok.backup_id}/verify", {"deep": "maybe"}, format="json"), 400
+    )
+    assert "deep" in data
+    assert not Run.objects.exists()
+
+
+def test_restore_is_queued_with_its_options(
+    api: APIClient, make_snapshot: MakeSnapshot, sent: list, settings,
+    django_capture_on_commit_callbacks,
+) -> None:  # fmt: skip
+    settings.BACKUP_TASK_QUEUE = ""  # unset: the host's own queue
+    settings.BACKUP_HOST_ID = "vm7"
+    snapshot = make_snapshot()
+    with django_capture_on_commit_callbacks(execute=True):
+        response = api.post(
+            f"{API}/restore/wordpress001/{snapshot.backup_id}",
+            {"stop_app": False, "backup_before_restore": False}, format="json",
+        )  # fmt: skip
+    data = envelope(response, 202)
+    run = Run.objects.get(pk=data["task_id"])
+    assert run.operation == "restore" and run.snapshot == snapshot
+    assert run.options == {
+        "stop_app": False, "restore_database": True, "backup_before_restore": False,
+    }  # fmt: skip
+    assert sent[0]["snapshots.restore_backup"]["queue"] == "host.vm7"
+
+
+def test_a_second_restore_of_an_app_is_409(
+    api: APIClient, make_snapshot: MakeSnapshot, sent: list
+) -> None:
+    snapshot = make_snapshot()
+    url = f"{API}/restore/wordpress001/{snapshot.backup_id}"
+    envelope(api.post(url, {}, format="json"), 202)
+    response = api.post(url, {}, format="json")
+    envelope(response, 409)
+    assert "busy" in response.json()["message"]
+    assert Run.objects.filter(operation="restore").count() == 1
+
+
+def test_restore_while_a_backup_holds_the_app_lock_is_409(
+    api: APIClient, make_snapshot: MakeSnapshot, sent: list
+) -> None:
+    snapshot = make_snapshot()
+    backup = Run.objects.create(operation="backup", app_id="wordpress001", state="running")
+    from django.utils import timezone
+
+    AppLock.objects.create(
+        app_id="wordpress001", run=backup, acquired_at=timezone.now(), heartbeat_at=timezone.now()
+    )
+    envelope(api.post(f"{API}/restore/wordpress001/{snapshot.backup_id}", {}, "json"), 409)
+
+
+@pytest.mark.parametrize("status", ["failed", "pending", "running"])
+def test_restore_of_an_incomplete_snapshot_is_409(
+    api: APIClient, make_snapshot: MakeSnapshot, status: str
+) -> None:
+    snapshot = make_snapshot(status=status)
+    response = api.post(f"{API}/restore/wordpress001/{snapshot.backup_id}", {}, format="json")
+    envelope(response, 409)
+    assert status in response.json()["message"]
+    assert not Run.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("app_id", "backup_id"),
+    [
+        ("odoo001", None),  # a snapshot of another app
+        ("wordpress001", "backup_20260105_103000_000000"),
+        ("wordpress001", "backup_x"),
+        ("wordpress001", "..%2F..%2Fetc"),
+        ("Bad App", None),
+    ],
+)
+def test_restore_of_unknown_things_is_404(
+    api: APIClient, make_snapshot: MakeSnapshot, app_id: str, backup_id: str | None
+) -> None:
+    snapshot = make_snapshot()
+    envelope(api.post(f"{API}/restore/{app_id}/{backup_id or snapshot.backup_id}", {}, "json"), 404)
+    assert not Run.objects.exists()
+
+
+def test_restore_body_is_validated(api: APIClient, make_snapshot: MakeSnapshot) -> None:
+    snapshot = make_snapshot()
+    url = f"{API}/restore/wordpress001/{snapshot.backup_id}"
+    assert "stop_app" in envelope(api.post(url, {"stop_app": "please"}, format="json"), 400)
+    assert "wait" in envelope(api.post(f"{url}?wait=sometimes", {}, format="json"), 400)
+    assert not Run.objects.exists()
+
+
+def test_task_shows_state_progress_and_result(api: APIClient, make_snapshot: MakeSnapshot) -> None:
+    snapshot = make_snapshot()
+    run = Run.objects.create(
+        operation="backup", app_id="wordpress001", snapshot=snapshot, state="running",
+        phase="archiving", bytes_done=250, bytes_total=1000,
+    )  # fmt: skip
+    data = envelope(api.get(f"{API}/tasks/{run.pk}"), 200)
+    assert data["task_id"] == str(run.pk) and data["backup_id"] == snapshot.backup_id
+    assert (data["state"], data["phase"], data["progress"]) == ("running", "archiving", 0.25)
+    assert data["bytes_done"] == 250 and data["bytes_total"] == 1000
+    Run.objects.filter(pk=run.pk).update(state="failed", error="disk full", result={"a": 1})
+    data = envelope(api.get(f"{API}/tasks/{run.pk}"), 200)
+    assert data["state"] == "failed" and data["error"] == "disk full" and data["result"] == {"a": 1}
+
+
+@pytest.mark.parametrize("task_id", [str(uuid.uuid4()), "not-a-uuid", "1", "x" * 300])
+def test_unknown_tasks_are_404(api: APIClient, task_id: str) -> None:
+    envelope(api.get(f"{API}/tasks/{task_id}"), 404)
+
+
+def test_restore_wait_answers_202_when_the_wait_limit_passes(
+    api: APIClient, make_snapshot: MakeSnapshot, sent: list, settings
+) -> None:
+    settings.BACKUP_API_WAIT_SECONDS = 0.3  # and no worker runs it
+    snapshot = make_snapshot()
+    response = api.post(f"{API}/restore/wordpress001/{snapshot.backup_id}?wait=true", {}, "json")
+    data = envelope(response, 202)
+    assert "still running" in response.json()["message"] and data["state"] == "pending"
+
+
+def test_restore_wait_returns_the_result_once_the_run_ended(
+    api: APIClient, make_snapshot: MakeSnapshot, monkeypatch: pytest.MonkeyPatch, settings
+) -> None:
+    """A stand-in worker finishes the run as soon as its task is sent."""
+    settings.BACKUP_API_WAIT_SECONDS = 30
+    result = {"app_id": "wordpress001", "restored_volumes": ["v1"], "duration_seconds": 1.5}
+
+    def finish(name: str, args: list, **_: object) -> None:
+        Run.objects.filter(pk=args[0]).update(state="completed", result=result)
+
+    monkeypatch.setattr(snapshot_services.celery_app, "send_task", finish)
+    snapshot = make_snapshot()
+    # In a test transaction on_commit never fires: send at once.
+    monkeypatch.setattr(snapshot_services.transaction, "on_commit", lambda send: send())
+    response = api.post(f"{API}/restore/wordpress001/{snapshot.backup_id}?wait=1", {}, "json")
+    data = envelope(response, 200)
+    assert response.json()["message"] == "restore completed"
+    assert data["state"] == "completed" and data["result"] == result
