@@ -280,41 +280,46 @@ def _hijacked(api: Any, response: requests.Response) -> tuple[Any, socket.socket
 
 
 def _frames(reader: Any, name: str) -> Iterator[tuple[int, bytes]]:
-    """Yield (stream type, payload chunk) from Docker's multiplexed stream,
-    payloads cut to at most CHUNK bytes. Errors of the connection become
-    ExecError; errors of whoever consumes the chunks are theirs."""
-    try:
-        while True:
-            header = _read_exact(reader, _HEADER)
-            if not header:
-                return
-            kind = header[0]
-            remaining = int.from_bytes(header[4:8], "big")
-            while remaining:
-                chunk = reader.read(min(remaining, CHUNK))
-                if not chunk:
-                    raise OSError("stream ended inside a frame")
-                remaining -= len(chunk)
-                yield kind, chunk
-    except OSError as exc:
-        raise ExecError(f"connection to the Docker engine lost while running {name}") from exc
+    """Yield (stream type, payload piece) from Docker's multiplexed stream.
 
-
-def _read_exact(reader: Any, size: int) -> bytes:
-    data = reader.read(size)
-    if not data:
-        return b""
-    while len(data) < size:
-        more = reader.read(size - len(data))
-        if not more:
-            raise OSError("stream ended inside a frame header")
-        data += more
-    return data
+    Reads whatever has arrived, up to CHUNK bytes at a time (read1: one
+    recv, not one per frame header and payload), and cuts it into frames
+    in memory; dockerd sends frames of a few KiB, so this saves most of the
+    per-frame system calls. Errors of the connection become ExecError;
+    errors of whoever consumes the pieces are theirs."""
+    header = b""  # a frame header split across reads
+    kind, remaining = 0, 0
+    while True:
+        try:
+            data = reader.read1(CHUNK)
+        except OSError as exc:
+            raise ExecError(f"connection to the Docker engine lost while running {name}") from exc
+        if not data:
+            if remaining or header:
+                raise ExecError(f"connection to the Docker engine lost while running {name}")
+            return
+        pos, end = 0, len(data)
+        while pos < end:
+            if remaining == 0:
+                take = min(_HEADER - len(header), end - pos)
+                header += data[pos : pos + take]
+                pos += take
+                if len(header) < _HEADER:
+                    break
+                kind, remaining = header[0], int.from_bytes(header[4:8], "big")
+                header = b""
+                continue
+            take = min(remaining, end - pos)
+            yield kind, data[pos : pos + take] if take < end else data
+            pos += take
+            remaining -= take
 
 
 def _exit_code(api: Any, exec_id: str, name: str) -> int:
-    # The stream can end a moment before dockerd records the exit.
+    # The stream can end a moment before dockerd records the exit: poll,
+    # briefly at first (most execs are short queries), then less often.
     deadline = time.monotonic() + 30
+    pause = 0.002
     while True:
         try:
             info = api.exec_inspect(exec_id)
@@ -326,4 +331,5 @@ def _exit_code(api: Any, exec_id: str, name: str) -> int:
             return int(info["ExitCode"])
         if time.monotonic() > deadline:
             raise ExecError(f"{name} did not report an exit status")
-        time.sleep(0.02)
+        time.sleep(pause)
+        pause = min(pause * 2, 0.05)

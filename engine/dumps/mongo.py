@@ -290,7 +290,7 @@ def _config_file(
             )
         yield path
     except ExecError as exc:
-        raise error(f"{db.container.name}: {exc}") from None
+        raise error(str(exc)) from None
     finally:
         _remove(client, db, path)
 
@@ -333,7 +333,7 @@ def _require_tools(
     try:
         result, out = exec_capture(client, container_ref(db), [tool, "--version"])
     except ExecError as exc:
-        raise error(f"{db.container.name}: {exc}") from None
+        raise error(str(exc)) from None
     if result.exit_code in EXEC_NOT_FOUND:
         raise error(f"{tool} is not available in {db.container.name}")
     if not db.credentials.password:
@@ -352,7 +352,7 @@ def _server_version(client: docker.DockerClient, db: DatabaseInfo) -> str:
     try:
         result, out = exec_capture(client, container_ref(db), ["mongod", "--version"])
     except ExecError as exc:
-        raise DatabaseDumpError(f"cannot dump {db.container.name}: {exc}") from None
+        raise DatabaseDumpError(str(exc)) from None
     if result.exit_code != 0:
         return "unknown"
     first = out.decode("utf-8", "replace").strip().splitlines()

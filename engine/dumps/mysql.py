@@ -77,7 +77,7 @@ def dump_mysql(
     file. On any failure the files written so far are removed."""
     name = db.container.name
     cli = _pick_tool(client, db, CLIENTS)
-    version = _query(client, db, cli, "SELECT VERSION()")[0]
+    version, databases = _version_and_databases(client, db, cli)
     engine = "mariadb" if "mariadb" in version.lower() else "mysql"
     tool, tool_version = _pick_tool_with_version(client, db, DUMP_TOOLS)
     options = list(DUMP_OPTIONS)
@@ -87,7 +87,7 @@ def dump_mysql(
         options.append("--set-gtid-purged=OFF")
     dumps: list[DumpFile] = []
     try:
-        for database in list_databases(client, db, cli):
+        for database in databases:
             path = spool_path(spool_dir, name, database, "sql")
             cmd = [tool, f"--user={db.credentials.user}", *options, "--databases", "--", database]
             throttled = Throttled(progress, "dumping", f"{name}/{database}", None)
@@ -115,15 +115,23 @@ def dump_mysql(
     return dumps
 
 
-def list_databases(client: docker.DockerClient, db: DatabaseInfo, cli: str) -> list[str]:
+def _version_and_databases(
+    client: docker.DockerClient, db: DatabaseInfo, cli: str
+) -> tuple[str, list[str]]:
+    """The server's version and the user databases the credentials can see,
+    in one client call."""
     # HEX(): names may hold tabs or newlines, which the client would escape.
     rows = _query(
-        client, db, cli, "SELECT HEX(SCHEMA_NAME) FROM information_schema.SCHEMATA ORDER BY 1"
+        client,
+        db,
+        cli,
+        "SELECT VERSION(); SELECT HEX(SCHEMA_NAME) FROM information_schema.SCHEMATA ORDER BY 1",
     )
-    names = [bytes.fromhex(row).decode("utf-8") for row in rows if row]
+    names = [bytes.fromhex(row).decode("utf-8") for row in rows[1:] if row]
     # "#mysql50#..." are directories in the datadir that are not databases
     # (e.g. lost+found on a volume root), shown by MariaDB for old upgrades.
-    return [n for n in names if n not in SYSTEM_DATABASES and not n.startswith("#mysql50#")]
+    databases = [n for n in names if n not in SYSTEM_DATABASES and not n.startswith("#mysql50#")]
+    return rows[0], databases
 
 
 def verify_sql_dump(path: Path) -> dict[str, Any]:
@@ -232,7 +240,7 @@ def _query(client: docker.DockerClient, db: DatabaseInfo, cli: str, sql: str) ->
     try:
         result, out = exec_capture(client, container_ref(db), cmd, environment=_env(db))
     except ExecError as exc:
-        raise DatabaseDumpError(f"{db.container.name}: {exc}") from None
+        raise DatabaseDumpError(str(exc)) from None
     if result.exit_code != 0:
         stderr = tail_lines(scrub(result.stderr_text(), db.credentials.password))
         raise DatabaseDumpError(f"{db.container.name}: {cli} failed: {stderr or 'no message'}")
@@ -251,7 +259,7 @@ def _pick_tool_with_version(
         try:
             result, out = exec_capture(client, container_ref(db), [tool, "--version"])
         except ExecError as exc:
-            raise DatabaseDumpError(f"{db.container.name}: {exc}") from None
+            raise DatabaseDumpError(str(exc)) from None
         if result.exit_code not in EXEC_NOT_FOUND:
             return tool, out.decode("utf-8", "replace")
     raise DatabaseDumpError(f"none of {', '.join(candidates)} found in {db.container.name}")

@@ -66,14 +66,13 @@ def dump_postgres(
     """The globals first, then every database that is not a template. On any
     failure the files written so far are removed."""
     name = db.container.name
-    maintenance = _maintenance_db(client, db, avoid=None, error=DatabaseDumpError)
-    row = _query(
+    maintenance, row = _maintenance_db(
         client,
         db,
-        maintenance,
-        "SELECT current_setting('server_version') || '|' || "
+        avoid=None,
+        error=DatabaseDumpError,
+        sql="SELECT current_setting('server_version') || '|' || "
         "(SELECT rolsuper FROM pg_roles WHERE rolname = current_user)::text",
-        DatabaseDumpError,
     )
     version, superuser = row[0].rsplit("|", 1)
     databases = list_databases(client, db, maintenance)
@@ -137,7 +136,13 @@ def verify_pg_custom(path: Path) -> dict[str, Any]:
     """Walk a custom-format file without a server: header, TOC, and every
     data block to its end marker. A cut file fails here, while `pg_restore
     --list` reads only the TOC at the front and would accept it."""
-    structure = read_structure(path)
+    try:
+        structure = read_structure(path)
+    except NewerFormat as exc:
+        # A pg_dump newer than this checker: do not fail a good dump over it;
+        # `pg_restore --list` (same version as pg_dump) still judges it.
+        return {"format": "pg_custom", "size": path.stat().st_size, "checks": ["header"],
+                "note": str(exc)}  # fmt: skip
     return {
         "format": "pg_custom",
         "size": path.stat().st_size,
@@ -173,7 +178,10 @@ def pg_restore_list(client: docker.DockerClient, container: str, dump: DumpFile)
     stdin rather than copied in, and only up to the end of its TOC, all that
     --list reads: nothing to clean up in the container, and no connection,
     so no credentials. Its TOC count must match ours."""
-    structure = read_structure(dump.path, walk_data=False)  # the TOC is enough here
+    try:
+        structure: CustomStructure | None = read_structure(dump.path, walk_data=False)
+    except NewerFormat:
+        structure = None  # feed it all; --list stops reading where it needs to
     with dump.path.open("rb") as f:
         try:
             result, out = exec_capture(
@@ -181,7 +189,7 @@ def pg_restore_list(client: docker.DockerClient, container: str, dump: DumpFile)
                 container,
                 ["pg_restore", "--list"],
                 stdin=f,
-                stdin_limit=structure.toc_end,
+                stdin_limit=structure.toc_end if structure else None,
                 limit=4096,
             )
         except ExecError as exc:
@@ -191,9 +199,9 @@ def pg_restore_list(client: docker.DockerClient, container: str, dump: DumpFile)
             f"pg_restore --list cannot read the dump: {tail_lines(result.stderr_text())}"
         )
     match = _TOC_COUNT.search(out)
-    if not match or int(match.group(1)) != structure.toc_entries:
+    if not match or (structure and int(match.group(1)) != structure.toc_entries):
         raise DatabaseDumpError("pg_restore --list does not agree with the dump's TOC")
-    return {"pg_restore_list": "ok", "toc_entries": structure.toc_entries}
+    return {"pg_restore_list": "ok", "toc_entries": int(match.group(1))}
 
 
 # -- Restore ------------------------------------------------------------------
@@ -219,14 +227,13 @@ def restore_postgres(
     database_dumps = [d for d in dumps if d.format == "pg_custom"]
     if len(globals_dumps) + len(database_dumps) != len(dumps):
         raise DatabaseRestoreError(f"cannot restore a non-PostgreSQL dump into {name}")
-    maintenance = _maintenance_db(client, db, avoid=None, error=DatabaseRestoreError)
-    row = _query(
+    maintenance, row = _maintenance_db(
         client,
         db,
-        maintenance,
-        "SELECT rolsuper::text || '|' || rolcreatedb::text FROM pg_roles "
+        avoid=None,
+        error=DatabaseRestoreError,
+        sql="SELECT rolsuper::text || '|' || rolcreatedb::text FROM pg_roles "
         "WHERE rolname = current_user",
-        DatabaseRestoreError,
     )
     superuser, createdb = (value == "true" for value in row[0].split("|"))
     for dump in globals_dumps:
@@ -287,7 +294,7 @@ def _restore_recreated(
 ) -> None:
     database = dump.database or ""
     # Connect elsewhere than the database being dropped and recreated.
-    maintenance = _maintenance_db(client, db, avoid=database, error=DatabaseRestoreError)
+    maintenance, _ = _maintenance_db(client, db, avoid=database, error=DatabaseRestoreError)
     # DROP DATABASE fails while sessions are open (the app's pool, a
     # monitoring agent); the restore flow has stopped the app, end the rest.
     _query(
@@ -459,7 +466,7 @@ def _query(
             client, container_ref(db), cmd, environment=_env(db, database), limit=64 << 20
         )
     except ExecError as exc:
-        raise error(f"{db.container.name}: {exc}") from None
+        raise error(str(exc)) from None
     if result.exit_code != 0:
         stderr = tail_lines(scrub(result.stderr_text(), db.credentials.password), 1000)
         raise error(f"{db.container.name}: psql failed: {stderr or 'no message'}")
@@ -471,19 +478,19 @@ def _maintenance_db(
     db: DatabaseInfo,
     avoid: str | None,
     error: type[DatabaseDumpError],
-) -> str:
-    """A database to connect to for cluster-wide work: postgres, or
-    template1 where postgres was dropped (or is the one being restored)."""
+    sql: str = "SELECT 1",
+) -> tuple[str, list[str]]:
+    """A database to connect to for cluster-wide work, with the answer to
+    SQL there: postgres, or template1 where postgres was dropped (or is the
+    one being restored)."""
     candidates = [d for d in MAINTENANCE_DBS if d != avoid]
     for candidate in candidates[:-1]:
         try:
-            _query(client, db, candidate, "SELECT 1", error)
-            return candidate
+            return candidate, _query(client, db, candidate, sql, error)
         except DatabaseDumpError as exc:
             if "does not exist" not in str(exc):
                 raise
-    _query(client, db, candidates[-1], "SELECT 1", error)
-    return candidates[-1]
+    return candidates[-1], _query(client, db, candidates[-1], sql, error)
 
 
 # -- Custom-format structure ----------------------------------------------------
@@ -500,6 +507,10 @@ BLK_DATA, BLK_BLOBS = 1, 3
 OFFSET_FLAGS = (1, 2, 3)  # position not set, position set, no data
 SUPPORTED = ((1, 12), (1, 16))
 _WINDOW = 1 << 20
+
+
+class NewerFormat(DatabaseDumpError):
+    """The file comes from a pg_dump newer than this parser knows."""
 
 
 @dataclass(frozen=True)
@@ -595,7 +606,9 @@ def read_structure(path: Path, walk_data: bool = True) -> CustomStructure:
             raise DatabaseDumpError('not a pg_dump custom-format file (no "PGDMP" magic)')
         vmaj, vmin = c.byte(), c.byte()
         vrev = c.byte()  # present since 1.1
-        if not SUPPORTED[0] <= (vmaj, vmin) <= SUPPORTED[1]:
+        if (vmaj, vmin) > SUPPORTED[1]:
+            raise NewerFormat(f"custom-format version {vmaj}.{vmin} is newer than this checker")
+        if (vmaj, vmin) < SUPPORTED[0]:
             raise DatabaseDumpError(f"unsupported custom-format version {vmaj}.{vmin}")
         c.int_size, c.off_size = c.byte(), c.byte()
         if not (1 <= c.int_size <= 8 and 1 <= c.off_size <= 16):

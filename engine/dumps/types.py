@@ -1,6 +1,7 @@
-"""What a database dump produces, and the small helpers every engine shares:
-archive names, the spool file writer (size + SHA-256 while streaming),
-progress throttling and secret scrubbing."""
+"""What a database dump produces (DumpFile), and the helpers every engine
+shares: archive and spool names, running a dump tool into its spool file
+(size and SHA-256 computed on the way), progress throttling, scrubbing
+secrets from tool messages, container state and `*_FILE` passwords."""
 
 from __future__ import annotations
 
@@ -169,8 +170,9 @@ class SpoolWriter:
 
 
 def container_ref(db: DatabaseInfo) -> str:
-    """How to address the container in API calls: its id, else its name."""
-    return db.container.id or db.container.name
+    """How to address the container in API calls: its name (what Compose
+    keeps stable, and what messages show), else its id."""
+    return db.container.name.lstrip("/") or db.container.id
 
 
 def dump_to_spool(
@@ -227,7 +229,7 @@ def with_password_file(
     try:
         result, out = exec_capture(client, container_ref(db), ["cat", "--", path], limit=64 << 10)
     except ExecError as exc:
-        raise error(f"{db.container.name}: {exc}") from None
+        raise error(str(exc)) from None
     if result.exit_code != 0:
         raise error(f"{db.container.name}: cannot read the password file {path}")
     value = out.decode("utf-8", "replace").rstrip("\n")

@@ -532,8 +532,7 @@ def test_stopped_container_fails_clearly(
 FAKE_CLIENT = """#!/bin/sh
 case "$*" in
   *--version*) echo "mariadb from 11.4.2-MariaDB, client 15.2" ;;
-  *VERSION*) echo "11.4.2-MariaDB-fake" ;;
-  *SCHEMATA*) echo 73686F70; echo 6D7973716C ;;
+  *VERSION*SCHEMATA*) echo "11.4.2-MariaDB-fake"; echo 73686F70; echo 6D7973716C ;;
   *) exit 1 ;;
 esac
 """
@@ -620,3 +619,37 @@ def test_abandoned_dump_is_killed_in_the_container(
         dump_database(docker_client, fake_info(app_container), tmp_path / "spool", give_up)
     assert not stuck()
     assert spool_files(tmp_path / "spool") == []
+
+
+# -- The exec stream, shared by every engine -------------------------------------
+
+
+class _Chunked:
+    """A reader handing out at most STEP bytes per read, as a socket may."""
+
+    def __init__(self, data: bytes, step: int) -> None:
+        self.data, self.step, self.pos = data, step, 0
+
+    def read1(self, size: int) -> bytes:
+        piece = self.data[self.pos : self.pos + min(size, self.step)]
+        self.pos += len(piece)
+        return piece
+
+
+def _frame(kind: int, payload: bytes) -> bytes:
+    return bytes([kind, 0, 0, 0]) + len(payload).to_bytes(4, "big") + payload
+
+
+def test_docker_stream_frames_survive_any_split() -> None:
+    """Frame headers and payloads cut anywhere by the network still give
+    stdout and stderr back exactly; a stream cut inside a frame is an error."""
+    from engine.dumps.exec_stream import ExecError, _frames
+
+    stream = _frame(1, b"hello") + _frame(2, b"err!") + _frame(1, b"") + _frame(1, b"x" * 300)
+    for step in range(1, len(stream) + 1):
+        out = {1: b"", 2: b""}
+        for kind, piece in _frames(_Chunked(stream, step), "tool"):
+            out[kind] += piece
+        assert out == {1: b"hello" + b"x" * 300, 2: b"err!"}, step
+    with pytest.raises(ExecError, match="connection to the Docker engine lost"):
+        list(_frames(_Chunked(stream[:-3], 7), "tool"))

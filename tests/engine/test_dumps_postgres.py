@@ -326,6 +326,14 @@ def test_verify_without_and_with_a_container(
     assert verify_dump(None, replace(dump, path=odd))["checks"] == ["header", "toc", "data_blocks"]
     with pytest.raises(DatabaseDumpError, match="pg_restore --list cannot read the dump"):
         verify_dump(docker_client, replace(dump, path=odd))
+    # A pg_dump newer than our parser: not failed offline (pg_restore of the
+    # same version judges it), but this PostgreSQL 15 pg_restore refuses it.
+    newer = tmp_path / "newer.dump"
+    newer.write_bytes(data[:6] + bytes([99]) + data[7:])
+    report = verify_dump(None, replace(dump, path=newer))
+    assert report["checks"] == ["header"] and "newer than this checker" in report["note"]
+    with pytest.raises(DatabaseDumpError, match="pg_restore --list cannot read the dump"):
+        verify_dump(docker_client, replace(dump, path=newer))
     globals_dump = next(d for d in dumps if d.format == "pg_globals_sql")
     cut.write_bytes(globals_dump.path.read_bytes()[:-60])
     with pytest.raises(DatabaseDumpError, match="truncated"):
