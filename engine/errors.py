@@ -48,5 +48,10 @@ class DatabaseDumpError(EngineError):
     pass
 
 
+class DatabaseRestoreError(DatabaseDumpError):
+    """Restoring a dump failed. A subclass of DatabaseDumpError so a caller
+    that handles "the database step failed" catches both."""
+
+
 class AppLocked(EngineError):
     """Another backup or restore of the same app is running."""

@@ -17,7 +17,7 @@ from urllib.parse import quote
 import docker
 
 from engine.dumps.exec_stream import CHUNK, EXEC_NOT_FOUND, ExecError, exec_capture, exec_stream
-from engine.errors import DatabaseDumpError
+from engine.errors import DatabaseDumpError, DatabaseRestoreError
 from engine.inventory import DatabaseInfo
 from engine.progress import Progress, ProgressCallback
 from engine.secret import Secret
@@ -36,11 +36,6 @@ MONGO_ALL_NAME = "all"  # one mongodump archive holds every database
 
 PROGRESS_EVERY = 8 << 20  # report at most every 8 MiB ...
 PROGRESS_MIN_SECONDS = 0.5  # ... and at most twice a second
-
-
-class DatabaseRestoreError(DatabaseDumpError):
-    """Restoring a dump failed. A subclass of DatabaseDumpError so a caller
-    that handles "the database step failed" catches both."""
 
 
 @dataclass(frozen=True)

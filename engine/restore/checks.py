@@ -17,6 +17,7 @@ import struct
 from collections.abc import Container, Mapping
 from dataclasses import dataclass
 from typing import Literal, NamedTuple, Protocol
+from zlib import adler32
 
 from engine.archive.layout import BACKUP_JSON, CONFIG_DIR, DATABASES_DIR, MANIFEST_JSON, VOLUMES_DIR
 from engine.archive.manifest import Manifest
@@ -29,7 +30,13 @@ MAX_ID = 2**32 - 2  # (uid_t)-1 means "unchanged" to chown: never a real owner
 MAX_PAX = 1 << 20  # an extended header holds a few names, not megabytes
 
 Kind = Literal["file", "dir", "symlink", "hardlink"]
-_KINDS: dict[bytes, Kind] = {b"0": "file", b"\0": "file", b"5": "dir", b"2": "symlink", b"1": "hardlink"}
+_KINDS: dict[bytes, Kind] = {
+    b"0": "file",
+    b"\0": "file",
+    b"5": "dir",
+    b"2": "symlink",
+    b"1": "hardlink",
+}
 _REFUSED = {b"3": "a character device", b"4": "a block device", b"6": "a FIFO",
             b"7": "a contiguous file", b"S": "a GNU sparse file", b"g": "a global PAX header",
             b"L": "a GNU long name", b"K": "a GNU long link name"}  # fmt: skip
@@ -61,8 +68,7 @@ class Member:
     linkname: str
 
 
-@dataclass(frozen=True)
-class Placement:
+class Placement(NamedTuple):  # a tuple: made for every member, so cheap
     area: Area
     root: str  # volume name, or the spool's top dir ("databases"/"config")
     parts: tuple[str, ...]  # path below that root; () is the root itself
@@ -96,8 +102,8 @@ class TarReader:
         header = self._block()
         if header is None:
             return None
-        pax: dict[str, str] = {}
-        if header[156:157] == b"x":
+        pax: dict[bytes, bytes] = {}
+        if header[156] == 0x78:  # "x": an extended header for the next member
             pax = self._pax(header)
             header = self._block()
             if header is None:
@@ -109,21 +115,22 @@ class TarReader:
 
     def _block(self) -> bytes | None:
         header = self._source.read(BLOCK)
-        if not header or header == _ZERO_BLOCK:
-            return None
         if len(header) < BLOCK:
-            raise ArchiveError("archive truncated inside a header")
+            if header:
+                raise ArchiveError("archive truncated inside a header")
+            return None
+        if header == _ZERO_BLOCK:
+            return None
         stored = _number(header[148:156])
-        # Unsigned byte sum, with the checksum field as spaces; some old tars sum signed bytes.
-        if stored != sum(header) - sum(header[148:156]) + 8 * 32 and (
-            stored != sum(_SIGNED.unpack(header)) + 8 * 32
+        if stored != _byte_sum(header) - sum(header[148:156]) + 8 * 32 and (
+            stored != sum(_SIGNED.unpack(header)) + 8 * 32  # some old tars sum signed bytes
         ):
             raise ArchiveError("invalid tar header checksum (corrupt archive?)")
         if header[257:265] != b"ustar\x0000":
             raise ArchiveError("not a POSIX (ustar/pax) tar header")
         return header
 
-    def _pax(self, header: bytes) -> dict[str, str]:
+    def _pax(self, header: bytes) -> dict[bytes, bytes]:
         """The records "<length> <key>=<value>\\n" of an extended header."""
         size = _number(header[124:136])
         if not 0 <= size <= MAX_PAX:
@@ -131,31 +138,38 @@ class TarReader:
         raw = self._source.read((size + BLOCK - 1) // BLOCK * BLOCK)[:size]
         if len(raw) < size:
             raise ArchiveError("archive truncated inside a PAX header")
-        records: dict[str, str] = {}
+        records: dict[bytes, bytes] = {}
         pos = 0
         try:
             while pos < size:
                 space = raw.index(b" ", pos)
                 end = pos + int(raw[pos:space])
-                key, equals, value = raw[space + 1 : end - 1].partition(b"=")
-                if end > size or raw[end - 1 : end] != b"\n" or not equals:
+                if not space < end <= size or raw[end - 1] != 0x0A:  # a zero length would loop
                     raise ValueError("malformed record")
-                # Values are UTF-8; undecodable names (hdrcharset=BINARY) keep their bytes.
-                records[key.decode("utf-8")] = value.decode("utf-8", "surrogateescape")
+                key, equals, value = raw[space + 1 : end - 1].partition(b"=")
+                if not equals:
+                    raise ValueError("malformed record")
+                if key.startswith(b"GNU.sparse."):
+                    raise ArchiveError("GNU sparse members are not supported: refused")
+                records[key] = value
                 pos = end
-        except ValueError as exc:
+        except (ValueError, IndexError) as exc:
             raise ArchiveError(f"invalid PAX header: {exc}") from exc
-        if any(key.startswith("GNU.sparse.") for key in records):
-            raise ArchiveError("GNU sparse members are not supported: refused")
         return records
+
+
+def _byte_sum(block: bytes) -> int:
+    # Adler-32's low half is 1 + the byte sum mod 65521: exact for 256 bytes
+    # (at most 65280), and ten times faster than sum() over 512 bytes.
+    return (adler32(block[:256]) & 0xFFFF) + (adler32(block[256:]) & 0xFFFF) - 2
 
 
 def _number(field: bytes) -> int:
     """A numeric header field: octal text, or base-256 for large values."""
-    if field[:1] in (b"\x80", b"\xff"):
+    if field[0] & 0x80:
         value = int.from_bytes(field[1:], "big")
-        return value - 256 ** (len(field) - 1) if field[:1] == b"\xff" else value
-    text = field.split(b"\0", 1)[0].strip()
+        return value - 256 ** (len(field) - 1) if field[0] == 0xFF else value
+    text = field.rstrip(b"\0 ")  # digits, then NUL or space (the checksum has both)
     try:
         return int(text, 8) if text else 0
     except ValueError:
@@ -163,14 +177,17 @@ def _number(field: bytes) -> int:
 
 
 def _text(field: bytes) -> str:
-    return field.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+    # UTF-8; undecodable bytes (hdrcharset=BINARY names) are kept as surrogates.
+    return field.partition(b"\0")[0].decode("utf-8", "surrogateescape")
 
 
-def _member(header: bytes, pax: dict[str, str]) -> Member:
+def _member(header: bytes, pax: dict[bytes, bytes]) -> Member:
     kind_byte = header[156:157]
-    name = _text(header[0:100])
-    prefix = _text(header[345:500])
-    name = pax.get("path", f"{prefix}/{name}" if prefix else name)
+    if b"path" in pax:
+        name = pax[b"path"].decode("utf-8", "surrogateescape")
+    else:
+        name, prefix = _text(header[0:100]), _text(header[345:500])
+        name = f"{prefix}/{name}" if prefix else name
     kind = _KINDS.get(kind_byte)
     if kind is None:
         what = _REFUSED.get(kind_byte, f"of unsupported type {kind_byte!r}")
@@ -178,42 +195,59 @@ def _member(header: bytes, pax: dict[str, str]) -> Member:
     if kind == "dir" or (kind_byte == b"\0" and name.endswith("/")):
         kind, name = "dir", name.rstrip("/") or name
     try:
-        size = int(pax["size"]) if "size" in pax else _number(header[124:136])
-        uid = int(pax["uid"]) if "uid" in pax else _number(header[108:116])
-        gid = int(pax["gid"]) if "gid" in pax else _number(header[116:124])
-        mtime_ns = _pax_time(pax["mtime"]) if "mtime" in pax else _number(header[136:148]) * 10**9
+        size = int(pax[b"size"]) if b"size" in pax else _number(header[124:136])
+        uid = int(pax[b"uid"]) if b"uid" in pax else _number(header[108:116])
+        gid = int(pax[b"gid"]) if b"gid" in pax else _number(header[116:124])
+        mtime_ns = _pax_time(pax[b"mtime"]) if b"mtime" in pax else _number(header[136:148]) * 10**9
     except ValueError:
         raise ArchiveError(f"member {name!r} has an invalid PAX number") from None
     if size < 0 or (kind != "file" and size != 0):
         raise ArchiveError(f"member {name!r} has an invalid size {size}")
     if not (0 <= uid <= MAX_ID and 0 <= gid <= MAX_ID):
         raise ArchiveError(f"member {name!r} has an invalid owner")
-    linkname = pax.get("linkpath", _text(header[157:257]))
-    mode = _number(header[100:108]) & 0o7777
-    return Member(name, kind, size, mode, uid, gid, mtime_ns, linkname)
+    if b"linkpath" in pax:
+        linkname = pax[b"linkpath"].decode("utf-8", "surrogateescape")
+    else:
+        linkname = _text(header[157:257]) if header[157] else ""
+    return Member(name, kind, size, _number(header[100:108]) & 0o7777, uid, gid, mtime_ns, linkname)
 
 
-def _pax_time(raw: str) -> int:
-    """Exact nanoseconds of a PAX time such as "1600000000.123456789"."""
-    sign = -1 if raw.startswith("-") else 1
-    seconds, _, fraction = raw.removeprefix("-").partition(".")
-    if not seconds.isdigit() or not (fraction == "" or fraction.isdigit()):
+def _pax_time(raw: bytes) -> int:
+    """Exact nanoseconds of a PAX time such as b"1600000000.123456789"."""
+    negative = raw.startswith(b"-")
+    seconds, _, fraction = raw.removeprefix(b"-").partition(b".")
+    if not seconds.isdigit() or not (fraction.isdigit() or not fraction):
         raise ValueError(raw)
-    return sign * (int(seconds) * 10**9 + int((fraction + "000000000")[:9]))
+    ns = int(seconds) * 10**9 + int((fraction + b"000000000")[:9])
+    return -ns if negative else ns
 
 
 def split_name(name: str, what: str = "member") -> tuple[str, ...]:
     """The components of a relative member NAME; refuses absolute paths, `..`,
     `.`, empty components, NULs and names too long to create."""
+    parts = tuple(name.split("/"))
+    # Fast path for the usual name: no empty, "." or ".." component is
+    # possible without "//", "/." or a leading "." or "/"; and at 4 bytes a
+    # character at most, short components cannot exceed NAME_MAX bytes.
+    if (
+        name
+        and name[0] not in "./"
+        and name[-1] != "/"
+        and "//" not in name
+        and "/." not in name
+        and "\0" not in name
+        and len(name) <= PATH_MAX // 4
+        and (len(name) <= NAME_MAX // 4 or max(map(len, parts)) <= NAME_MAX // 4)
+    ):
+        return parts
     if not name:
         raise ArchiveError(f"{what} with an empty name")
     if "\0" in name:
         raise ArchiveError(f"{what} {name!r} contains a NUL byte")
     if name.startswith("/"):
         raise ArchiveError(f"{what} {name!r} is an absolute path")
-    if len(os.fsencode(name)) > PATH_MAX:
+    if len(name) > PATH_MAX // 4 and len(os.fsencode(name)) > PATH_MAX:
         raise ArchiveError(f"{what} {name[:60]!r}... is too long ({len(name)} characters)")
-    parts = tuple(name.split("/"))
     for part in parts:
         if part in ("", ".", ".."):
             raise ArchiveError(f"{what} {name!r} has a {part or 'empty'!r} path component")
@@ -248,7 +282,9 @@ def place(
         if volume in targets:
             return Placement("volume", volume, parts[2:])
         if volume not in archived_volumes:
-            raise ArchiveError(f"member {name!r} belongs to volume {volume!r}, unknown to backup.json")
+            raise ArchiveError(
+                f"member {name!r} belongs to volume {volume!r}, unknown to backup.json"
+            )
         if skip_other:
             return Placement("skip", volume, parts[2:])
         raise ArchiveError(f"member {name!r} belongs to volume {volume!r}, not being restored")

@@ -118,7 +118,7 @@ class _Extractor:
         bytes_total: int | None,
     ) -> None:
         self.trees: dict[str, Tree] = {}
-        self.hasher = Hasher()
+        self.spool: Tree | None = None
         self.seen: dict[str, Seen] = {}
         self.backup: dict[str, Any] | None = None
         self.manifest: Manifest | None = None
@@ -134,21 +134,29 @@ class _Extractor:
         self.bytes_done = 0
         self.last_report = time.monotonic()
         self.spool_dir = spool_dir
+        if len({os.path.realpath(path) for path in targets.values()}) < len(targets):
+            raise ValueError("each volume needs its own staging directory")
         try:
             for volume, path in targets.items():
-                split_name(volume, "volume")
+                if len(split_name(volume, "volume")) != 1:
+                    raise ArchiveError(f"invalid volume name {volume!r}")
                 self.trees[volume] = Tree(Path(path))
             self.spool = Tree(spool_dir) if spool_dir is not None else None
         except OSError as exc:
-            self.close()
+            self._close_trees()
             raise EngineError(f"cannot open staging directory: {exc}") from exc
+        except BaseException:
+            self._close_trees()
+            raise
+        self.hasher = Hasher()
 
     def close(self) -> None:
         self.hasher.close()
-        for tree in self.trees.values():
+        self._close_trees()
+
+    def _close_trees(self) -> None:
+        for tree in [*self.trees.values(), *([self.spool] if self.spool else [])]:
             tree.close()
-        if getattr(self, "spool", None) is not None:
-            self.spool.close()  # type: ignore[union-attr]
 
     # -- one member ------------------------------------------------------------
 
@@ -192,14 +200,13 @@ class _Extractor:
             if spot.area == "manifest":
                 self.manifest = Manifest.from_bytes(raw)
                 return
-            self.backup = json.loads(raw)
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ArchiveError(f"{name} is unreadable: {exc}") from exc
-        if not isinstance(self.backup, dict):
-            raise ArchiveError(f"{name} is not a JSON object")
+            backup = json.loads(raw)
+            listed = backup.get("volumes") or []
+            self.archived_volumes = {v["name"] if isinstance(v, dict) else v for v in listed}
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise ArchiveError(f"{name} is unreadable: {exc!r}") from exc
+        self.backup = backup
         self.hasher.add(name, raw, True)
-        listed = self.backup.get("volumes") or []
-        self.archived_volumes = {v["name"] if isinstance(v, dict) else str(v) for v in listed}
         missing = sorted(set(self.trees) - self.archived_volumes) if listed else []
         if missing:
             raise ArchiveError(f"the archive has no volume {missing[0]!r}")
@@ -219,8 +226,9 @@ class _Extractor:
         if kind == "symlink":
             check_symlink_target(name, member.linkname)
         tree.trim()
-        leaf, parent = parts[-1], tree.dir_fd(parts[:-1])
+        leaf = parts[-1]
         try:
+            parent = tree.dir_fd(parts[:-1])
             if kind == "dir":
                 os.mkdir(leaf, 0o700, dir_fd=parent)  # private until finish() sets the mode
                 tree.dirs.add(parts)
@@ -250,15 +258,16 @@ class _Extractor:
     ) -> None:
         if member.kind != "file":
             raise ArchiveError(f"member {name!r} must be a regular file, not a {member.kind}")
-        spool = self.spool
-        assert spool is not None and self.spool_dir is not None
+        spool, spool_dir = self.spool, self.spool_dir
+        if spool is None or spool_dir is None:  # place() only spools with a spool dir
+            raise ArchiveError(f"member {name!r} has nowhere to go")
         try:
             spool.trim()
             parent = spool.make_dirs(parts[:-1])
             self._write_file(parent, parts[-1], member, name, source, owner=False)
         except OSError as exc:
             raise _fs_error(name, exc) from exc
-        self.report_spooled[name] = self.spool_dir.joinpath(*parts)
+        self.report_spooled[name] = spool_dir.joinpath(*parts)
 
     def _write_file(
         self, parent: int, leaf: str, member: Member, name: str, source: Source, owner: bool
@@ -343,13 +352,14 @@ _ZERO_CHUNK = bytes(CHUNK)
 _NONZERO = re.compile(rb"[^\x00]")
 _DIR_OPEN = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 FD_CACHE = 64
+THREADED_HASH = 1 << 20  # files this large are hashed on the hasher thread
 
 
 class Source:
     """Forward-only reader over the tar stream. A thread reads ahead (zstd and
-    age release the GIL, so decompression runs beside our writes); tarfile
-    reads headers through read/tell/seek, file data is taken as (buffer,
-    start, end) ranges of the read-ahead chunks without copying them."""
+    age release the GIL, so decompression runs beside our writes). TarReader
+    reads headers through read/tell/seek; file data is taken as (buffer,
+    start, end) ranges of the read-ahead chunks, never copied."""
 
     def __init__(self, stream: BinaryIO) -> None:
         self._queue: queue.Queue[bytes | BaseException] = queue.Queue(PREFETCH)
@@ -401,6 +411,11 @@ class Source:
         return self._buf, start, end
 
     def read(self, n: int) -> bytes:
+        start = self._start
+        if start + n <= len(self._buf):  # the common case: a header in this chunk
+            self._start = start + n
+            self._pos += n
+            return self._buf[start : start + n]
         parts = []
         while n > 0:
             buf, start, end = self.take(n)
@@ -414,6 +429,8 @@ class Source:
         return self._pos
 
     def seek(self, pos: int) -> int:
+        if pos == self._pos:
+            return pos
         if pos < self._pos:
             raise ArchiveError("archive stream cannot seek backwards")
         while self._pos < pos:
@@ -442,8 +459,8 @@ HashItem = tuple[str, "bytes | memoryview", bool]
 
 
 class Hasher:
-    """SHA-256 of every written file, computed on its own thread: hashing
-    and writing both release the GIL, so they use two cores at once."""
+    """SHA-256 of large files, computed on its own thread: hashing and
+    writing both release the GIL, so they use two cores at once."""
 
     def __init__(self) -> None:
         self.digests: dict[str, str] = {}
@@ -556,19 +573,25 @@ def write_data(fd: int, source: Source, size: int, name: str, hasher: Hasher) ->
     """Copy SIZE bytes of member data into FD (new, so empty), hashing them
     on the way. Zero runs are not written: they read back as zeros, and long
     ones become holes as in the source. True when any zeros were skipped."""
+    # Small files are hashed right here: handing them to the hasher thread
+    # costs more than the hash. Large ones are hashed there, beside the write.
+    digest = hashlib.sha256() if size < THREADED_HASH else None
     offset = data_end = 0
     holes = False
-    if size == 0:
-        hasher.add(name, b"", True)
     while offset < size:
         buf, start, end = source.take(size - offset)
         if start == end:
             raise ArchiveError(f"archive truncated inside member {name!r}")
-        hasher.add(name, memoryview(buf)[start:end], offset + end - start == size)
+        if digest is None:
+            hasher.add(name, memoryview(buf)[start:end], offset + end - start == size)
+        else:
+            digest.update(memoryview(buf)[start:end])
         written, skipped = _write_piece(fd, buf, start, end, offset)
         data_end = max(data_end, written)
         holes = holes or skipped
         offset += end - start
+    if digest is not None:
+        hasher.digests[name] = digest.hexdigest()
     if data_end < size:  # ends with zeros: the size comes from truncate
         os.ftruncate(fd, size)
     return holes
@@ -614,5 +637,7 @@ def _write_piece(fd: int, buf: bytes, start: int, end: int, offset: int) -> tupl
 def _pwrite(fd: int, data: memoryview, offset: int) -> None:
     while data:
         done = os.pwrite(fd, data, offset)
+        if done <= 0:
+            raise OSError(errno.EIO, "write made no progress")
         data = data[done:]
         offset += done
