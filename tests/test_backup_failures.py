@@ -18,6 +18,7 @@ from engine.backup import BackupOptions, create_backup
 from engine.discovery import get_app
 from engine.errors import VolumeNotFound
 from snapshots.models import AppBackupPolicy, AppLock, Run, Snapshot
+from snapshots.services.backup import request_backup, run_backup
 from snapshots.tasks import cleanup
 from storage.base import TEMP_MARKER
 from storage.local import LocalStorage
@@ -139,35 +140,41 @@ def test_missing_volume_is_a_clear_error(
 
 
 def test_same_app_runs_one_at_a_time_different_apps_run_together(
-    deploy_stack,
-    docker_client: docker.DockerClient,
-    settings,
-    tmp_path: Path,
+    deploy_stack, docker_client: docker.DockerClient, settings, tmp_path: Path
 ) -> None:
+    """A backup runs in another process (another worker); a second request for
+    the same app is made in this process while the first holds the app lock."""
     settings.BACKUP_ROOT = tmp_path / "backups"
     first, second = deploy_stack("wordpress"), deploy_stack("odoo")
     for stack, volume in ((first, "wordpress"), (second, "odoo_filestore")):
         _files_only(stack.project)
-        _fill_volume(docker_client, stack.volume(volume), 150)
-    # Same app twice: the second is refused with a clear message.
-    a = manage_py("backup", "create", first.project)
-    _wait_for(lambda: AppLock.objects.filter(app_id=first.project).exists(), 30, "first lock")
-    b = manage_py("backup", "create", first.project)
-    # A different app meanwhile: runs concurrently and completes.
-    c = manage_py("backup", "create", second.project)
-    outputs = {name: proc.communicate(timeout=300) for name, proc in (("a", a), ("b", b), ("c", c))}
-    assert a.returncode == 0, outputs["a"]
-    assert b.returncode != 0 and "is busy" in outputs["b"][1], outputs["b"]
-    assert c.returncode == 0, outputs["c"]
-    statuses = sorted(
-        Snapshot.objects.filter(app_id=first.project).values_list("status", flat=True)
-    )
-    assert statuses == ["completed", "failed"]
-    # With --wait, a second request queues behind the first: both complete.
-    a = manage_py("backup", "create", first.project)
-    _wait_for(lambda: AppLock.objects.filter(app_id=first.project).exists(), 30, "lock")
-    b = manage_py("backup", "create", first.project, "--wait", "120")
-    for proc in (a, b):
+        _fill_volume(docker_client, stack.volume(volume), 400)
+
+    def start_and_wait_for_lock(app_id: str) -> subprocess.Popen[str]:
+        proc = manage_py("backup", "create", app_id)
+        _wait_for(
+            lambda: Run.objects.filter(app_id=app_id, phase="archiving", state="running").exists(),
+            60, "the first backup to hold the lock",
+        )  # fmt: skip
+        return proc
+
+    # Same app twice: the second is refused at once, with a clear message.
+    a = start_and_wait_for_lock(first.project)
+    c = manage_py("backup", "create", second.project)  # another app meanwhile
+    refused = run_backup(str(request_backup(first.project).pk))
+    assert a.poll() is None, "the first backup ended too early for this test"
+    assert refused.status == Snapshot.Status.FAILED and "is busy" in refused.error
+    for proc in (a, c):
         out = proc.communicate(timeout=300)
         assert proc.returncode == 0, out
+    assert Snapshot.objects.get(app_id=second.project).status == Snapshot.Status.COMPLETED
+    # With a wait, a second request queues behind the first: both complete.
+    a = start_and_wait_for_lock(first.project)
+    waited = run_backup(str(request_backup(first.project).pk), wait_for_lock_seconds=300)
+    a.communicate(timeout=300)
+    assert a.returncode == 0 and waited.status == Snapshot.Status.COMPLETED, waited.error
+    first_run = Snapshot.objects.filter(app_id=first.project, status="completed").order_by(
+        "created_at"
+    )[1]
+    assert waited.started_at >= first_run.finished_at  # it really waited its turn
     assert Snapshot.objects.filter(app_id=first.project, status="completed").count() == 3
