@@ -146,8 +146,9 @@ class AppBackupPolicy(models.Model):
         max_length=8, choices=Consistency.choices, default=Consistency.LIVE
     )
     include_databases = models.BooleanField(default=True)
-    # Per service: {"db": {"skip": true}} or {"db": {"engine": "mysql", "user": "root",
-    # "password_env": "DB_ROOT_PW", "databases": ["wp"]}}; secrets are never stored here.
+    # Per service: {"db": {"skip": true}} or {"db": {"engine": "mysql", "user": "wp",
+    # "password_env": "WP_DB_PASSWORD"}}; secrets are never stored here (see
+    # snapshots/services/overrides.py).
     database_overrides = models.JSONField(default=dict, blank=True)
 
     class Meta:

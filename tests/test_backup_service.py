@@ -161,3 +161,33 @@ def test_backup_of_unknown_app_fails_clearly_and_leaves_nothing(backup_root: Pat
     snapshot = Snapshot.objects.get(app_id="no_such_app")
     assert snapshot.status == Snapshot.Status.FAILED and "no_such_app" in snapshot.error
     assert not any(backup_root.rglob("*.tar*")) if backup_root.exists() else True
+
+
+def test_database_overrides_skip_or_name_the_credentials(
+    wordpress: ComposeStack, backup_root: Path
+) -> None:
+    root_password = wordpress.services[0].environment["MYSQL_ROOT_PASSWORD"]
+    # Root sees this database, the app's own user does not.
+    wordpress.exec("mariadb", ["mariadb", "-uroot", "-e", "CREATE DATABASE extra_db"],
+                   {"MYSQL_PWD": root_password})  # fmt: skip
+    assert [d["database"] for d in backup_now(wordpress.project).contents["databases"]] == [
+        "extra_db",
+        "wordpress",
+    ]
+    policy = AppBackupPolicy.objects.create(
+        app_id=wordpress.project, database_overrides={"mariadb": {"skip": True}}
+    )
+    skipped = backup_now(wordpress.project)
+    assert skipped.status == Snapshot.Status.COMPLETED, skipped.error
+    assert skipped.contents["databases"] == []
+    # The app's own user instead of root; the password is read from the
+    # container's environment variable the override names, never stored.
+    policy.database_overrides = {"mariadb": {"user": "wordpress", "password_env": "MYSQL_PASSWORD"}}
+    policy.save()
+    as_user = backup_now(wordpress.project)
+    assert as_user.status == Snapshot.Status.COMPLETED, as_user.error
+    assert [d["database"] for d in as_user.contents["databases"]] == ["wordpress"]
+    policy.database_overrides = {"mariadb": {"password_env": "NO_SUCH_VARIABLE"}}
+    policy.save()
+    with pytest.raises(CommandError, match="NO_SUCH_VARIABLE"):
+        backup_now(wordpress.project)

@@ -22,6 +22,7 @@ from snapshots.locks import acquire_app_lock, release_app_lock
 from snapshots.models import AppBackupPolicy, Run, Snapshot
 from snapshots.runs import RunProgress, claim_run, fail_run, finish_run
 from snapshots.services.encryption import write_options
+from snapshots.services.overrides import database_overrides
 from snapshots.storage_locations import get_storage
 
 logger = logging.getLogger(__name__)
@@ -128,8 +129,9 @@ def _execute(run: Run, snapshot: Snapshot, progress: RunProgress) -> None:
         lower_priority(settings.BACKUP_NICE, settings.BACKUP_IO_CLASS)
     progress(Progress("discovering"))
     client = connect(settings.DOCKER_HOST)
-    app = get_app(client, snapshot.app_id, measure_sizes=True)
     policy = _policy(snapshot.app_id)
+    overrides = database_overrides(policy.database_overrides, client, snapshot.app_id)
+    app = get_app(client, snapshot.app_id, measure_sizes=True, overrides=overrides)
     recipients, passphrase = write_options(run.options.get("encrypt"))
     options = BackupOptions(
         compression=snapshot.compression,  # type: ignore[arg-type]
