@@ -3,12 +3,19 @@ directories (extract.py, checks.py) and the swap of staged data into a
 volume with rollback and crash recovery (volume_swap.py)."""
 
 from engine.restore.extract import ExtractReport, VolumeStats, extract_volumes
-from engine.restore.volume_swap import SwapHandle, recover_volume, stage_dir_for, swap_in
+from engine.restore.volume_swap import (
+    SwapHandle,
+    discard_stage,
+    recover_volume,
+    stage_dir_for,
+    swap_in,
+)
 
 __all__ = [
     "ExtractReport",
     "SwapHandle",
     "VolumeStats",
+    "discard_stage",
     "extract_volumes",
     "recover_volume",
     "stage_dir_for",

@@ -3,7 +3,7 @@
 TarReader parses the headers ArchiveWriter writes (POSIX ustar plus PAX
 extended headers, as tarfile's PAX_FORMAT) and nothing else: GNU long names,
 global or sparse headers, devices and FIFOs are refused. It is a lean parser
-because tarfile's costs ~150 µs a member, more than creating the file. Its
+because tarfile's takes 100-150 µs a member, more than creating the file. Its
 output is checked against tarfile's in the tests.
 
 The rest is pure: a member's name, type and link target either say where it
@@ -71,7 +71,7 @@ class Member:
 class Placement(NamedTuple):  # a tuple: made for every member, so cheap
     area: Area
     root: str  # volume name, or the spool's top dir ("databases"/"config")
-    parts: tuple[str, ...]  # path below that root; () is the root itself
+    parts: tuple[str, ...]  # below the volume root (() is the root); spool: the whole name
 
 
 class Seen(NamedTuple):

@@ -88,6 +88,8 @@ def extract_volumes(
     otherwise they are an error. Raises ArchiveError on any hostile or
     inconsistent member, on a truncated stream, and when the content does not
     match manifest.json; nothing is ever written outside TARGETS and SPOOL_DIR.
+    Other failures (a full disk) raise EngineError. Either way the caller
+    discards the staging dirs. STREAM is read to its end, on a helper thread.
     """
     extractor = _Extractor(targets, spool_dir, skip_other_members, progress, bytes_total)
     source = Source(stream)
@@ -206,7 +208,7 @@ class _Extractor:
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ArchiveError(f"{name} is unreadable: {exc!r}") from exc
         self.backup = backup
-        self.hasher.add(name, raw, True)
+        self.hasher.digests[name] = hashlib.sha256(raw).hexdigest()
         missing = sorted(set(self.trees) - self.archived_volumes) if listed else []
         if missing:
             raise ArchiveError(f"the archive has no volume {missing[0]!r}")
@@ -235,8 +237,7 @@ class _Extractor:
                 self.dir_meta.append((tree, parts, member, name))
                 stats.dirs += 1
             elif kind == "file":
-                if self._write_file(parent, leaf, member, name, source, owner=True):
-                    self.holey.append(name)
+                self._write_file(parent, leaf, member, name, source, owner=True)
                 stats.files += 1
                 stats.bytes += member.size
             elif kind == "symlink":
@@ -271,20 +272,15 @@ class _Extractor:
 
     def _write_file(
         self, parent: int, leaf: str, member: Member, name: str, source: Source, owner: bool
-    ) -> bool:
-        """Create LEAF (never existing, never through a symlink), copy the
-        data, then owner, mode (after chown: chown clears setuid) and mtime.
-        True when zero runs were left as holes."""
+    ) -> None:
+        """Create LEAF (never existing, never through a symlink) and fill it."""
         fd = os.open(leaf, _CREATE, 0o600, dir_fd=parent)
         try:
-            holes = write_data(fd, source, member.size, name, self.hasher)
-            if owner:
-                os.fchown(fd, member.uid, member.gid)
-                os.fchmod(fd, member.mode)
-            os.utime(fd, ns=(member.mtime_ns, member.mtime_ns))
+            if write_data(fd, source, member.size, name, self.hasher):
+                self.holey.append(name)
+            _finish_file(fd, member, owner)
         finally:
             os.close(fd)
-        return holes
 
     # -- the end ---------------------------------------------------------------
 
@@ -352,12 +348,12 @@ _ZERO_CHUNK = bytes(CHUNK)
 _NONZERO = re.compile(rb"[^\x00]")
 _DIR_OPEN = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 FD_CACHE = 64
-THREADED_HASH = 1 << 20  # files this large are hashed on the hasher thread
+LARGE_FILE = 1 << 20  # files this large are hashed on the hasher thread
 
 
 class Source:
-    """Forward-only reader over the tar stream. A thread reads ahead (zstd and
-    age release the GIL, so decompression runs beside our writes). TarReader
+    """Forward-only reader over the tar stream. A thread reads ahead (zstd
+    releases the GIL, so decompression runs beside our writes). TarReader
     reads headers through read/tell/seek; file data is taken as (buffer,
     start, end) ranges of the read-ahead chunks, never copied."""
 
@@ -455,50 +451,36 @@ class Source:
         self._thread.join(timeout=5)
 
 
-HashItem = tuple[str, "bytes | memoryview", bool]
-
-
 class Hasher:
-    """SHA-256 of large files, computed on its own thread: hashing and
-    writing both release the GIL, so they use two cores at once."""
+    """SHA-256 of large files, on its own thread: the main thread writes
+    while this one hashes (both release the GIL, so two cores work). Small
+    files are hashed in place: handing them over costs more than it saves."""
 
     def __init__(self) -> None:
-        self.digests: dict[str, str] = {}
-        self._queue: queue.Queue[list[HashItem] | None] = queue.Queue(32)
-        self._batch: list[HashItem] = []
-        self._batch_bytes = 0
+        self.digests: dict[str, str] = {}  # of every file, small ones included
+        self._queue: queue.Queue[tuple[str, memoryview, bool] | None] = queue.Queue(32)
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
-    def add(self, name: str, data: bytes | memoryview, last: bool) -> None:
-        # Batched: one queue operation per megabyte, not per small file.
-        self._batch.append((name, data, last))
-        self._batch_bytes += len(data)
-        if self._batch_bytes >= CHUNK or len(self._batch) >= 256:
-            self._queue.put(self._batch)
-            self._batch, self._batch_bytes = [], 0
+    def add(self, name: str, data: memoryview, last: bool) -> None:
+        self._queue.put((name, data, last))
 
     def _run(self) -> None:
         running: dict[str, Any] = {}
-        while (batch := self._queue.get()) is not None:
+        while (item := self._queue.get()) is not None:
+            name, data, last = item
             try:
-                for name, data, last in batch:
-                    digest = running.pop(name, None)
-                    if digest is None:
-                        digest = hashlib.sha256(data)
-                    else:
-                        digest.update(data)
-                    if last:
-                        self.digests[name] = digest.hexdigest()
-                    else:
-                        running[name] = digest
-            except BaseException as exc:  # keep draining: the writer must never block
+                digest = running.pop(name, None) or hashlib.sha256()
+                digest.update(data)
+                if last:
+                    self.digests[name] = digest.hexdigest()
+                else:
+                    running[name] = digest
+            except BaseException as exc:  # reported by finish(); keep draining
                 self._error = exc
 
     def finish(self) -> dict[str, str]:
-        self._queue.put(self._batch)
-        self._batch = []
         self.close()
         if self._error is not None:
             raise self._error
@@ -508,6 +490,14 @@ class Hasher:
         if self._thread.is_alive():
             self._queue.put(None)
             self._thread.join()
+
+
+def _finish_file(fd: int, member: Member, owner: bool) -> None:
+    """After the data: owner, mode (after chown, which clears setuid bits), mtime."""
+    if owner:
+        os.fchown(fd, member.uid, member.gid)
+        os.fchmod(fd, member.mode)
+    os.utime(fd, ns=(member.mtime_ns, member.mtime_ns))
 
 
 class Tree:
@@ -570,12 +560,10 @@ class Tree:
 
 
 def write_data(fd: int, source: Source, size: int, name: str, hasher: Hasher) -> bool:
-    """Copy SIZE bytes of member data into FD (new, so empty), hashing them
-    on the way. Zero runs are not written: they read back as zeros, and long
-    ones become holes as in the source. True when any zeros were skipped."""
-    # Small files are hashed right here: handing them to the hasher thread
-    # costs more than the hash. Large ones are hashed there, beside the write.
-    digest = hashlib.sha256() if size < THREADED_HASH else None
+    """Copy SIZE bytes of member data into FD (new, so empty) and hash them.
+    Zero runs are not written: they read back as zeros, and long ones become
+    holes as in the source. True when any zeros were skipped."""
+    digest = hashlib.sha256() if size < LARGE_FILE else None
     offset = data_end = 0
     holes = False
     while offset < size:
@@ -587,8 +575,7 @@ def write_data(fd: int, source: Source, size: int, name: str, hasher: Hasher) ->
         else:
             digest.update(memoryview(buf)[start:end])
         written, skipped = _write_piece(fd, buf, start, end, offset)
-        data_end = max(data_end, written)
-        holes = holes or skipped
+        data_end, holes = max(data_end, written), holes or skipped
         offset += end - start
     if digest is not None:
         hasher.digests[name] = digest.hexdigest()

@@ -26,6 +26,7 @@ stopped: a running container keeps the directory it mounted, old or new.
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 import shutil
@@ -75,6 +76,9 @@ class SwapHandle:
         if self.state != "swapped":
             raise EngineError(f"{self.data_dir}: cannot commit a swap that was rolled back")
         trash = self.old.with_name(TRASH_PREFIX + self.old.name.removeprefix(OLD_PREFIX))
+        # Extraction wrote through the page cache: the restored data must be
+        # on disk before the only other copy is given up.
+        os.sync()
         # Renamed first, so a crash while deleting never looks like old data to restore.
         _rename(self.old, trash)
         self.state = "committed"
@@ -155,9 +159,10 @@ def recover_volume(volume_dir: Path) -> Recovery:
 
 def _rename(src: Path, dst: Path) -> None:
     """Atomic rename within one directory, durable before returning.
-    os.rename would replace an existing empty dir DST: refuse instead."""
+    os.rename would replace an existing empty dir DST: refuse instead (an
+    OSError, like every other failure of a rename)."""
     if os.path.lexists(dst):
-        raise EngineError(f"cannot rename {src.name} to {dst.name}: it exists")
+        raise FileExistsError(errno.EEXIST, f"cannot rename {src.name}: it exists", str(dst))
     os.rename(src, dst)
     _fsync_dir(dst.parent)
 
