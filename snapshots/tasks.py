@@ -5,6 +5,7 @@ stores them as strings."""
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 from typing import Any
 
 from celery import Task, shared_task
@@ -12,7 +13,9 @@ from celery.signals import worker_ready
 from django.conf import settings
 
 from engine.backup import archive_key
+from engine.docker_client import connect
 from engine.progress import Progress
+from engine.restore.volume_swap import recover_volume
 from snapshots.models import Run
 from snapshots.runs import recover_dead_runs
 from snapshots.services.backup import run_backup
@@ -71,7 +74,8 @@ def cleanup_task() -> dict[str, Any]:
 
 
 def cleanup() -> dict[str, Any]:
-    """Fail the runs of dead workers and sweep half-written files."""
+    """Fail the runs of dead workers, put back the volumes of their restores,
+    and sweep half-written files."""
     recovered = recover_dead_runs()
     swept: list[str] = []
     for run in recovered:
@@ -85,11 +89,32 @@ def cleanup() -> dict[str, Any]:
             )  # fmt: skip
             storage = get_storage(snapshot.storage_location)
             swept += storage.discard_partials(key) + storage.discard_partials(f"{key}.sha256")
+    volumes: list[str] = []
+    for run in recovered:
+        if run.operation == Run.Operation.RESTORE:
+            volumes += _recover_volumes(run.app_id)
     for name in storage_names():
         # Older than the stale limit: a live writer refreshes its heartbeat,
         # but its temp file has no heartbeat, so keep a generous margin.
         swept += get_storage(name).sweep_partials(older_than_seconds=settings.BACKUP_STALE_SECONDS)
-    return {"recovered_runs": [str(run.pk) for run in recovered], "swept_partials": swept}
+    return {
+        "recovered_runs": [str(run.pk) for run in recovered],
+        "recovered_volumes": volumes,
+        "swept_partials": swept,
+    }
+
+
+def _recover_volumes(app_id: str) -> list[str]:
+    """A restore died mid-swap: put each volume of its app back in a clean
+    state (old data back if the swap was not committed). Only for apps whose
+    restore run is known dead, so a live restore is never disturbed."""
+    client = connect(settings.DOCKER_HOST)
+    label = f"com.docker.compose.project={app_id}"
+    outcomes = []
+    for volume in client.volumes.list(filters={"label": label}):
+        volume_dir = Path(volume.attrs["Mountpoint"]).parent
+        outcomes.append(f"{volume.name}: {recover_volume(volume_dir)}")
+    return outcomes
 
 
 @worker_ready.connect

@@ -224,13 +224,15 @@ class ArchiveWriter:
         info.uid, info.gid = entry.uid, entry.gid
         info.uname = info.gname = ""  # numeric owners only
         # Sub-second mtimes go into the PAX header as a decimal number.
-        seconds, fraction = divmod(entry.mtime_ns, 1_000_000_000)
-        info.mtime = seconds
-        if fraction:
+        info.mtime = entry.mtime_ns // 1_000_000_000
+        if entry.mtime_ns % 1_000_000_000:
             # Exact nanoseconds in the PAX header (a float would round them);
             # a float mtime makes tarfile emit the header, ours takes priority.
+            # Sign and magnitude: -1.5 s is "-1.500000000", not floor's "-2.5...".
+            whole, fraction = divmod(abs(entry.mtime_ns), 1_000_000_000)
+            sign = "-" if entry.mtime_ns < 0 else ""
             info.mtime = entry.mtime_ns / 1e9
-            info.pax_headers = {"mtime": f"{seconds}.{fraction:09d}"}
+            info.pax_headers = {"mtime": f"{sign}{whole}.{fraction:09d}"}
         return info
 
     def _count(self, size: int) -> None:

@@ -219,7 +219,7 @@ def _roll_back(
         try:
             handle.rollback()
             done.append(f"volume {name}")
-        except OSError as exc:
+        except Exception as exc:  # keep going: every other step must still be tried
             logger.error("rollback of volume %s failed: %s", name, exc)
     if databases_touched and database_rollback is not None:
         try:

@@ -172,3 +172,21 @@ def test_file_changing_during_read_keeps_the_tar_valid(tmp_path: Path) -> None:
     report = scan_archive(io.BytesIO(out.getvalue()))
     assert report.valid, report.errors
     assert json.loads(Manifest.from_bytes(manifest.to_bytes()).to_bytes())["entries"]
+
+
+def test_mtimes_before_1970_keep_their_exact_value(tmp_path: Path) -> None:
+    root = tmp_path / "v"
+    root.mkdir()
+    old = root / "old.txt"
+    old.write_text("from the sixties")
+    os.utime(old, ns=(-1_500_000_000, -1_500_000_000))  # 1969-12-31 23:59:58.5
+    out = io.BytesIO()
+    writer = ArchiveWriter(out, Manifest(backup_id="b"))
+    writer.add_volume("v", root)
+    writer.close()
+    archive = tmp_path / "a.tar"
+    archive.write_bytes(out.getvalue())
+    dest = tmp_path / "x"
+    dest.mkdir()
+    subprocess.run(["tar", "-x", "-C", str(dest), "-f", str(archive)], check=True)
+    assert (dest / "volumes/v/old.txt").stat().st_mtime_ns == -1_500_000_000
