@@ -7,7 +7,7 @@ because tarfile's takes 100-150 µs a member, more than creating the file. Its
 output is checked against tarfile's in the tests.
 
 The rest is pure: a member's name, type and link target either say where it
-goes or raise ArchiveError naming it. The filesystem side is in extract.py.
+goes or raise ArchiveError naming it. The filesystem side is in safe_fs.py.
 """
 
 from __future__ import annotations
