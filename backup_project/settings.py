@@ -133,7 +133,8 @@ if BACKUP_COMPRESSION not in ("zstd", "gzip"):
     raise ImproperlyConfigured(
         f"BACKUP_COMPRESSION must be zstd or gzip, got {BACKUP_COMPRESSION!r}"
     )
-BACKUP_COMPRESSION_LEVEL = env.int("BACKUP_COMPRESSION_LEVEL", 3, minimum=1)
+BACKUP_COMPRESSION_LEVEL = env.int("BACKUP_COMPRESSION_LEVEL", 3, minimum=1)  # zstd
+BACKUP_GZIP_LEVEL = env.int("BACKUP_GZIP_LEVEL", 2, minimum=0)  # ISA-L gzip: 0-3
 # zstd worker threads: -1 = one per core, 0 = compress in the calling thread.
 BACKUP_COMPRESSION_THREADS = env.int("BACKUP_COMPRESSION_THREADS", -1, minimum=-1)
 # Encryption (age): public recipients let a worker write backups it cannot read.

@@ -71,6 +71,12 @@ class _HashingReader:
             self._progress(Progress("verifying", self.size, self._total))
         return data
 
+    def readinto(self, buffer: bytearray | memoryview) -> int:
+        # ISA-L's gzip reader pulls with readinto.
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
     def readable(self) -> bool:
         return True
 

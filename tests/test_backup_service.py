@@ -191,3 +191,24 @@ def test_database_overrides_skip_or_name_the_credentials(
     policy.save()
     with pytest.raises(CommandError, match="NO_SUCH_VARIABLE"):
         backup_now(wordpress.project)
+
+
+def test_gzip_backup_is_read_by_tar_xz_and_gzip_t(
+    odoo: ComposeStack, backup_root: Path, settings, docker_client: docker.DockerClient,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    settings.BACKUP_COMPRESSION = "gzip"
+    snapshot = backup_now(odoo.project)
+    assert snapshot.status == Snapshot.Status.COMPLETED, snapshot.error
+    archive = archive_path(snapshot, backup_root)
+    assert archive.name.endswith(".tar.gz") and archive.read_bytes()[:2] == b"\x1f\x8b"
+    subprocess.run(["gzip", "-t", str(archive)], check=True)
+    dest = tmp_path / "x"
+    dest.mkdir()
+    subprocess.run(["tar", "-xz", "--numeric-owner", "-p", "-f", str(archive), "-C", str(dest)],
+                   check=True)  # fmt: skip
+    volume = odoo.volume("odoo_filestore")
+    assert tree_snapshot(dest / "volumes" / volume) == tree_snapshot(
+        _volume_path(docker_client, volume)
+    )
+    call_command("backup", "verify", snapshot.backup_id, "--deep")

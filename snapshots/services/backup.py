@@ -135,7 +135,11 @@ def _execute(run: Run, snapshot: Snapshot, progress: RunProgress) -> None:
     recipients, passphrase = write_options(run.options.get("encrypt"))
     options = BackupOptions(
         compression=snapshot.compression,  # type: ignore[arg-type]
-        compression_level=settings.BACKUP_COMPRESSION_LEVEL,
+        compression_level=(
+            settings.BACKUP_GZIP_LEVEL
+            if snapshot.compression == "gzip"
+            else settings.BACKUP_COMPRESSION_LEVEL
+        ),
         compression_threads=settings.BACKUP_COMPRESSION_THREADS,
         recipients=recipients,
         passphrase=passphrase,
