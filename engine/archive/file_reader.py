@@ -13,7 +13,8 @@ from __future__ import annotations
 import hashlib
 import os
 
-_ZEROS = bytes(1024 * 1024)
+_ZEROS = bytes(4 * 1024 * 1024)
+_ZEROS_VIEW = memoryview(_ZEROS)
 
 
 def data_segments(fd: int, size: int) -> list[tuple[int, int]]:
@@ -34,55 +35,59 @@ def data_segments(fd: int, size: int) -> list[tuple[int, int]]:
 class FixedSizeFileReader:
     """File-like over an open fd: yields exactly SIZE bytes and hashes them."""
 
-    def __init__(self, fd: int, size: int, sparse: bool) -> None:
+    def __init__(self, fd: int, size: int, sparse: bool, hashing: bool = True) -> None:
         self._fd = fd
         self._size = size
         self._pos = 0
         self.sha256 = hashlib.sha256()
+        self._hashing = hashing  # False: the caller hashes what it is given
         self.changed = False
         # Without holes, one segment covers the file: read it straight.
         self._segments = data_segments(fd, size) if sparse else [(0, size)]
         self._segment_index = 0
 
-    def _next_chunk(self, limit: int) -> bytes:
+    def readinto(self, buffer: memoryview) -> int:
+        """Fill BUFFER with the next min(len(BUFFER), bytes left) bytes, hash
+        them, and return the count. Data goes from the page cache straight into
+        the caller's buffer (os.preadv): no per-chunk bytes objects."""
+        limit = min(len(buffer), self._size - self._pos)
+        got = 0
+        while got < limit:
+            got += self._next_into(buffer[got:limit])
+        if self._hashing:
+            self.sha256.update(buffer[:limit])  # releases the GIL on large buffers
+        return limit
+
+    def _next_into(self, view: memoryview) -> int:
         while self._segment_index < len(self._segments):
             start, end = self._segments[self._segment_index]
             if self._pos >= end:
                 self._segment_index += 1
                 continue
             if self._pos < start:  # in a hole before this segment
-                return _ZEROS[: min(limit, start - self._pos, len(_ZEROS))]
-            data = os.pread(self._fd, min(limit, end - self._pos), self._pos)
-            if not data:  # the file shrank while we read it
+                n = min(len(view), start - self._pos, len(_ZEROS))
+                view[:n] = _ZEROS_VIEW[:n]
+                self._pos += n
+                return n
+            n = os.preadv(self._fd, [view[: min(len(view), end - self._pos)]], self._pos)
+            if n == 0:  # the file shrank while we read it
                 self.changed = True
                 self._segments = self._segments[: self._segment_index]
                 break
-            return data
+            self._pos += n
+            return n
         # Past the last data segment: trailing hole, or padding for a shrunk file.
-        return _ZEROS[: min(limit, self._size - self._pos, len(_ZEROS))]
+        n = min(len(view), self._size - self._pos, len(_ZEROS))
+        view[:n] = _ZEROS_VIEW[:n]
+        self._pos += n
+        return n
 
     def read(self, n: int = -1) -> bytes:
-        """Exactly min(N, bytes left) bytes: tarfile treats a short read as
-        the end of the data."""
+        """Exactly min(N, bytes left) bytes (a short read would mean the end)."""
         remaining = self._size - self._pos
-        if remaining <= 0:
-            return b""
         limit = remaining if n is None or n < 0 else min(n, remaining)
-        chunk = self._next_chunk(limit)
-        if len(chunk) < limit:
-            parts = [chunk]
-            got = len(chunk)
-            self._pos += got
-            while got < limit:
-                part = self._next_chunk(limit - got)
-                parts.append(part)
-                got += len(part)
-                self._pos += len(part)
-            self._pos -= got
-            chunk = b"".join(parts)
-        self._pos += len(chunk)
-        self.sha256.update(chunk)
-        return chunk
+        buffer = bytearray(max(limit, 0))
+        return bytes(buffer[: self.readinto(memoryview(buffer))])
 
     def finish(self) -> None:
         """Note whether the file grew beyond the size we announced."""

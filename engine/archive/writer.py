@@ -1,53 +1,108 @@
 """Writes the archive tar stream (format v1) into any writable stream.
 
-The tar is written in stream mode ("w|"): nothing is seeked, so the output can
-flow straight into a compressor, an encryptor and storage with bounded memory.
-Owners are stored numerically only (no user/group names), so `tar -x` as root
-restores the same uid/gid inside the volume whatever users the host has.
+Nothing is seeked, so the output can flow straight into a compressor, an
+encryptor and storage with bounded memory. Owners are stored numerically only
+(no user/group names), so `tar -x` as root restores the same uid/gid inside
+the volume whatever users the host has. Headers are PAX, built by
+engine.archive.tar_headers (the bytes tarfile would write, much faster);
+small members are batched into one large write, large files are read with
+os.preadv into one reused buffer that goes to the compressor as is.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
+import queue
 import stat
-import tarfile
+import threading
 import time
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import Any, Protocol
 
 from engine.archive.file_reader import FixedSizeFileReader
 from engine.archive.layout import BACKUP_JSON, MANIFEST_JSON, volume_member
 from engine.archive.manifest import Manifest, ManifestEntry
+from engine.archive.tar_headers import (
+    BLOCK,
+    DIRTYPE,
+    LNKTYPE,
+    RECORD,
+    REGTYPE,
+    SYMTYPE,
+    member_header,
+    padding,
+)  # fmt: skip
 from engine.progress import Progress, ProgressCallback, no_progress
 
-COPY_BUFSIZE = 1024 * 1024
+CHUNK_SIZE = 4 * 1024 * 1024  # one read of a large file, one write to the compressor
+BATCH_SIZE = 1024 * 1024  # headers and small files are gathered up to this size
 
 
 class Writable(Protocol):
     def write(self, data: bytes) -> int: ...
 
 
-class _TellingWriter:
-    """What tarfile's mode "w" needs of a file: write, and tell at the start.
-    Nothing is ever seeked, so the output may be a pipe or a compressor."""
+_Item = tuple[Any, list[tuple[Any, int, int]], memoryview | None]
 
-    def __init__(self, out: Writable) -> None:
+
+class _WriterThread:
+    """The second stage: hashes file data and feeds the output (compressor →
+    encryptor → storage) in its own thread, while the caller's thread walks
+    and reads. hashlib, os.preadv and zstd release the GIL, so the two run on
+    two cores. Large-file chunks come from a small pool of reused buffers."""
+
+    def __init__(self, out: Writable, buffers: int = 6) -> None:
         self._out = out
-        self._position = 0
-        self.closed = False
+        self._queue: queue.Queue[_Item | None] = queue.Queue(maxsize=buffers + 4)
+        self._free: queue.Queue[memoryview] = queue.Queue()
+        for _ in range(buffers):
+            self._free.put(memoryview(bytearray(CHUNK_SIZE)))
+        self._error: BaseException | None = None
+        self._discard = False
+        self._thread = threading.Thread(target=self._run, name="archive-writer", daemon=True)
+        self._thread.start()
 
-    def write(self, data: bytes) -> int:
-        if self.closed:
-            raise ValueError("archive output already closed")
-        self._out.write(data)
-        self._position += len(data)
-        return len(data)
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            data, hashes, recycle = item
+            if self._error is None and not self._discard:
+                try:
+                    view = memoryview(data)
+                    for hasher, start, end in hashes:
+                        hasher.update(view[start:end])
+                    self._out.write(data)
+                except BaseException as exc:
+                    self._error = exc
+            if recycle is not None:
+                self._free.put(recycle)
+            self._queue.task_done()
+        self._queue.task_done()  # the None that stopped us: drain() never waits on it
 
-    def tell(self) -> int:
-        return self._position
+    def check(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def put(self, data: Any, hashes: list[Any], recycle: memoryview | None = None) -> None:
+        self.check()
+        self._queue.put((data, hashes, recycle))
+
+    def buffer(self) -> memoryview:
+        return self._free.get()
+
+    def recycle(self, buffer: memoryview) -> None:
+        self._free.put(buffer)
+
+    def drain(self) -> None:
+        """Wait until everything queued is written (or discarded)."""
+        self._queue.join()
+        self.check()
+
+    def stop(self, discard: bool = False) -> None:
+        self._discard = self._discard or discard
+        self._queue.put(None)
+        self._thread.join()
 
 
 class ArchiveWriter:
@@ -61,17 +116,14 @@ class ArchiveWriter:
         progress: ProgressCallback = no_progress,
         bytes_total: int | None = None,
     ) -> None:
-        # Mode "w" on a write-only wrapper, not stream mode "w|": tarfile's
-        # stream buffer concatenates bytes on every small write (quadratic on
-        # many small files); here each write goes straight to the compressor.
-        self._tar = tarfile.open(  # noqa: SIM115 - closed by close()
-            fileobj=_TellingWriter(out),  # type: ignore[arg-type]
-            mode="w",
-            format=tarfile.PAX_FORMAT,
-            encoding="utf-8",
-            errors="surrogateescape",  # undecodable names are kept byte for byte
-        )
-        self._tar.copybufsize = COPY_BUFSIZE
+        self._pipe = _WriterThread(out)
+        # Headers and small files are gathered in a pooled buffer, read in place.
+        self._batch = self._pipe.buffer()
+        self._fill = 0
+        self._batch_hashes: list[tuple[Any, int, int]] = []
+        self._hashing: list[tuple[ManifestEntry, Any]] = []  # digests done in the pipe
+        self._offset = 0  # bytes written so far, for the final record padding
+        self._closed = False
         self.manifest = manifest
         self._progress = progress
         self._bytes_total = bytes_total
@@ -85,7 +137,7 @@ class ArchiveWriter:
             path=name, type="file", size=len(data), mode=mode, uid=0, gid=0,
             mtime_ns=time.time_ns(),
         )  # fmt: skip
-        self._add_regular(entry, io.BytesIO(data))
+        self._add_regular(entry, data)
         return entry
 
     def add_backup_json(self, info: dict[str, Any]) -> None:
@@ -112,9 +164,10 @@ class ArchiveWriter:
         symlinks. Entries that vanish while we walk (live apps) are skipped."""
         hardlinks: dict[tuple[int, int], str] = {}
         stack: list[str] = ["."]
+        base = os.fspath(root)  # plain strings: pathlib costs ~10 µs an entry
         while stack:
             rel = stack.pop()
-            path = root if rel == "." else root / rel
+            path = base if rel == "." else f"{base}/{rel}"
             try:
                 st = os.lstat(path)
             except FileNotFoundError:
@@ -155,31 +208,26 @@ class ArchiveWriter:
 
     def _add_dir(self, name: str, st: os.stat_result) -> None:
         entry = self._base_entry(name, "dir", st)
-        info = self._tarinfo(entry, tarfile.DIRTYPE)
-        self._tar.addfile(info)
+        self._header(entry, DIRTYPE)
         self.manifest.entries.append(entry)
 
-    def _add_symlink(self, name: str, path: Path, st: os.stat_result) -> None:
+    def _add_symlink(self, name: str, path: str, st: os.stat_result) -> None:
         entry = self._base_entry(name, "symlink", st)
         try:
             entry.link_target = os.readlink(path)
         except FileNotFoundError:
             self.manifest.skipped.append({"path": name, "reason": "vanished"})
             return
-        info = self._tarinfo(entry, tarfile.SYMTYPE)
-        info.linkname = entry.link_target
-        self._tar.addfile(info)
+        self._header(entry, SYMTYPE)
         self.manifest.entries.append(entry)
 
     def _add_hardlink(self, name: str, target: str, st: os.stat_result) -> None:
         entry = self._base_entry(name, "hardlink", st)
         entry.link_target = target
-        info = self._tarinfo(entry, tarfile.LNKTYPE)
-        info.linkname = target
-        self._tar.addfile(info)
+        self._header(entry, LNKTYPE)
         self.manifest.entries.append(entry)
 
-    def _add_volume_file(self, name: str, path: Path, st: os.stat_result) -> bool:
+    def _add_volume_file(self, name: str, path: str, st: os.stat_result) -> bool:
         try:
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NOATIME)
         except PermissionError:  # O_NOATIME needs ownership unless root
@@ -198,42 +246,70 @@ class ArchiveWriter:
     # -- plumbing --------------------------------------------------------------
 
     def _add_from_fd(self, entry: ManifestEntry, fd: int, st: os.stat_result) -> None:
-        entry.size = st.st_size
-        entry.sparse = st.st_blocks * 512 < st.st_size
-        reader = FixedSizeFileReader(fd, st.st_size, entry.sparse)
-        info = self._tarinfo(entry, tarfile.REGTYPE)
-        self._tar.addfile(info, reader)  # type: ignore[arg-type]
+        entry.size = size = st.st_size
+        entry.sparse = st.st_blocks * 512 < size
+        reader = FixedSizeFileReader(fd, size, entry.sparse, hashing=False)
+        hasher = hashlib.sha256()
+        self._header(entry, REGTYPE)
+        if size <= BATCH_SIZE:  # small: joins the batch
+            if self._fill + size > CHUNK_SIZE:
+                self._flush()
+            start = self._fill
+            self._fill += reader.readinto(self._batch[start : start + size])
+            self._batch_hashes.append((hasher, start, self._fill))
+        else:  # large: read into pooled buffers that go to the compressor as they are
+            self._flush()
+            pipe = self._pipe
+            while True:
+                chunk = pipe.buffer()
+                n = reader.readinto(chunk)
+                if not n:
+                    pipe.recycle(chunk)
+                    break
+                pipe.put(chunk[:n], [(hasher, 0, n)], chunk)
+                self._offset += n
+        self._emit(padding(size))
         reader.finish()
-        entry.sha256 = reader.sha256.hexdigest()
+        self._hashing.append((entry, hasher))
         entry.changed_during_read = reader.changed
         self.manifest.entries.append(entry)
-        self._count(entry.size)
+        self._count(size)
 
-    def _add_regular(self, entry: ManifestEntry, data: BinaryIO) -> None:
-        raw = data.read()
-        entry.sha256 = hashlib.sha256(raw).hexdigest()
-        self._tar.addfile(self._tarinfo(entry, tarfile.REGTYPE), io.BytesIO(raw))
+    def _add_regular(self, entry: ManifestEntry, data: bytes) -> None:
+        entry.sha256 = hashlib.sha256(data).hexdigest()
+        self._header(entry, REGTYPE)
+        self._emit(data)
+        self._emit(padding(len(data)))
         self.manifest.entries.append(entry)
         self._count(entry.size)
 
-    def _tarinfo(self, entry: ManifestEntry, kind: bytes) -> tarfile.TarInfo:
-        info = tarfile.TarInfo(entry.path)
-        info.type = kind
-        info.size = entry.size if kind == tarfile.REGTYPE else 0
-        info.mode = entry.mode
-        info.uid, info.gid = entry.uid, entry.gid
-        info.uname = info.gname = ""  # numeric owners only
-        # Sub-second mtimes go into the PAX header as a decimal number.
-        info.mtime = entry.mtime_ns // 1_000_000_000
-        if entry.mtime_ns % 1_000_000_000:
-            # Exact nanoseconds in the PAX header (a float would round them);
-            # a float mtime makes tarfile emit the header, ours takes priority.
-            # Sign and magnitude: -1.5 s is "-1.500000000", not floor's "-2.5...".
-            whole, fraction = divmod(abs(entry.mtime_ns), 1_000_000_000)
-            sign = "-" if entry.mtime_ns < 0 else ""
-            info.mtime = entry.mtime_ns / 1e9
-            info.pax_headers = {"mtime": f"{sign}{whole}.{fraction:09d}"}
-        return info
+    def _header(self, entry: ManifestEntry, kind: bytes) -> None:
+        self._emit(
+            member_header(
+                entry.path, kind, entry.size if kind == REGTYPE else 0, entry.mode, entry.uid,
+                entry.gid, entry.mtime_ns, entry.link_target or "",
+            )
+        )  # fmt: skip
+
+    def _emit(self, data: bytes) -> None:
+        if self._closed:
+            raise ValueError("archive output already closed")
+        if self._fill + len(data) > CHUNK_SIZE:
+            self._flush()
+            if len(data) > CHUNK_SIZE:  # a large manifest.json
+                self._pipe.put(data, [])
+                self._offset += len(data)
+                return
+        self._batch[self._fill : self._fill + len(data)] = data
+        self._fill += len(data)
+        if self._fill >= BATCH_SIZE:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._fill:
+            self._pipe.put(self._batch[: self._fill], self._batch_hashes, self._batch)
+            self._offset += self._fill
+            self._batch, self._fill, self._batch_hashes = self._pipe.buffer(), 0, []
 
     def _count(self, size: int) -> None:
         self.bytes_read += size
@@ -245,19 +321,34 @@ class ArchiveWriter:
     def abandon(self) -> None:
         """Give up after a failure: write nothing more (no tar end blocks),
         so a broken output is not padded to look complete."""
-        stream = self._tar.fileobj
-        self._tar.closed = True
-        if stream is not None:
-            stream.closed = True  # stops tarfile's __del__ from flushing its buffer
+        self._closed = True
+        self._fill = 0
+        self._pipe.stop(discard=True)
+
+    def __del__(self) -> None:
+        # Dropped without close() or abandon(): end the writer thread.
+        if not getattr(self, "_closed", True):
+            self._pipe.stop(discard=True)
 
     def close(self) -> None:
         """Write manifest.json last and end the tar; the output stays open."""
+        if self._closed:
+            raise ValueError("archive output already closed")
+        self._flush()
+        self._pipe.drain()  # every file's digest is final
+        for entry, hasher in self._hashing:
+            entry.sha256 = hasher.hexdigest()
+        self._hashing = []
         raw = self.manifest.to_bytes()
-        info = tarfile.TarInfo(MANIFEST_JSON)
-        info.size = len(raw)
-        info.mode = 0o644
-        info.mtime = int(time.time())
-        info.uname = info.gname = ""
-        self._tar.addfile(info, io.BytesIO(raw))
-        self._tar.close()
+        self._emit(member_header(MANIFEST_JSON, REGTYPE, len(raw), 0o644, 0, 0,
+                                 int(time.time()) * 1_000_000_000))  # fmt: skip
+        self._emit(raw)
+        self._emit(padding(len(raw)))
+        # Two zero blocks end the tar; then zeros up to a whole record, like tarfile.
+        end = self._offset + self._fill + 2 * BLOCK
+        self._emit(bytes(2 * BLOCK + (-end % RECORD)))
+        self._flush()
+        self._closed = True
+        self._pipe.drain()
+        self._pipe.stop()
         self._progress(Progress("archiving", self.bytes_read, self._bytes_total))

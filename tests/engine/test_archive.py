@@ -190,3 +190,28 @@ def test_mtimes_before_1970_keep_their_exact_value(tmp_path: Path) -> None:
     dest.mkdir()
     subprocess.run(["tar", "-x", "-C", str(dest), "-f", str(archive)], check=True)
     assert (dest / "volumes/v/old.txt").stat().st_mtime_ns == -1_500_000_000
+
+
+def test_output_error_surfaces_in_the_caller_and_abandon_stops(tree: Path) -> None:
+    """The output is fed from a thread: its errors reach the caller all the same."""
+
+    class FailingOutput:
+        def __init__(self) -> None:
+            self.writes = 0
+
+        def write(self, data: bytes) -> int:
+            self.writes += 1
+            if self.writes > 1:
+                raise OSError("disk full")
+            return len(data)
+
+    out = FailingOutput()
+    writer = ArchiveWriter(out, Manifest(backup_id="b"))
+    with pytest.raises(OSError, match="disk full"):
+        writer.add_volume("v", tree)
+        writer.close()
+    writer.abandon()
+    writes = out.writes
+    with pytest.raises(ValueError, match="closed"):
+        writer.close()
+    assert out.writes == writes
