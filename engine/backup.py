@@ -18,6 +18,7 @@ from typing import Any
 
 import docker
 
+from engine.archive.entry_log import ArchiveSummary
 from engine.archive.layout import CONFIG_DIR, FORMAT_NAME, FORMAT_VERSION, archive_suffix
 from engine.archive.manifest import Manifest
 from engine.archive.writer import ArchiveWriter
@@ -97,7 +98,7 @@ def create_backup(
             for database in app.databases:
                 progress(Progress("dumping", detail=database.container.name))
                 dumps.extend(dump(client, database, spool, progress))
-        return _write_archive(client, app, backup_id, storage, options, dumps, progress)
+        return _write_archive(client, app, backup_id, storage, options, dumps, progress, spool)
     finally:
         shutil.rmtree(spool, ignore_errors=True)
 
@@ -110,6 +111,7 @@ def _write_archive(
     options: BackupOptions,
     dumps: list[Any],
     progress: ProgressCallback,
+    spool: Path,
 ) -> BackupResult:
     key = archive_key(app.app_id, backup_id, options.compression, options.encrypted)
     info = _backup_info(app, backup_id, options, dumps)
@@ -123,7 +125,7 @@ def _write_archive(
             encryptor or hasher, options.compression, options.compression_level,
             options.compression_threads,
         )  # fmt: skip
-        writer = ArchiveWriter(compressor, manifest, progress, total)
+        writer = ArchiveWriter(compressor, manifest, progress, total, spill_dir=spool)
         try:
             _write_members(writer, client, app, options, info, dumps, progress, total)
         except BaseException:
@@ -147,7 +149,7 @@ def _write_archive(
         sha256=sha256,
         encrypted=options.encrypted,
         consistency=options.consistency,
-        contents=_contents(manifest, info),
+        contents=_contents(writer.summary, manifest.skipped, info),
     )
 
 
@@ -214,16 +216,14 @@ def _backup_info(
     }
 
 
-def _contents(manifest: Manifest, info: dict[str, Any]) -> dict[str, Any]:
-    """The snapshot's summary of what is inside, from the manifest."""
-    volumes: dict[str, dict[str, int]] = {
-        v["name"]: {"files": 0, "bytes": 0} for v in info["volumes"]
+def _contents(
+    summary: ArchiveSummary, skipped: list[dict[str, str]], info: dict[str, Any]
+) -> dict[str, Any]:
+    """The snapshot's summary of what is inside, counted while writing."""
+    volumes = {
+        v["name"]: dict(summary.volumes.get(v["name"], {"files": 0, "bytes": 0}))
+        for v in info["volumes"]
     }
-    for entry in manifest.entries:
-        parts = entry.path.split("/", 2)
-        if parts[0] == "volumes" and entry.type == "file" and parts[1] in volumes:
-            volumes[parts[1]]["files"] += 1
-            volumes[parts[1]]["bytes"] += entry.size
     return {
         "volumes": volumes,
         "databases": info["databases"],
@@ -231,6 +231,6 @@ def _contents(manifest: Manifest, info: dict[str, Any]) -> dict[str, Any]:
         "file_count": sum(v["files"] for v in volumes.values()),
         "total_bytes": sum(v["bytes"] for v in volumes.values())
         + sum(d.get("size", 0) for d in info["databases"]),
-        "skipped": manifest.skipped[:100],
-        "changed_during_read": sum(1 for e in manifest.entries if e.changed_during_read),
+        "skipped": skipped[:100],
+        "changed_during_read": summary.changed_during_read,
     }

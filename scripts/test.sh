@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/bootstrap.sh
+scripts/ensure_tools.sh
 scripts/ensure_docker.sh
 scripts/testimages/build.sh
 scripts/ensure_services.sh

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any, Protocol
 
+from engine.archive.entry_log import ArchiveSummary, EntryLog
 from engine.archive.file_reader import FixedSizeFileReader
 from engine.archive.layout import BACKUP_JSON, MANIFEST_JSON, volume_member
 from engine.archive.manifest import Manifest, ManifestEntry
@@ -61,6 +62,10 @@ class _WriterThread:
             self._free.put(memoryview(bytearray(CHUNK_SIZE)))
         self._error: BaseException | None = None
         self._discard = False
+        # Items handed over and items finished: an entry's digest is final
+        # once the item holding its last bytes is finished (see EntryLog).
+        self.submitted = 0
+        self.completed = 0
         self._thread = threading.Thread(target=self._run, name="archive-writer", daemon=True)
         self._thread.start()
 
@@ -77,6 +82,7 @@ class _WriterThread:
                     self._error = exc
             if recycle is not None:
                 self._free.put(recycle)
+            self.completed += 1
             self._queue.task_done()
         self._queue.task_done()  # the None that stopped us: drain() never waits on it
 
@@ -86,6 +92,7 @@ class _WriterThread:
 
     def put(self, data: Any, hashes: list[Any], recycle: memoryview | None = None) -> None:
         self.check()
+        self.submitted += 1
         self._queue.put((data, hashes, recycle))
 
     def buffer(self) -> memoryview:
@@ -115,13 +122,16 @@ class ArchiveWriter:
         manifest: Manifest,
         progress: ProgressCallback = no_progress,
         bytes_total: int | None = None,
+        spill_dir: Path | None = None,
     ) -> None:
+        """SPILL_DIR: keep finished manifest entries in a temp file there
+        instead of in manifest.entries (flat memory for big volumes)."""
         self._pipe = _WriterThread(out)
         # Headers and small files are gathered in a pooled buffer, read in place.
         self._batch = self._pipe.buffer()
         self._fill = 0
         self._batch_hashes: list[tuple[Any, int, int]] = []
-        self._hashing: list[tuple[ManifestEntry, Any]] = []  # digests done in the pipe
+        self._log = EntryLog(manifest, spill_dir)
         self._offset = 0  # bytes written so far, for the final record padding
         self._closed = False
         self.manifest = manifest
@@ -129,6 +139,15 @@ class ArchiveWriter:
         self._bytes_total = bytes_total
         self.bytes_read = 0
         self._last_report = 0.0
+
+    @property
+    def summary(self) -> ArchiveSummary:
+        return self._log.summary
+
+    def _record(self, entry: ManifestEntry, hasher: Any = None) -> None:
+        # The batch being filled is the next item the pipe gets: once it is
+        # done, every byte of ENTRY has been hashed.
+        self._log.add(entry, hasher, self._pipe.submitted + 1)
 
     # -- small members ---------------------------------------------------------
 
@@ -209,7 +228,7 @@ class ArchiveWriter:
     def _add_dir(self, name: str, st: os.stat_result) -> None:
         entry = self._base_entry(name, "dir", st)
         self._header(entry, DIRTYPE)
-        self.manifest.entries.append(entry)
+        self._record(entry)
 
     def _add_symlink(self, name: str, path: str, st: os.stat_result) -> None:
         entry = self._base_entry(name, "symlink", st)
@@ -219,13 +238,13 @@ class ArchiveWriter:
             self.manifest.skipped.append({"path": name, "reason": "vanished"})
             return
         self._header(entry, SYMTYPE)
-        self.manifest.entries.append(entry)
+        self._record(entry)
 
     def _add_hardlink(self, name: str, target: str, st: os.stat_result) -> None:
         entry = self._base_entry(name, "hardlink", st)
         entry.link_target = target
         self._header(entry, LNKTYPE)
-        self.manifest.entries.append(entry)
+        self._record(entry)
 
     def _add_volume_file(self, name: str, path: str, st: os.stat_result) -> bool:
         try:
@@ -270,9 +289,8 @@ class ArchiveWriter:
                 self._offset += n
         self._emit(padding(size))
         reader.finish()
-        self._hashing.append((entry, hasher))
         entry.changed_during_read = reader.changed
-        self.manifest.entries.append(entry)
+        self._record(entry, hasher)
         self._count(size)
 
     def _add_regular(self, entry: ManifestEntry, data: bytes) -> None:
@@ -280,7 +298,7 @@ class ArchiveWriter:
         self._header(entry, REGTYPE)
         self._emit(data)
         self._emit(padding(len(data)))
-        self.manifest.entries.append(entry)
+        self._record(entry)
         self._count(entry.size)
 
     def _header(self, entry: ManifestEntry, kind: bytes) -> None:
@@ -310,6 +328,7 @@ class ArchiveWriter:
             self._pipe.put(self._batch[: self._fill], self._batch_hashes, self._batch)
             self._offset += self._fill
             self._batch, self._fill, self._batch_hashes = self._pipe.buffer(), 0, []
+            self._log.retire(self._pipe.completed)
 
     def _count(self, size: int) -> None:
         self.bytes_read += size
@@ -324,6 +343,7 @@ class ArchiveWriter:
         self._closed = True
         self._fill = 0
         self._pipe.stop(discard=True)
+        self._log.close()
 
     def __del__(self) -> None:
         # Dropped without close() or abandon(): end the writer thread.
@@ -336,14 +356,14 @@ class ArchiveWriter:
             raise ValueError("archive output already closed")
         self._flush()
         self._pipe.drain()  # every file's digest is final
-        for entry, hasher in self._hashing:
-            entry.sha256 = hasher.hexdigest()
-        self._hashing = []
-        raw = self.manifest.to_bytes()
-        self._emit(member_header(MANIFEST_JSON, REGTYPE, len(raw), 0o644, 0, 0,
+        self._log.retire(self._pipe.completed)
+        size, pieces = self._log.manifest_json()
+        self._emit(member_header(MANIFEST_JSON, REGTYPE, size, 0o644, 0, 0,
                                  int(time.time()) * 1_000_000_000))  # fmt: skip
-        self._emit(raw)
-        self._emit(padding(len(raw)))
+        for piece in pieces:
+            self._emit(piece)
+        self._log.close()
+        self._emit(padding(size))
         # Two zero blocks end the tar; then zeros up to a whole record, like tarfile.
         end = self._offset + self._fill + 2 * BLOCK
         self._emit(bytes(2 * BLOCK + (-end % RECORD)))

@@ -1,0 +1,24 @@
+#!/bin/bash
+# Installs the command-line tools the interoperability tests and the
+# benchmarks run against (Debian's age, zstd, pigz) when they are missing.
+set -euo pipefail
+log() { echo "[tools] $*" >&2; }
+
+missing=()
+for tool in age age-keygen zstd pigz tar gzip sha256sum; do
+  command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+# Tool name -> Debian package (age-keygen ships with age, sha256sum with coreutils).
+packages=()
+for tool in "${missing[@]}"; do
+  case "$tool" in
+    age-keygen) packages+=(age) ;;
+    sha256sum) packages+=(coreutils) ;;
+    *) packages+=("$tool") ;;
+  esac
+done
+log "installing ${packages[*]} from Debian"
+apt-get update -q >/dev/null
+DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${packages[@]}" >/dev/null
