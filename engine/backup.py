@@ -26,6 +26,7 @@ from engine.compression import Compression, open_compressor
 from engine.errors import VolumeNotFound
 from engine.hashing import HashingWriter, sidecar_text
 from engine.inventory import AppInfo, DatabaseInfo
+from engine.output_thread import OutputThread
 from engine.progress import Progress, ProgressCallback, no_progress
 from engine.quiesce import ConsistencyMode, quiesced
 from engine.secret import Secret
@@ -121,18 +122,25 @@ def _write_archive(
     with storage.open_writer(key) as sink:
         hasher = HashingWriter(sink)
         encryptor = _open_encryptor(hasher, options)
+        # Encryption, the stored bytes' SHA-256 and the write run on their own
+        # thread: the thread feeding the compressor is busy hashing files.
+        output = OutputThread(encryptor or hasher)
         compressor = open_compressor(
-            encryptor or hasher, options.compression, options.compression_level,
-            options.compression_threads,
-        )  # fmt: skip
+            output, options.compression, options.compression_level, options.compression_threads
+        )
         writer = ArchiveWriter(compressor, manifest, progress, total, spill_dir=spool)
         try:
-            _write_members(writer, client, app, options, info, dumps, progress, total)
+            try:
+                _write_members(writer, client, app, options, info, dumps, progress, total)
+            except BaseException:
+                writer.abandon()
+                raise
+            writer.close()
+            compressor.close()
+            output.close()
         except BaseException:
-            writer.abandon()
+            output.abandon()  # before the sink is aborted under it
             raise
-        writer.close()
-        compressor.close()
         if encryptor is not None:
             encryptor.close()
         stored = sink.commit()
