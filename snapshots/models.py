@@ -112,6 +112,15 @@ class Run(models.Model):
             models.Index(fields=["app_id", "-created_at"]),
             models.Index(fields=["state", "host_id"]),
         ]
+        constraints = [
+            # Two restore requests arriving together both pass the "busy"
+            # query; the database lets only one of them in (the other gets 409).
+            models.UniqueConstraint(
+                fields=["app_id"],
+                condition=models.Q(operation="restore", state__in=["pending", "running"]),
+                name="one_active_restore_per_app",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.operation} {self.app_id} ({self.state})"

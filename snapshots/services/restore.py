@@ -11,6 +11,7 @@ from typing import Any, BinaryIO
 
 import docker
 from django.conf import settings
+from django.db import IntegrityError, transaction
 
 from engine.archive.source import open_tar_source
 from engine.discovery import get_app
@@ -73,12 +74,18 @@ def request_restore(app_id: str, backup_id: str, options: RestoreOptions) -> Run
         ).exists()
         or AppLock.objects.filter(app_id=app_id).exists()
     )
+    message = f"app {app_id} is busy with another backup or restore; try again later"
     if busy:
-        raise AppBusy(f"app {app_id} is busy with another backup or restore; try again later")
-    return Run.objects.create(
-        operation=Run.Operation.RESTORE, app_id=app_id, snapshot=snapshot,
-        host_id=settings.BACKUP_HOST_ID, options=asdict(options),
-    )  # fmt: skip
+        raise AppBusy(message)
+    try:
+        with transaction.atomic():  # a savepoint: the caller's transaction survives
+            return Run.objects.create(
+                operation=Run.Operation.RESTORE, app_id=app_id, snapshot=snapshot,
+                host_id=settings.BACKUP_HOST_ID, options=asdict(options),
+            )  # fmt: skip
+    except IntegrityError as exc:
+        # A concurrent request got in between our check and this insert.
+        raise AppBusy(message) from exc
 
 
 def run_restore(run_id: str, on_progress: Callable[[Progress], None] | None = None) -> Run:

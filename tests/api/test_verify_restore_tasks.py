@@ -222,3 +222,46 @@ def test_restore_wait_returns_the_result_once_the_run_ended(
     data = envelope(response, 200)
     assert response.json()["message"] == "restore completed"
     assert data["state"] == "completed" and data["result"] == result
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_restore_requests_at_the_same_moment_let_one_in(
+    make_snapshot: MakeSnapshot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both requests pass the "busy" query before either inserts (a barrier
+    holds them there); the database's constraint then refuses the second."""
+    import threading
+
+    from django.db import connection
+
+    from snapshots.services import restore as restore_service
+
+    snapshot = make_snapshot()
+    barrier = threading.Barrier(2, timeout=30)
+    real_filter = AppLock.objects.filter
+
+    def filter_after_both_checked(*args: object, **kwargs: object) -> object:
+        barrier.wait()  # both threads have run the Run query: neither saw the other
+        return real_filter(*args, **kwargs)
+
+    monkeypatch.setattr(AppLock.objects, "filter", filter_after_both_checked)
+    outcomes: list[str] = []
+
+    def request() -> None:
+        try:
+            restore_service.request_restore(
+                "wordpress001", snapshot.backup_id, restore_service.RestoreOptions()
+            )
+            outcomes.append("accepted")
+        except restore_service.AppBusy:
+            outcomes.append("busy")
+        finally:
+            connection.close()  # this thread's own connection
+
+    threads = [threading.Thread(target=request) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sorted(outcomes) == ["accepted", "busy"]
+    assert Run.objects.filter(operation="restore", state="pending").count() == 1
