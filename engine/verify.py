@@ -12,10 +12,12 @@ from __future__ import annotations
 import hashlib
 import tempfile
 from collections.abc import Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
+from engine.archive.read_ahead import ReadAheadReader
 from engine.archive.reader import ArchiveReport, scan_archive
 from engine.compression import Compression, open_decompressor
 from engine.errors import ArchiveError, EngineError, ObjectNotFound
@@ -24,7 +26,11 @@ from engine.progress import Progress, ProgressCallback, no_progress
 from engine.secret import Secret
 from storage.base import Storage
 
-CHUNK = 1024 * 1024
+STORED_CHUNK = 1 << 20  # one read of the stored file
+STORED_READ_AHEAD = 8  # chunks read and hashed ahead of the decryptor/decompressor
+DECRYPTED_CHUNK = 1 << 20
+DECRYPTED_READ_AHEAD = 8
+PROGRESS_EVERY = 64 << 20  # bytes of the stored file between two progress reports
 
 
 @dataclass
@@ -49,40 +55,6 @@ class VerifyResult:
             "errors": self.errors,
             **self.contents,
         }
-
-
-class _HashingReader:
-    """Hashes every byte read through it: one pass checks bytes and contents."""
-
-    def __init__(self, src: BinaryIO, progress: ProgressCallback, total: int) -> None:
-        self._src = src
-        self.sha256 = hashlib.sha256()
-        self.size = 0
-        self._progress = progress
-        self._total = total
-        self._reported = 0
-
-    def read(self, n: int = -1) -> bytes:
-        data = self._src.read(n)
-        self.sha256.update(data)
-        self.size += len(data)
-        if self.size - self._reported >= 64 * CHUNK:
-            self._reported = self.size
-            self._progress(Progress("verifying", self.size, self._total))
-        return data
-
-    def readinto(self, buffer: bytearray | memoryview) -> int:
-        # ISA-L's gzip reader pulls with readinto.
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
-
-    def readable(self) -> bool:
-        return True
-
-    def drain(self) -> None:
-        while self.read(CHUNK):
-            pass
 
 
 def _sidecar(storage: Storage, key: str) -> str | None:
@@ -111,18 +83,27 @@ def verify_backup(
         return VerifyResult(False, False, None, "", 0, deep, [f"archive {key} is missing"])
     errors: list[str] = []
     contents: dict[str, Any] = {}
+    digest = hashlib.sha256()
     with storage.open(key) as raw:
-        reader = _HashingReader(raw, progress, total)
-        if deep:
-            try:
-                contents, deep_errors = _deep_scan(
-                    reader, compression, encrypted, identities, passphrase
-                )
-                errors += deep_errors
-            except ArchiveError as exc:  # includes DecryptionError
-                errors.append(str(exc))
-        reader.drain()
-    sha256 = reader.sha256.hexdigest()
+        # The stored file is read and hashed on a thread of its own (the quick
+        # check, in the same pass as the deep scan): hashlib and file reads
+        # release the GIL, so it runs beside decompression and the tar scan.
+        reader = ReadAheadReader(
+            raw, STORED_CHUNK, STORED_READ_AHEAD, on_chunk=digest.update, name="verify-stored"
+        )
+        try:
+            if deep:
+                try:
+                    contents, deep_errors = _deep_scan(
+                        reader, compression, encrypted, identities, passphrase, progress, total
+                    )
+                    errors += deep_errors
+                except ArchiveError as exc:  # includes DecryptionError
+                    errors.append(str(exc))
+            _drain(reader, progress, total)  # what the deep scan did not need: hashed all the same
+        finally:
+            reader.close()
+    sha256 = digest.hexdigest()
     checksum_match = sha256 == expected_sha256
     if not checksum_match:
         errors.insert(0, "SHA-256 of the stored file does not match the snapshot record")
@@ -130,28 +111,51 @@ def verify_backup(
     sidecar_match = None if sidecar is None else sidecar == sha256
     if sidecar_match is False:
         errors.append("SHA-256 of the stored file does not match its .sha256 sidecar")
-    progress(Progress("verified", reader.size, total))
+    progress(Progress("verified", reader.bytes_read, total))
     return VerifyResult(
         valid=not errors, checksum_match=checksum_match, sidecar_match=sidecar_match,
-        sha256=sha256, size_bytes=reader.size, deep=deep, errors=errors, contents=contents,
+        sha256=sha256, size_bytes=reader.bytes_read, deep=deep, errors=errors, contents=contents,
     )  # fmt: skip
 
 
+def _drain(reader: ReadAheadReader, progress: ProgressCallback, total: int) -> None:
+    """Read to the end: the digest then covers the whole file."""
+    reported = 0
+    while reader.read(STORED_CHUNK):
+        if reader.bytes_read - reported >= PROGRESS_EVERY:
+            reported = reader.bytes_read
+            progress(Progress("verifying", reported, total))
+
+
 def _deep_scan(
-    reader: _HashingReader,
+    reader: ReadAheadReader,
     compression: Compression,
     encrypted: bool,
     identities: Sequence[str],
     passphrase: Secret | None,
+    progress: ProgressCallback,
+    total: int,
 ) -> tuple[dict[str, Any], list[str]]:
-    source: Any = reader
-    if encrypted:
-        from engine.age import AgeReader
+    def report_progress(_: Progress) -> None:
+        # Called on this thread by the scan (the services' callbacks write to
+        # the database, per thread); the figure is the stored file's, as in quick.
+        progress(Progress("verifying", reader.bytes_read, total))
 
-        source = AgeReader(reader, identities=identities, passphrase=passphrase)
-    with tempfile.TemporaryDirectory(prefix="verify-dumps-") as dump_dir:
+    with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="verify-dumps-") as dump_dir:
+        source: Any = reader
+        if encrypted:
+            from engine.age import AgeReader
+
+            # Decryption gets a thread of its own too (ChaCha20 releases the
+            # GIL): the decompressor's thread would otherwise do both.
+            decryptor = AgeReader(reader, identities=identities, passphrase=passphrase)
+            source = ReadAheadReader(decryptor, DECRYPTED_CHUNK, DECRYPTED_READ_AHEAD,
+                                     name="verify-decrypt")  # fmt: skip
+            stack.callback(source.close)
         try:
-            report = scan_archive(open_decompressor(source, compression), dump_dir=Path(dump_dir))
+            report = scan_archive(
+                open_decompressor(source, compression), report_progress, Path(dump_dir)
+            )
         except Exception as exc:  # zstd/gzip raise their own error types on corrupt data
             if isinstance(exc, ArchiveError):
                 raise

@@ -1,48 +1,47 @@
-"""Reads an archive tar stream and checks every member against manifest.json.
+"""Deep verification of an archive's tar stream: every member is checked
+against manifest.json, in one pass and in memory that does not grow with
+the number of members.
 
-Used by deep verification (no restore) and, member by member, by restore.
-Works in stream mode: the archive is read once, front to back, so it can come
-straight out of a decryptor and decompressor.
-"""
+The stream is read once, front to back (it can come straight out of a
+decryptor and decompressor), by the lean parser and read-ahead reader that
+restore uses too (tar_reader.py, read_ahead.py): a thread decompresses while
+this one parses headers and hashes small members, and a third hashes large
+members (hash_thread.py), all straight from the read-ahead chunks.
+manifest.json comes last, so what each member looked like is written to a
+temporary file as we go (member_log.py), manifest.json's bytes are spooled
+to another, and the two are then compared in one streaming pass
+(manifest_check.py, reading the manifest with manifest_stream.py)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
-import tarfile
-from collections.abc import Iterator
+import tempfile
+import time
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from engine.archive.layout import (
-    BACKUP_JSON,
-    CONFIG_DIR,
-    DATABASES_DIR,
-    MANIFEST_JSON,
-    split_volume_member,
-)
-from engine.archive.manifest import Manifest, ManifestEntry
-from engine.errors import ArchiveError
+from engine.archive.hash_thread import HashThread, PendingDigest
+from engine.archive.layout import BACKUP_JSON, DATABASES_DIR, MANIFEST_JSON
+from engine.archive.manifest_check import VolumeSummary, compare_with_manifest
+from engine.archive.manifest_stream import ManifestFormatError
+from engine.archive.member_log import MemberLog, duplicate_names
+from engine.archive.read_ahead import Source
+from engine.archive.tar_reader import Member, TarReader
+from engine.errors import ArchiveError, DecryptionError
 from engine.progress import Progress, ProgressCallback, no_progress
 
-READ_CHUNK = 1024 * 1024
-_TYPES = {
-    tarfile.REGTYPE: "file",
-    tarfile.AREGTYPE: "file",
-    tarfile.DIRTYPE: "dir",
-    tarfile.SYMTYPE: "symlink",
-    tarfile.LNKTYPE: "hardlink",
-}
-
-
-@dataclass
-class VolumeSummary:
-    files: int = 0
-    dirs: int = 0
-    links: int = 0
-    bytes: int = 0
+READ_CHUNK = 1 << 20  # read-ahead chunk of the tar stream
+READ_AHEAD = 16  # chunks decompressed ahead of the parser
+LARGE_MEMBER = 64 << 10  # members this large are hashed on the hash thread
+MAX_BACKUP_JSON = 1 << 30
+PROGRESS_SECONDS = 0.5
+_DATABASES_PREFIX = f"{DATABASES_DIR}/"
 
 
 @dataclass
@@ -69,164 +68,191 @@ class ArchiveReport:
         }
 
 
-@dataclass
-class _Seen:
-    type: str
-    size: int
-    mode: int
-    uid: int
-    gid: int
-    mtime: float
-    linkname: str
-    sha256: str | None
-
-
-def open_tar_stream(stream: BinaryIO) -> tarfile.TarFile:
-    # A 1 MiB stream buffer instead of tarfile's 10 KiB: far fewer reads.
-    return tarfile.open(
-        fileobj=stream, mode="r|", bufsize=READ_CHUNK, encoding="utf-8", errors="surrogateescape"
-    )
-
-
-def _members(tar: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
-    """Members one by one, forgetting each: a stream-mode TarFile otherwise
-    keeps every TarInfo, and memory would grow with the file count."""
-    while (member := tar.next()) is not None:
-        tar.members.clear()
-        yield member
-
-
-def _hash_member(tar: tarfile.TarFile, member: tarfile.TarInfo, copy_to: Path | None = None) -> str:
-    """SHA-256 of a member's content, optionally copied to COPY_TO (0600)."""
-    extracted = tar.extractfile(member)
-    if extracted is None:
-        raise ArchiveError(f"cannot read member {member.name!r}")
-    digest = hashlib.sha256()
-    copy = None
-    if copy_to is not None:
-        copy = os.fdopen(os.open(copy_to, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb")
-    try:
-        while chunk := extracted.read(READ_CHUNK):
-            digest.update(chunk)
-            if copy is not None:
-                copy.write(chunk)
-    finally:
-        if copy is not None:
-            copy.close()
-    return digest.hexdigest()
-
-
 def scan_archive(
     stream: BinaryIO, progress: ProgressCallback = no_progress, dump_dir: Path | None = None
 ) -> ArchiveReport:
     """Read the whole archive, hash every file, compare with the manifest.
     With DUMP_DIR, database dumps are also copied there (report.dump_files),
-    so their content can be checked after the scan."""
+    so their content can be checked after the scan. An unreadable, truncated
+    or inconsistent archive is reported in report.errors; only a failed
+    decryption (wrong key, tampered data) raises, as DecryptionError.
+    PROGRESS is called on this thread, at most every PROGRESS_SECONDS."""
     report = ArchiveReport(valid=False)
-    seen: dict[str, _Seen] = {}
-    manifest: Manifest | None = None
-    done = 0
-    try:
-        with open_tar_stream(stream) as tar:
-            for index, member in enumerate(_members(tar)):
-                if manifest is not None:
-                    report.errors.append(f"member {member.name!r} after manifest.json")
-                    continue
-                if member.name == MANIFEST_JSON:
-                    manifest = Manifest.from_bytes(_read_small(tar, member))
-                    continue
-                if member.name in seen:
-                    report.errors.append(f"duplicate member {member.name!r}")
-                kind = _TYPES.get(member.type, "other")
-                digest = None
-                if member.name == BACKUP_JSON:
-                    if index != 0:
-                        report.errors.append("backup.json is not the first member")
-                    raw = _read_small(tar, member)
-                    report.backup = json.loads(raw)
-                    digest = hashlib.sha256(raw).hexdigest()
-                elif kind == "file":
-                    copy_to = None
-                    if dump_dir is not None and member.name.startswith(f"{DATABASES_DIR}/"):
-                        copy_to = dump_dir / f"dump-{len(report.dump_files)}"
-                        report.dump_files[member.name] = copy_to
-                    digest = _hash_member(tar, member, copy_to)
-                seen[member.name] = _Seen(
-                    kind, member.size, member.mode, member.uid, member.gid, member.mtime,
-                    member.linkname, digest,
-                )  # fmt: skip
-                done += member.size
-                progress(Progress("verifying", done))
-    except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
-        report.errors.append(f"archive is unreadable or truncated: {exc}")
-        return report
-    if manifest is None:
-        report.errors.append("manifest.json is missing (archive truncated?)")
-        return report
-    _compare(manifest, seen, report)
-    _summarise(manifest, report)
+    with MemberLog() as log, _Scanner(stream, log, report, dump_dir, progress) as scanner:
+        try:
+            scanner.run()
+        except DecryptionError:
+            raise
+        except (ArchiveError, OSError, ValueError) as exc:
+            report.errors.append(f"archive is unreadable or truncated: {exc}")
+            return report
+        report.errors += [f"duplicate member {name!r}" for name in duplicate_names(log)]
+        if scanner.manifest_file is None:
+            report.errors.append("manifest.json is missing (archive truncated?)")
+            return report
+        try:
+            errors, summary = compare_with_manifest(scanner.manifest_file, log)
+        except ManifestFormatError as exc:
+            report.errors.append(str(exc))
+            return report
+    report.errors += errors
+    report.volumes, report.databases = summary.volumes, summary.sorted_databases()
+    report.config_files, report.file_count = summary.config_files, summary.file_count
+    report.total_bytes = summary.total_bytes
     report.valid = not report.errors
     return report
 
 
-def _read_small(tar: tarfile.TarFile, member: tarfile.TarInfo, limit: int = 1 << 30) -> bytes:
-    if member.size > limit:
-        raise ArchiveError(f"{member.name} is implausibly large ({member.size} bytes)")
-    extracted = tar.extractfile(member)
-    if extracted is None:
-        raise ArchiveError(f"{member.name} is not a regular file")
-    return extracted.read()
+class _Scanner:
+    """The pass over the tar stream. Each member's record goes to the log in
+    tar order (once its digest is known), manifest.json to a temporary file.
+    Three threads work together: the read-ahead reader's (decompression, or
+    reading), this one (headers, small members' hashes) and the hash
+    thread's (large members' hashes)."""
 
+    def __init__(
+        self,
+        stream: BinaryIO,
+        log: MemberLog,
+        report: ArchiveReport,
+        dump_dir: Path | None,
+        progress: ProgressCallback,
+    ) -> None:
+        self.log = log
+        self.report = report
+        self.dump_dir = dump_dir
+        self.progress = progress
+        self.manifest_file: BinaryIO | None = None  # manifest.json's bytes, once read
+        # Records whose digest the hash thread is still computing, and those
+        # after them: they wait here so the log keeps the tar's order.
+        self.waiting: deque[tuple[Any, ...]] = deque()
+        self.source = Source(stream, READ_CHUNK, READ_AHEAD)
+        self.hasher = HashThread()
 
-def _compare(manifest: Manifest, seen: dict[str, _Seen], report: ArchiveReport) -> None:
-    listed = {entry.path: entry for entry in manifest.entries}
-    for name in seen.keys() - listed.keys():
-        report.errors.append(f"member {name!r} is not in the manifest")
-    for path, entry in listed.items():
-        got = seen.get(path)
-        if got is None:
-            report.errors.append(f"{path!r} is in the manifest but not in the archive")
-            continue
-        problem = _mismatch(entry, got)
-        if problem:
-            report.errors.append(f"{path!r}: {problem}")
+    def __enter__(self) -> _Scanner:
+        return self
 
+    def __exit__(self, *exc_info: object) -> None:
+        self.source.close()
+        self.hasher.close()
+        if self.manifest_file is not None:
+            self.manifest_file.close()
 
-def _mismatch(entry: ManifestEntry, got: _Seen) -> str | None:
-    if entry.type != got.type:
-        return f"type {got.type} != manifest {entry.type}"
-    if entry.type == "file":
-        if entry.size != got.size:
-            return f"size {got.size} != manifest {entry.size}"
-        if entry.sha256 != got.sha256:
-            return "SHA-256 does not match the manifest"
-    if (entry.mode, entry.uid, entry.gid) != (got.mode, got.uid, got.gid):
-        return "mode or owner differs from the manifest"
-    if abs(entry.mtime_ns / 1e9 - got.mtime) > 1e-3:
-        return "mtime differs from the manifest"
-    if entry.type in ("symlink", "hardlink") and entry.link_target != got.linkname:
-        return "link target differs from the manifest"
-    return None
+    def run(self) -> None:
+        self._members()
+        self.source.drain()  # the decompressor and decryptor check the stream's own end
+        self.hasher.close()  # every digest is final
+        self._log_ready()
 
-
-def _summarise(manifest: Manifest, report: ArchiveReport) -> None:
-    databases: set[str] = set()
-    for entry in manifest.entries:
-        volume = split_volume_member(entry.path)
-        if volume is not None:
-            summary = report.volumes.setdefault(volume[0], VolumeSummary())
-            if entry.type == "file":
-                summary.files += 1
-                summary.bytes += entry.size
-                report.file_count += 1
-                report.total_bytes += entry.size
-            elif entry.type == "dir":
-                summary.dirs += 1
+    def _members(self) -> None:
+        reader = TarReader(self.source)
+        report, log, waiting = self.report, self.log, self.waiting
+        index = bytes_done = 0
+        last_report = time.monotonic()
+        while (member := reader.next()) is not None:
+            name = member.name
+            if self.manifest_file is not None:
+                report.errors.append(f"member {name!r} after manifest.json")
+            elif name == MANIFEST_JSON:
+                self.manifest_file = self._spool_manifest(member)
             else:
-                summary.links += 1
-        elif entry.path.startswith(f"{DATABASES_DIR}/"):
-            databases.add(entry.path.removeprefix(f"{DATABASES_DIR}/"))
-            report.total_bytes += entry.size
-        elif entry.path.startswith(f"{CONFIG_DIR}/"):
-            report.config_files.append(entry.path.removeprefix(f"{CONFIG_DIR}/"))
-    report.databases = sorted(databases)
+                if name == BACKUP_JSON and index != 0:
+                    report.errors.append("backup.json is not the first member")
+                digest = self._content_digest(member) if member.kind == "file" else None
+                record = (name, member.kind, member.size, member.mode, member.uid, member.gid,
+                          member.mtime_ns, member.linkname, digest)  # fmt: skip
+                if waiting or type(digest) is PendingDigest:
+                    waiting.append(record)
+                    self._log_ready()
+                else:
+                    log.add(record)
+            index += 1
+            bytes_done += member.size
+            if time.monotonic() - last_report >= PROGRESS_SECONDS:
+                last_report = time.monotonic()
+                self.progress(Progress("verifying", bytes_done))
+
+    def _log_ready(self) -> None:
+        """Move the waiting records whose digest is known to the log, in order."""
+        waiting = self.waiting
+        while waiting:
+            record = waiting[0]
+            digest = record[-1]
+            if type(digest) is PendingDigest:
+                if digest.hexdigest is None:
+                    return
+                record = (*record[:-1], digest.hexdigest)
+            self.log.add(record)
+            waiting.popleft()
+
+    def _content_digest(self, member: Member) -> str | PendingDigest:
+        name = member.name
+        if name == BACKUP_JSON:
+            if member.size > MAX_BACKUP_JSON:
+                raise ArchiveError(f"{name} is implausibly large ({member.size} bytes)")
+            raw = self.source.read(member.size)
+            if len(raw) != member.size:
+                raise ArchiveError(f"archive truncated inside member {name!r}")
+            self.report.backup = json.loads(raw)
+            return hashlib.sha256(raw).hexdigest()
+        if self.dump_dir is not None and name.startswith(_DATABASES_PREFIX):
+            copy_to = self.dump_dir / f"dump-{len(self.report.dump_files)}"
+            self.report.dump_files[name] = copy_to
+            fd = os.open(copy_to, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            try:
+                return self._hash_data(member, fd)
+            finally:
+                os.close(fd)
+        return self._hash_data(member)
+
+    def _hash_data(self, member: Member, copy_fd: int | None = None) -> str | PendingDigest:
+        """SHA-256 of the member's data, hashed where the read-ahead reader
+        holds it: here for small members, on the hash thread for large ones
+        (handing a small one over would cost more than hashing it)."""
+        size = member.size
+        if size >= LARGE_MEMBER:
+            pending = PendingDigest()
+            self._feed(member, size, partial(self.hasher.update, pending), copy_fd)
+            self.hasher.finish(pending)
+            return pending
+        if copy_fd is None:
+            buf, start, end = self.source.take(size)
+            digest = hashlib.sha256(memoryview(buf)[start:end])
+            if end - start < size:  # the member goes on in the next read-ahead chunk
+                self._feed(member, size - (end - start), digest.update)
+            return digest.hexdigest()
+        digest = hashlib.sha256()
+        self._feed(member, size, digest.update, copy_fd)
+        return digest.hexdigest()
+
+    def _feed(
+        self,
+        member: Member,
+        left: int,
+        update: Callable[[memoryview], object],
+        copy_fd: int | None = None,
+    ) -> None:
+        """The next LEFT bytes of MEMBER's data to UPDATE (and to COPY_FD)."""
+        take = self.source.take
+        while left:
+            buf, start, end = take(left)
+            if start == end:
+                raise ArchiveError(f"archive truncated inside member {member.name!r}")
+            view = memoryview(buf)[start:end]
+            update(view)
+            while copy_fd is not None and view:
+                view = view[os.write(copy_fd, view) :]
+            left -= end - start
+
+    def _spool_manifest(self, member: Member) -> BinaryIO:
+        if member.kind != "file":
+            raise ArchiveError(f"{MANIFEST_JSON} is not a regular file")
+        # Closed by __exit__ (or here, when spooling fails).
+        spool = tempfile.TemporaryFile(prefix="verify-manifest-")  # noqa: SIM115
+        try:
+            self._feed(member, member.size, spool.write)
+            spool.seek(0)
+        except BaseException:
+            spool.close()
+            raise
+        return spool  # type: ignore[return-value]

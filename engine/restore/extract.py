@@ -12,8 +12,10 @@ once the stream has ended; any difference raises ArchiveError and the caller
 discards the staging dirs. Directory owners, modes and mtimes are applied only
 then, deepest first (writing into a directory changes its mtime).
 
-The stream reader and hasher are in stream.py, the directory-fd writes in
-safe_fs.py; this module runs the extraction and keeps its bookkeeping.
+The tar parser and read-ahead reader are shared with deep verification
+(engine.archive.tar_reader, read_ahead); the hasher is in stream.py, the
+directory-fd writes in safe_fs.py; this module runs the extraction and
+keeps its bookkeeping.
 """
 
 from __future__ import annotations
@@ -30,13 +32,13 @@ from typing import Any, BinaryIO
 
 from engine.archive.layout import VOLUMES_DIR
 from engine.archive.manifest import Manifest
+from engine.archive.read_ahead import Source
+from engine.archive.tar_reader import Member, TarReader
 from engine.errors import ArchiveError, EngineError
 from engine.progress import Progress, ProgressCallback, no_progress
 from engine.restore.checks import (
-    Member,
     Placement,
     Seen,
-    TarReader,
     check_symlink_target,
     compare_manifest,
     hardlink_source,
@@ -44,7 +46,7 @@ from engine.restore.checks import (
     split_name,
 )
 from engine.restore.safe_fs import Tree, write_file
-from engine.restore.stream import Hasher, Source
+from engine.restore.stream import Hasher
 
 MAX_JSON = 1 << 30  # manifest.json of a few million files still fits
 # Errors that mean "something is in the way": the archive or the staging dir is hostile.

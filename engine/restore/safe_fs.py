@@ -14,9 +14,10 @@ import re
 from pathlib import Path
 
 from engine.archive.manifest import ManifestEntry
+from engine.archive.read_ahead import CHUNK, Source
+from engine.archive.tar_reader import Member
 from engine.errors import ArchiveError
-from engine.restore.checks import Member
-from engine.restore.stream import CHUNK, LARGE_FILE, Hasher, Source
+from engine.restore.stream import LARGE_FILE, Hasher
 
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _DIR_OPEN = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC

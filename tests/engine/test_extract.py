@@ -13,12 +13,13 @@ from pathlib import Path
 import pytest
 
 from engine.archive.manifest import Manifest
+from engine.archive.read_ahead import Source
+from engine.archive.tar_reader import TarReader
 from engine.archive.writer import ArchiveWriter
 from engine.compression import open_compressor, open_decompressor
 from engine.errors import ArchiveError, EngineError
 from engine.progress import Progress
-from engine.restore.checks import TarReader
-from engine.restore.extract import Source, extract_volumes
+from engine.restore.extract import extract_volumes
 from tests.engine.treegen import make_tree, snapshot
 
 BACKUP_ID = "backup_20260105_103000_3fa2c1"
