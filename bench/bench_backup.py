@@ -1,7 +1,8 @@
 """Backup and verify throughput and memory: ours vs the CLI pipelines, same data.
 
     .venv/bin/python bench/bench_backup.py [--gb 1] [--gb2 4] [--rounds 3] [--seed 1]
-                                           [--skip-second] [--floor-gb 0] [--code DIR]
+                                           [--skip-second] [--floor-gb 0 [--floor-only]]
+                                           [--code DIR]
 
 The data (bench/dataset.py) is loaded into the two named Docker volumes of a
 Compose-labelled app; ours finds them by label as a worker does. Then, warm
@@ -241,6 +242,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--skip-second", action="store_true")
     parser.add_argument("--floor-gb", type=float, default=0.0, help="also time N GB once")
+    parser.add_argument("--floor-only", action="store_true", help="only the --floor-gb run")
     parser.add_argument("--code", type=Path, default=REPO, help="checkout to measure")
     args = parser.parse_args()
     global CODE
@@ -250,6 +252,8 @@ def main() -> None:
     identity, recipient = generate_identity()
     results = []
     sizes = [args.gb] if args.skip_second else [args.gb, args.gb2]
+    if args.floor_only:
+        sizes = []
     for i, gb in enumerate(sizes):
         start = time.perf_counter()
         with (

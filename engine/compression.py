@@ -16,6 +16,7 @@ from isal import igzip
 Compression = Literal["zstd", "gzip", "none"]
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 GZIP_MAGIC = b"\x1f\x8b"
+ZSTD_JOB_SIZE = 4 * 1024 * 1024
 
 
 class Sink(Protocol):
@@ -45,8 +46,12 @@ def open_compressor(
 ) -> StreamWriter:
     """THREADS: zstd worker threads (0 = single-threaded, -1 = one per core)."""
     if kind == "zstd":
+        # Multi-threaded jobs of 4 MiB instead of zstd's default (several times
+        # the window): measured the same speed and size (+0.001 %) on the
+        # benchmark, with ~50 MiB less memory per backup.
+        job_size = ZSTD_JOB_SIZE if threads else 0
         params = zstandard.ZstdCompressionParameters.from_level(
-            3 if level is None else level, threads=threads
+            3 if level is None else level, threads=threads, job_size=job_size
         )
         compressor = zstandard.ZstdCompressor(compression_params=params)
         return compressor.stream_writer(out, closefd=False, write_return_read=True)  # type: ignore[arg-type]
