@@ -15,7 +15,9 @@ import queue
 import threading
 from typing import Protocol
 
-QUEUE_DEPTH = 32  # compressed pieces in flight (zstd's are ~128 KiB-4 MiB)
+# Bytes in flight, not pieces: zstd hands out ~128 KiB pieces, ISA-L's gzip
+# up to several MiB, and a count would let gzip queue ten times the memory.
+MAX_QUEUED_BYTES = 16 * 1024 * 1024
 
 
 class Sink(Protocol):
@@ -28,7 +30,9 @@ class OutputThread:
 
     def __init__(self, out: Sink) -> None:
         self._out = out
-        self._queue: queue.Queue[bytes | None] = queue.Queue(QUEUE_DEPTH)
+        self._queue: queue.Queue[bytes | None] = queue.Queue()
+        self._queued_bytes = 0
+        self._room = threading.Condition()
         self._error: BaseException | None = None
         self._discard = False
         self._thread = threading.Thread(target=self._run, name="archive-output", daemon=True)
@@ -36,18 +40,26 @@ class OutputThread:
 
     def _run(self) -> None:
         while (data := self._queue.get()) is not None:
-            if self._error is not None or self._discard:
-                continue  # keep draining so the producer never blocks forever
-            try:
-                self._out.write(data)
-            except BaseException as exc:  # handed to the producer
-                self._error = exc
+            if self._error is None and not self._discard:
+                try:
+                    self._out.write(data)
+                except BaseException as exc:  # handed to the producer
+                    self._error = exc
+            with self._room:  # written or dropped: either way, room for more
+                self._queued_bytes -= len(data)
+                self._room.notify()
 
     def write(self, data: bytes) -> int:
         if self._error is not None:
             raise self._error
-        self._queue.put(bytes(data))
-        return len(data)
+        piece = bytes(data)
+        with self._room:
+            # A piece larger than the budget still goes, alone.
+            while self._queued_bytes and self._queued_bytes + len(piece) > MAX_QUEUED_BYTES:
+                self._room.wait()
+            self._queued_bytes += len(piece)
+        self._queue.put(piece)
+        return len(piece)
 
     def close(self) -> None:
         """Wait until everything is written; raise what writing raised."""
