@@ -15,13 +15,14 @@ import queue
 import threading
 from typing import Protocol
 
-# Bytes in flight, not pieces: zstd hands out ~128 KiB pieces, ISA-L's gzip
-# up to several MiB, and a count would let gzip queue ten times the memory.
-MAX_QUEUED_BYTES = 16 * 1024 * 1024
+QUEUE_DEPTH = 32  # pieces in flight; zstd hands out ~128 KiB pieces
+# ISA-L's gzip hands out pieces of several MiB: they are queued in slices of
+# at most this size, so memory in flight stays bounded (32 x 512 KiB).
+MAX_PIECE = 512 * 1024
 
 
 class Sink(Protocol):
-    def write(self, data: bytes) -> int: ...
+    def write(self, data: bytes | memoryview) -> int: ...
 
 
 class OutputThread:
@@ -30,9 +31,7 @@ class OutputThread:
 
     def __init__(self, out: Sink) -> None:
         self._out = out
-        self._queue: queue.Queue[bytes | None] = queue.Queue()
-        self._queued_bytes = 0
-        self._room = threading.Condition()
+        self._queue: queue.Queue[bytes | memoryview | None] = queue.Queue(QUEUE_DEPTH)
         self._error: BaseException | None = None
         self._discard = False
         self._thread = threading.Thread(target=self._run, name="archive-output", daemon=True)
@@ -40,25 +39,23 @@ class OutputThread:
 
     def _run(self) -> None:
         while (data := self._queue.get()) is not None:
-            if self._error is None and not self._discard:
-                try:
-                    self._out.write(data)
-                except BaseException as exc:  # handed to the producer
-                    self._error = exc
-            with self._room:  # written or dropped: either way, room for more
-                self._queued_bytes -= len(data)
-                self._room.notify()
+            if self._error is not None or self._discard:
+                continue  # keep draining so the producer never blocks forever
+            try:
+                self._out.write(data)
+            except BaseException as exc:  # handed to the producer
+                self._error = exc
 
     def write(self, data: bytes) -> int:
         if self._error is not None:
             raise self._error
-        piece = bytes(data)
-        with self._room:
-            # A piece larger than the budget still goes, alone.
-            while self._queued_bytes and self._queued_bytes + len(piece) > MAX_QUEUED_BYTES:
-                self._room.wait()
-            self._queued_bytes += len(piece)
-        self._queue.put(piece)
+        piece = bytes(data)  # no copy when it is bytes already
+        if len(piece) <= MAX_PIECE:
+            self._queue.put(piece)
+        else:
+            view = memoryview(piece)  # slices share the bytes: no copy either
+            for start in range(0, len(piece), MAX_PIECE):
+                self._queue.put(view[start : start + MAX_PIECE])
         return len(piece)
 
     def close(self) -> None:

@@ -68,27 +68,15 @@ def test_abandon_drops_queued_pieces_and_returns() -> None:
     assert len(sink.pieces) < 20  # what was still queued was not written
 
 
-def test_memory_in_flight_is_bounded_in_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Big pieces (gzip's are MiBs) wait for room: at most the budget is queued."""
+def test_big_pieces_are_queued_in_bounded_slices(monkeypatch: pytest.MonkeyPatch) -> None:
+    """gzip hands out pieces of MiBs: they travel in slices, so at most
+    QUEUE_DEPTH x MAX_PIECE bytes wait in the queue."""
     from engine import output_thread
 
-    monkeypatch.setattr(output_thread, "MAX_QUEUED_BYTES", 1000)
-    gate = threading.Event()
-
-    class Gated(Collect):
-        def write(self, data: bytes) -> int:
-            gate.wait(5)
-            return super().write(data)
-
-    sink = Gated()
+    monkeypatch.setattr(output_thread, "MAX_PIECE", 100)
+    sink = Collect()
     output = OutputThread(sink)
-    writer = threading.Thread(target=lambda: [output.write(b"x" * 400) for _ in range(10)])
-    writer.start()
-    writer.join(0.3)  # blocked: the sink does not drain yet
-    queued = output._queued_bytes
-    assert writer.is_alive()
-    gate.set()
-    writer.join(5)
+    output.write(b"a" * 250 + b"b" * 100)
     output.close()
-    assert queued <= 1000
-    assert b"".join(sink.pieces) == b"x" * 4000
+    assert [len(p) for p in sink.pieces] == [100, 100, 100, 50]
+    assert b"".join(sink.pieces) == b"a" * 250 + b"b" * 100
