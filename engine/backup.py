@@ -18,6 +18,7 @@ from typing import Any
 
 import docker
 
+from engine.age import AgeWriter
 from engine.archive.entry_log import ArchiveSummary
 from engine.archive.layout import CONFIG_DIR, FORMAT_NAME, FORMAT_VERSION, archive_suffix
 from engine.archive.manifest import Manifest
@@ -186,8 +187,6 @@ def _write_members(
 def _open_encryptor(out: HashingWriter, options: BackupOptions) -> Any:
     if not options.encrypted:
         return None
-    from engine.age import AgeWriter
-
     return AgeWriter(out, recipients=options.recipients, passphrase=options.passphrase)
 
 

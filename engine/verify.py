@@ -17,9 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from engine.age import AgeReader
 from engine.archive.read_ahead import ReadAheadReader
 from engine.archive.reader import ArchiveReport, scan_archive
 from engine.compression import Compression, open_decompressor
+from engine.dumps import DumpFile, verify_dump
 from engine.errors import ArchiveError, EngineError, ObjectNotFound
 from engine.hashing import parse_sidecar
 from engine.progress import Progress, ProgressCallback, no_progress
@@ -144,8 +146,6 @@ def _deep_scan(
     with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="verify-dumps-") as dump_dir:
         source: Any = reader
         if encrypted:
-            from engine.age import AgeReader
-
             # Decryption gets a thread of its own too (ChaCha20 releases the
             # GIL): the decompressor's thread would otherwise do both.
             decryptor = AgeReader(reader, identities=identities, passphrase=passphrase)
@@ -171,8 +171,6 @@ def _deep_scan(
 def _check_dumps(report: ArchiveReport) -> tuple[list[dict[str, Any]], list[str]]:
     """Each dump's own structure (MySQL trailer, pg_dump TOC, ...), without a
     database server: a dump can be complete by checksum yet truncated by its tool."""
-    from engine.dumps import DumpFile, verify_dump
-
     checks: list[dict[str, Any]] = []
     errors: list[str] = []
     for entry in report.backup.get("databases", []):
