@@ -145,9 +145,14 @@ class ArchiveWriter:
         return self._log.summary
 
     def _record(self, entry: ManifestEntry, hasher: Any = None) -> None:
-        # The batch being filled is the next item the pipe gets: once it is
-        # done, every byte of ENTRY has been hashed.
-        self._log.add(entry, hasher, self._pipe.submitted + 1)
+        # Call once ENTRY's last byte is emitted. If the batch holds bytes, it
+        # is the next item the pipe gets (close() flushes it at the latest):
+        # once it is done, every byte of ENTRY has been hashed. If the batch is
+        # empty, ENTRY's last bytes went out in the item already submitted (a
+        # large file's last chunk with no padding after it, or a batch that
+        # _emit flushed on reaching BATCH_SIZE): waiting for the next item
+        # would wait for one that may never come, if ENTRY is the last member.
+        self._log.add(entry, hasher, self._pipe.submitted + (1 if self._fill else 0))
 
     # -- small members ---------------------------------------------------------
 
