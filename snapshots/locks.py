@@ -56,8 +56,8 @@ def _busy_message(app_id: str) -> str:
     )
 
 
-def refresh_app_lock(app_id: str, run: Run) -> None:
-    AppLock.objects.filter(app_id=app_id, run=run).update(heartbeat_at=timezone.now())
+def refresh_app_lock(app_id: str, run_id: object) -> None:
+    AppLock.objects.filter(app_id=app_id, run_id=run_id).update(heartbeat_at=timezone.now())
 
 
 def release_app_lock(app_id: str, run: Run) -> None:

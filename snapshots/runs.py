@@ -9,8 +9,6 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import time
-from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -18,12 +16,9 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
-from engine.progress import Progress
-from snapshots.locks import refresh_app_lock
 from snapshots.models import AppLock, Run, Snapshot
 
 logger = logging.getLogger(__name__)
-PROGRESS_WRITE_INTERVAL = 1.0  # seconds between progress writes to the database
 
 
 def worker_name() -> str:
@@ -55,35 +50,6 @@ def fail_run(run: Run, error: str, result: dict[str, Any] | None = None) -> None
     if result is not None:
         run.result = result
     run.save(update_fields=["state", "error", "finished_at", "result"])
-
-
-class RunProgress:
-    """A progress callback that records phase and bytes on the run row (at
-    most once a second), keeps the run's and its app lock's heartbeats fresh,
-    and forwards every report to an optional extra callback (task state,
-    progress bar)."""
-
-    def __init__(self, run: Run, forward: Callable[[Progress], None] | None = None) -> None:
-        self._run = run
-        self._forward = forward
-        self._last_write = 0.0
-
-    def __call__(self, progress: Progress) -> None:
-        if self._forward is not None:
-            self._forward(progress)
-        now = time.monotonic()
-        phase_changed = progress.phase != self._run.phase
-        if not phase_changed and now - self._last_write < PROGRESS_WRITE_INTERVAL:
-            return
-        self._last_write = now
-        self._run.phase = progress.phase
-        self._run.bytes_done = progress.bytes_done
-        self._run.bytes_total = progress.bytes_total
-        Run.objects.filter(pk=self._run.pk).update(
-            phase=progress.phase, bytes_done=progress.bytes_done,
-            bytes_total=progress.bytes_total, heartbeat_at=timezone.now(),
-        )  # fmt: skip
-        refresh_app_lock(self._run.app_id, self._run)
 
 
 def _pid_alive(pid: int) -> bool:

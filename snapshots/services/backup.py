@@ -16,11 +16,12 @@ from engine.discovery import get_app
 from engine.docker_client import connect
 from engine.errors import EngineError
 from engine.priority import lower_priority
-from engine.progress import Progress
+from engine.progress import Progress, ProgressCallback
 from engine.quiesce import CONSISTENCY_MODES
 from snapshots.locks import acquire_app_lock, release_app_lock
 from snapshots.models import AppBackupPolicy, Run, Snapshot
-from snapshots.runs import RunProgress, claim_run, fail_run, finish_run
+from snapshots.run_reporter import run_reporter
+from snapshots.runs import claim_run, fail_run, finish_run
 from snapshots.services.encryption import write_options
 from snapshots.services.overrides import database_overrides
 from snapshots.storage_locations import get_storage
@@ -109,7 +110,13 @@ def perform_backup(
     failed backup: the snapshot comes back failed, with the reason."""
     try:
         _mark_running(snapshot)
-        _execute(run, snapshot, RunProgress(run, on_progress))
+        # The reporter stops (its last report written) before the final state.
+        with run_reporter(run, on_progress) as progress:
+            _execute(snapshot, run.options.get("encrypt"), progress)
+        # `completed` is written last: the file and its sidecar are durable by now.
+        snapshot.status = Snapshot.Status.COMPLETED
+        snapshot.save()
+        finish_run(run, _result(snapshot))
     except EngineError as exc:
         _fail(run, snapshot, str(exc))
     except Exception as exc:
@@ -124,7 +131,8 @@ def _mark_running(snapshot: Snapshot) -> None:
     snapshot.save(update_fields=["status", "started_at"])
 
 
-def _execute(run: Run, snapshot: Snapshot, progress: RunProgress) -> None:
+def _execute(snapshot: Snapshot, encrypt: bool | None, progress: ProgressCallback) -> None:
+    """Write the archive and fill SNAPSHOT's fields (not saved yet)."""
     if settings.BACKUP_IO_CLASS != "none":
         lower_priority(settings.BACKUP_NICE, settings.BACKUP_IO_CLASS)
     progress(Progress("discovering"))
@@ -132,7 +140,7 @@ def _execute(run: Run, snapshot: Snapshot, progress: RunProgress) -> None:
     policy = _policy(snapshot.app_id)
     overrides = database_overrides(policy.database_overrides, client, snapshot.app_id)
     app = get_app(client, snapshot.app_id, measure_sizes=True, overrides=overrides)
-    recipients, passphrase = write_options(run.options.get("encrypt"))
+    recipients, passphrase = write_options(encrypt)
     options = BackupOptions(
         compression=snapshot.compression,  # type: ignore[arg-type]
         compression_level=(
@@ -159,10 +167,6 @@ def _execute(run: Run, snapshot: Snapshot, progress: RunProgress) -> None:
         "age-x25519" if recipients else "age-scrypt" if passphrase is not None else ""
     )
     snapshot.finished_at = timezone.now()
-    # `completed` is written last: the file and its sidecar are durable by now.
-    snapshot.status = Snapshot.Status.COMPLETED
-    snapshot.save()
-    finish_run(run, _result(snapshot))
 
 
 def _fail(run: Run, snapshot: Snapshot, error: str) -> None:

@@ -18,7 +18,7 @@ from engine.discovery import get_app
 from engine.docker_client import connect
 from engine.errors import AppNotFound, EngineError
 from engine.inventory import AppInfo
-from engine.progress import Progress
+from engine.progress import Progress, ProgressCallback
 from engine.restore.orchestrate import (
     RestoreFailed,
     restore_app,
@@ -27,7 +27,8 @@ from engine.restore.orchestrate import (
 from engine.restore.plan import OpenStream, make_plan, read_backup_json
 from snapshots.locks import acquire_app_lock, release_app_lock
 from snapshots.models import AppLock, Run, Snapshot
-from snapshots.runs import RunProgress, claim_run, fail_run, finish_run
+from snapshots.run_reporter import run_reporter
+from snapshots.runs import claim_run, fail_run, finish_run
 from snapshots.services.backup import perform_backup, request_backup
 from snapshots.services.encryption import identities, passphrase
 from snapshots.services.verify import verify_snapshot
@@ -107,7 +108,9 @@ def run_restore(run_id: str, on_progress: Callable[[Progress], None] | None = No
         if snapshot is None:
             raise RestoreRefused("the snapshot of this restore was deleted")
         result["backup_id"] = snapshot.backup_id
-        _restore(run, snapshot, options, result, RunProgress(run, on_progress))
+        # The reporter stops (its last report written) before the final state.
+        with run_reporter(run, on_progress) as progress:
+            _restore(run, snapshot, options, result, progress)
         result["duration_seconds"] = round(time.monotonic() - started, 3)
         finish_run(run, result)
     except RestoreFailed as exc:
@@ -143,7 +146,7 @@ def _open_stream(snapshot: Snapshot) -> OpenStream:
     return open_stream
 
 
-def _validate(snapshot: Snapshot, progress: RunProgress) -> None:
+def _validate(snapshot: Snapshot, progress: ProgressCallback) -> None:
     """Step 1: every byte checked (SHA-256, decryption, every member against
     the manifest) before anything is touched."""
     progress(Progress("validating"))
@@ -153,7 +156,7 @@ def _validate(snapshot: Snapshot, progress: RunProgress) -> None:
         raise RestoreRefused(f"backup {snapshot.backup_id} failed validation: {reasons}")
 
 
-def _safety_backup(run: Run, progress: RunProgress) -> Snapshot:
+def _safety_backup(run: Run, progress: ProgressCallback) -> Snapshot:
     """Step 2: a normal full backup of the current state, marked pre-restore."""
     progress(Progress("safety backup"))
     safety_run = request_backup(run.app_id, purpose=Snapshot.Purpose.PRE_RESTORE)
@@ -179,7 +182,7 @@ def _restore(
     snapshot: Snapshot,
     options: RestoreOptions,
     result: dict[str, Any],
-    progress: RunProgress,
+    progress: ProgressCallback,
 ) -> None:
     _validate(snapshot, progress)
     client = connect(settings.DOCKER_HOST)

@@ -12,7 +12,8 @@ from engine.errors import EngineError
 from engine.progress import Progress
 from engine.verify import verify_backup
 from snapshots.models import Run, Snapshot
-from snapshots.runs import RunProgress, claim_run, fail_run, finish_run
+from snapshots.run_reporter import run_reporter
+from snapshots.runs import claim_run, fail_run, finish_run
 from snapshots.services.encryption import EncryptionNotConfigured, identities, passphrase
 from snapshots.storage_locations import get_storage
 
@@ -73,9 +74,11 @@ def run_verify(run_id: str, on_progress: Callable[[Progress], None] | None = Non
     try:
         if run.snapshot is None:
             raise NotVerifiable("the snapshot was deleted")
-        report = verify_snapshot(
-            run.snapshot, deep=bool(run.options.get("deep")), progress=RunProgress(run, on_progress)
-        )
+        # The reporter stops (its last report written) before the final state.
+        with run_reporter(run, on_progress) as progress:
+            report = verify_snapshot(
+                run.snapshot, deep=bool(run.options.get("deep")), progress=progress
+            )
         if report["valid"]:
             finish_run(run, report)
         else:
