@@ -83,11 +83,14 @@ def test_verify_quick_and_deep_then_detect_one_flipped_byte(
     call_command("backup", "verify", snapshot.backup_id, "--deep")
     deep = Run.objects.filter(snapshot=snapshot, operation="verify").latest("created_at").result
     assert deep["valid"] and deep["checksum_match"] and deep["sidecar_match"]
-    assert set(deep["volumes"]) == {odoo.volume("odoo_filestore"), odoo.volume("postgres_data")}
-    assert deep["file_count"] > 0 and deep["databases"]
+    inside = deep["contents"]
+    assert set(inside["volumes"]) == {odoo.volume("odoo_filestore"), odoo.volume("postgres_data")}
+    assert inside["file_count"] > 0 and inside["databases"]
     # globals + the odoo user's default database, each checked structurally
-    assert deep["database_count"] >= 2
-    assert all(check["ok"] for check in deep["database_checks"])
+    assert inside["database_count"] >= 2
+    assert all(check["ok"] for check in inside["database_checks"])
+    assert deep["contains"]["volumes"] == 2 and deep["snapshot_id"] == snapshot.backup_id
+    assert deep["contains"]["databases"] == len(inside["databases"])
     archive = archive_path(snapshot, backup_root)
     before = archive.stat().st_mtime_ns
     assert archive.stat().st_mtime_ns == before  # verification never writes

@@ -88,8 +88,11 @@ def test_wordpress_restore_brings_back_files_and_rows(
     assert _sql(wordpress, "SELECT id, title, MD5(body) FROM posts ORDER BY id") == before_rows
     assert _all_running(wordpress)
     result = run.result
-    assert result["restored_volumes"] == [wordpress.volume("wordpress")]
+    assert result["restored_volume_names"] == [wordpress.volume("wordpress")]
+    assert result["restored_volumes"] == 1 and type(result["restored_volumes"]) is int
     assert result["database_restored"] is True and result["duration_seconds"] > 0
+    assert result["snapshot_id"] == backup.backup_id and result["app_id"] == wordpress.project
+    assert result["restored_databases"]
     safety = Snapshot.objects.get(backup_id=result["safety_backup_id"])
     assert safety.purpose == Snapshot.Purpose.PRE_RESTORE
     assert safety.status == Snapshot.Status.COMPLETED

@@ -11,6 +11,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from snapshots.models import Run, Snapshot
+from snapshots.services.verify import contains as verify_contains
 from snapshots.storage_locations import storage_names
 
 # A Compose project name (engine.discovery checks the same), and a storage
@@ -184,8 +185,18 @@ class VerifyRequestSerializer(serializers.Serializer):
 REPORT_FIELDS = ("valid", "checksum_match", "sidecar_match", "sha256", "size_bytes", "deep")
 
 
+class VerifyContainsSerializer(serializers.Serializer):
+    """Counts, as the platform UI's original verify result has them; the
+    names and details are in contents."""
+
+    volumes = serializers.IntegerField(min_value=0)
+    databases = serializers.IntegerField(min_value=0)
+    config_files = serializers.IntegerField(min_value=0)
+
+
 class VerifyReportSerializer(serializers.Serializer):
     task_id = serializers.UUIDField()
+    snapshot_id = serializers.CharField(help_text="the backup id (the UI's original name)")
     backup_id = serializers.CharField()
     valid = serializers.BooleanField()
     checksum_match = serializers.BooleanField(allow_null=True)
@@ -194,20 +205,29 @@ class VerifyReportSerializer(serializers.Serializer):
     size_bytes = serializers.IntegerField()
     deep = serializers.BooleanField()
     errors = serializers.ListField(child=serializers.CharField())
-    contents = serializers.DictField(help_text="what the snapshot recorded as inside")
+    contains = VerifyContainsSerializer()
+    contents = serializers.DictField(
+        help_text="what is inside: volumes (by name), databases, config_files, file_count, "
+        "... (a quick verify: what the snapshot recorded; a deep one: what the scan found)"
+    )
 
     @staticmethod
     def from_run(run: Run, backup_id: str) -> dict[str, Any]:
         report = dict(run.result or {})
         errors = report.pop("errors", None) or ([run.error] if run.error else [])
         known = {name: report.pop(name, None) for name in REPORT_FIELDS}
-        for name in ("backup_id", "app_id"):
+        counts = report.pop("contains", None)
+        for name in ("backup_id", "snapshot_id", "app_id"):
             report.pop(name, None)
+        # Reports written before contents was nested had its keys at the top.
+        contents = report.pop("contents", report)
         known["valid"] = bool(known["valid"])
         known["deep"] = bool(known["deep"])
         return {
-            "task_id": run.pk, "backup_id": backup_id, **known, "sha256": known["sha256"] or "",
-            "size_bytes": known["size_bytes"] or 0, "errors": errors, "contents": report,
+            "task_id": run.pk, "snapshot_id": backup_id, "backup_id": backup_id, **known,
+            "sha256": known["sha256"] or "", "size_bytes": known["size_bytes"] or 0,
+            "errors": errors, "contains": counts or verify_contains(contents),
+            "contents": contents,
         }  # fmt: skip
 
 
@@ -222,6 +242,33 @@ class RestoreRequestSerializer(serializers.Serializer):
 class RestoreQuery(serializers.Serializer):
     wait = serializers.BooleanField(
         default=False, help_text="block until the restore ended (or the server's timeout)"
+    )
+
+
+class RestoreResultSerializer(serializers.Serializer):
+    """A restore task's result (snapshots.services.restore). app_id,
+    snapshot_id, restored_volumes, database_restored and duration_seconds are
+    the platform UI's original shape."""
+
+    app_id = serializers.CharField()
+    snapshot_id = serializers.CharField(allow_null=True, help_text="the backup id restored from")
+    backup_id = serializers.CharField(allow_null=True)
+    restored_volumes = serializers.IntegerField(
+        min_value=0, help_text="how many volumes were restored (0 when the restore failed)"
+    )
+    restored_volume_names = serializers.ListField(child=serializers.CharField())
+    database_restored = serializers.BooleanField()
+    restored_databases = serializers.ListField(child=serializers.CharField())
+    skipped_volumes = serializers.DictField(
+        child=serializers.CharField(), help_text="volume -> why it was not restored"
+    )
+    started_containers = serializers.ListField(child=serializers.CharField())
+    safety_backup_id = serializers.CharField(
+        allow_null=True, help_text="the backup of the state before the restore"
+    )
+    duration_seconds = serializers.FloatField()
+    rolled_back = serializers.ListField(
+        child=serializers.CharField(), required=False, help_text="failed: what was rolled back"
     )
 
 
@@ -258,6 +305,13 @@ class TaskSerializer(serializers.Serializer):
         if not run.bytes_total:
             return None
         return round(min(run.bytes_done / run.bytes_total, 1.0), 4)
+
+
+class RestoreTaskSerializer(TaskSerializer):
+    """A restore's task, its result typed (for the schema: the view writes
+    TaskSerializer's data, which passes the result through as it is)."""
+
+    result = RestoreResultSerializer(help_text="what was restored, as far as it went")
 
 
 # -- apps and storage ------------------------------------------------------------

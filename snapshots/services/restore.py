@@ -97,11 +97,11 @@ def run_restore(run_id: str, on_progress: Callable[[Progress], None] | None = No
         return Run.objects.get(pk=run_id)
     started = time.monotonic()
     options = RestoreOptions(**run.options)
-    result: dict[str, Any] = {"app_id": run.app_id, "safety_backup_id": None}
+    result = _initial_result(run)
     try:
         acquire_app_lock(run.app_id, run)
     except EngineError as exc:
-        fail_run(run, str(exc), result)
+        fail_run(run, str(exc), result | {"duration_seconds": _since(started)})
         return run
     try:
         snapshot = run.snapshot
@@ -123,6 +123,7 @@ def run_restore(run_id: str, on_progress: Callable[[Progress], None] | None = No
         )
     except Exception as exc:
         logger.exception("restore run %s crashed", run.pk)
+        result["duration_seconds"] = _since(started)
         fail_run(run, f"internal error ({type(exc).__name__}); see the worker log", result)
     finally:
         release_app_lock(run.app_id, run)
@@ -131,6 +132,21 @@ def run_restore(run_id: str, on_progress: Callable[[Progress], None] | None = No
 
 def _since(started: float) -> float:
     return round(time.monotonic() - started, 3)
+
+
+def _initial_result(run: Run) -> dict[str, Any]:
+    """Every key of a restore's result, as for one that restored nothing (a
+    failed restore is rolled back, so that stays true when it fails).
+    app_id, snapshot_id, restored_volumes (a count), database_restored and
+    duration_seconds are the platform UI's original shape; the names are in
+    restored_volume_names and restored_databases."""
+    backup_id = run.snapshot.backup_id if run.snapshot is not None else None
+    return {
+        "app_id": run.app_id, "snapshot_id": backup_id, "backup_id": backup_id,
+        "restored_volumes": 0, "restored_volume_names": [], "database_restored": False,
+        "restored_databases": [], "skipped_volumes": {}, "started_containers": [],
+        "safety_backup_id": None, "duration_seconds": 0.0,
+    }  # fmt: skip
 
 
 def _open_stream(snapshot: Snapshot) -> OpenStream:
@@ -208,9 +224,10 @@ def _restore(
         database_rollback=rollback,
     )  # fmt: skip
     result |= {
-        "restored_volumes": outcome.restored_volumes,
+        "restored_volumes": len(outcome.restored_volumes),
+        "restored_volume_names": outcome.restored_volumes,
         "skipped_volumes": outcome.skipped_volumes,
         "database_restored": outcome.database_restored,
-        "databases": outcome.databases,
+        "restored_databases": outcome.databases,
         "started_containers": outcome.started_containers,
     }

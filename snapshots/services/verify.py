@@ -39,7 +39,9 @@ def request_verify(snapshot: Snapshot, deep: bool) -> Run:
 def verify_snapshot(
     snapshot: Snapshot, *, deep: bool, progress: Callable[[Progress], None] | None = None
 ) -> dict[str, Any]:
-    """The verification report (never modifies the archive)."""
+    """The verification report (never modifies the archive): the checks,
+    snapshot_id (= backup_id), contains (counts) and contents (what is inside:
+    the deep scan's findings, or what the snapshot recorded for a quick one)."""
     keys = identities() if deep and snapshot.encrypted else []
     secret = passphrase() if deep and snapshot.encrypted else None
     if deep and snapshot.encrypted and not keys and secret is None:
@@ -58,13 +60,33 @@ def verify_snapshot(
         passphrase=secret,
         progress=progress or (lambda _: None),
     )
-    report = result.to_json()
-    report["backup_id"] = snapshot.backup_id
-    report["app_id"] = snapshot.app_id
-    if not deep:
-        # Quick verification reads no member: report what the backup recorded.
-        report.update({k: v for k, v in snapshot.contents.items() if k not in report})
-    return report
+    # Quick verification reads no member: it reports what the backup recorded.
+    contents = dict(result.contents) if deep else dict(snapshot.contents or {})
+    return {
+        "valid": result.valid,
+        "checksum_match": result.checksum_match,
+        "sidecar_match": result.sidecar_match,
+        "sha256": result.sha256,
+        "size_bytes": result.size_bytes,
+        "deep": result.deep,
+        "errors": list(result.errors),
+        "snapshot_id": snapshot.backup_id,
+        "backup_id": snapshot.backup_id,
+        "app_id": snapshot.app_id,
+        "contains": contains(contents),
+        "contents": contents,
+    }
+
+
+def contains(contents: dict[str, Any]) -> dict[str, int]:
+    """How many volumes, databases and config files CONTENTS lists: the
+    platform UI's original verify shape (ints), beside the lists in contents."""
+    return {name: _count(contents.get(name)) for name in ("volumes", "databases", "config_files")}
+
+
+def _count(listed: Any) -> int:
+    # volumes is a dict by name (deep scan, snapshot contents) or a list (older rows)
+    return len(listed) if isinstance(listed, (dict, list, tuple)) else 0
 
 
 def run_verify(run_id: str, on_progress: Callable[[Progress], None] | None = None) -> Run:

@@ -89,8 +89,10 @@ def test_backup_verify_download_restore_delete(
     deep = envelope(api.post(f"{API}/snapshots/{backup_id}/verify", {"deep": True}, "json"), 202)
     deep_task = wait_for_task(api, deep["task_id"])
     assert deep_task["state"] == "completed", deep_task
-    assert deep_task["result"]["valid"] and deep_task["result"]["file_count"] > 0
-    assert wordpress.volume("wordpress") in deep_task["result"]["volumes"]
+    inside = deep_task["result"]["contents"]
+    assert deep_task["result"]["valid"] and inside["file_count"] > 0
+    assert wordpress.volume("wordpress") in inside["volumes"]
+    assert deep_task["result"]["contains"]["volumes"] == len(inside["volumes"])
 
     # Download: the body is the archive; a range is the right slice.
     response = api.get(f"{API}/snapshots/{backup_id}/download")
@@ -108,7 +110,9 @@ def test_backup_verify_download_restore_delete(
     assert volume_tree(docker_client, wordpress.volume("wordpress")) != files_before
     restored = envelope(api.post(f"{API}/restore/{app_id}/{backup_id}?wait=true", {}, "json"), 200)
     assert restored["state"] == "completed", restored
-    assert restored["result"]["backup_id"] == backup_id
+    outcome = restored["result"]
+    assert outcome["backup_id"] == outcome["snapshot_id"] == backup_id
+    assert outcome["restored_volumes"] == len(outcome["restored_volume_names"]) >= 1
     # The safety backup of the state before the restore is a snapshot like any other.
     safety_id = restored["result"]["safety_backup_id"]
     safety = envelope(api.get(f"{API}/snapshots/{safety_id}"), 200)

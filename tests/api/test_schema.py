@@ -57,3 +57,35 @@ def test_swagger_ui_uses_local_assets(anonymous: APIClient) -> None:
 
     for asset in assets:
         assert finders.find(asset.removeprefix("/static/")), asset
+
+
+def test_schema_keeps_the_platform_uis_verify_and_restore_fields(tmp_path) -> None:
+    """The UI reads these names with these types: counts are integers."""
+    out = tmp_path / "schema.yaml"
+    call_command("spectacular", "--file", str(out))
+    schema = yaml.safe_load(out.read_text())
+    components = schema["components"]["schemas"]
+
+    def types(name: str) -> dict[str, str]:
+        return {k: v.get("type", "") for k, v in components[name]["properties"].items()}
+
+    report = components["VerifyReport"]
+    assert report["properties"]["contains"] == {"$ref": "#/components/schemas/VerifyContains"}
+    assert types("VerifyReport")["snapshot_id"] == "string"
+    assert types("VerifyContains") == {
+        "volumes": "integer", "databases": "integer", "config_files": "integer",
+    }  # fmt: skip
+    assert {"contains", "snapshot_id"} <= set(report["required"])
+    restore = types("RestoreResult")
+    assert restore["app_id"] == restore["snapshot_id"] == "string"
+    assert restore["restored_volumes"] == "integer"
+    assert restore["database_restored"] == "boolean"
+    assert restore["duration_seconds"] == "number"
+    assert restore["restored_volume_names"] == restore["restored_databases"] == "array"
+    required = set(components["RestoreResult"]["required"])
+    assert {"app_id", "snapshot_id", "restored_volumes", "database_restored"} <= required
+    assert "duration_seconds" in required
+    responses = schema["paths"]["/api/v1/backup/restore/{app_id}/{backup_id}"]["post"]["responses"]
+    for status in ("200", "500"):  # completed; failed under ?wait=true
+        body = responses[status]["content"]["application/json"]["schema"]
+        assert body == {"$ref": "#/components/schemas/RestoreTaskEnvelope"}, status

@@ -209,7 +209,10 @@ def test_restore_wait_returns_the_result_once_the_run_ended(
 ) -> None:
     """A stand-in worker finishes the run as soon as its task is sent."""
     settings.BACKUP_API_WAIT_SECONDS = 30
-    result = {"app_id": "wordpress001", "restored_volumes": ["v1"], "duration_seconds": 1.5}
+    result = {
+        "app_id": "wordpress001", "restored_volumes": 1, "restored_volume_names": ["v1"],
+        "duration_seconds": 1.5,
+    }  # fmt: skip
 
     def finish(name: str, args: list, **_: object) -> None:
         Run.objects.filter(pk=args[0]).update(state="completed", result=result)

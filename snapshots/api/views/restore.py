@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.conf import settings
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -13,6 +13,7 @@ from snapshots.api.schema import APP_ID_PARAMETER, BACKUP_ID_PARAMETER, envelope
 from snapshots.api.serializers import (
     RestoreQuery,
     RestoreRequestSerializer,
+    RestoreTaskSerializer,
     TaskAcceptedSerializer,
     TaskSerializer,
 )
@@ -37,8 +38,10 @@ class RestoreView(ApiView):
         operation_id="restore_create",
         summary="Restore an app from a snapshot",
         description="Checks the snapshot and queues the restore (202). With ?wait=true the "
-        "answer comes when the restore ended: 200 with the task (state completed or failed, "
-        "result or error), or 202 when the server's wait limit passed first.",
+        "answer comes when the restore ended: 200 with the completed task and its result, "
+        "500 with the failed task (message: restore failed: <its error>; data: the task, its "
+        "result saying what was rolled back), or 202 when the server's wait limit passed "
+        "first.",
         parameters=[
             APP_ID_PARAMETER,
             BACKUP_ID_PARAMETER,
@@ -47,8 +50,13 @@ class RestoreView(ApiView):
         request=RestoreRequestSerializer,
         responses=responses(
             {
-                200: envelope("TaskEnvelope", TaskSerializer()),
+                200: envelope("RestoreTaskEnvelope", RestoreTaskSerializer()),
                 202: envelope("TaskAcceptedEnvelope", TaskAcceptedSerializer()),
+                500: OpenApiResponse(
+                    envelope("RestoreTaskEnvelope", RestoreTaskSerializer()),
+                    description="?wait=true: the restore failed (state failed); the message "
+                    "is its error",
+                ),
             },
             400,
             404,
@@ -65,5 +73,7 @@ class RestoreView(ApiView):
         run = selectors.wait_for_run(str(run.pk), wait_seconds())
         if run.state not in selectors.TERMINAL_STATES:
             return accepted(run, "restore still running; poll the task")
-        message = "restore completed" if run.state == Run.State.COMPLETED else "restore failed"
-        return reply(TaskSerializer(run).data, message=f"{message}: {run.error}".rstrip(": "))
+        if run.state == Run.State.COMPLETED:
+            return reply(TaskSerializer(run).data, message="restore completed")
+        # A failed run is an error answer, as a failure inside this request would be.
+        return reply(TaskSerializer(run).data, status=500, message=f"restore failed: {run.error}")
