@@ -178,6 +178,8 @@ if CELERY_EMBEDDED_BROKER:
         "data_folder_out": str(_queue_dir),
         "processed_folder": str(DATA_DIR / "celery" / "processed"),
         "store_processed": False,
+        # Its exchange tables too (kombu's default is ./control, in the checkout).
+        "control_folder": str(DATA_DIR / "celery" / "control"),
     }
 
 # A backup of a large app runs for hours: limits are generous but finite.

@@ -36,8 +36,14 @@ def ping(payload: str = "") -> dict[str, str]:
 
 
 def _task_progress(task: Task) -> Any:
+    """A sink for the run's progress relay. It runs on the relay's thread,
+    where Celery's thread-local request is empty: the task id is taken here,
+    on the task's own thread."""
+    task_id = task.request.id
+
     def report(progress: Progress) -> None:
         task.update_state(
+            task_id=task_id,
             state="PROGRESS",
             meta={"phase": progress.phase, "bytes_done": progress.bytes_done,
                   "bytes_total": progress.bytes_total},
