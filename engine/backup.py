@@ -24,7 +24,8 @@ from engine.archive.layout import CONFIG_DIR, FORMAT_NAME, FORMAT_VERSION, archi
 from engine.archive.manifest import Manifest
 from engine.archive.writer import ArchiveWriter
 from engine.compression import Compression, open_compressor
-from engine.errors import VolumeNotFound
+from engine.database_detection import undumped_warnings
+from engine.errors import DatabaseDumpError, VolumeNotFound
 from engine.hashing import HashingWriter, sidecar_text
 from engine.inventory import AppInfo, DatabaseInfo
 from engine.output_thread import OutputThread
@@ -59,6 +60,8 @@ class BackupResult:
     encrypted: bool
     consistency: str
     contents: dict[str, Any] = field(default_factory=dict)
+    # Database data copied as raw live files, with what to do about it.
+    warnings: list[str] = field(default_factory=list)
 
 
 DumpFunction = Callable[[docker.DockerClient, DatabaseInfo, Path, ProgressCallback], Sequence[Any]]
@@ -99,7 +102,17 @@ def create_backup(
             dump = dump_database or _default_dump()
             for database in app.databases:
                 progress(Progress("dumping", detail=database.container.name))
-                dumps.extend(dump(client, database, spool, progress))
+                try:
+                    dumps.extend(dump(client, database, spool, progress))
+                except DatabaseDumpError as exc:
+                    if database.detected_by.startswith("detected "):
+                        # Taken for a database by its signals, not its image: say why.
+                        exc.args = (
+                            f"{exc} ({database.container.name}: {database.detected_by}; if it "
+                            "is no database to dump, set database_overrides "
+                            f'{{"{database.container.service}": {{"skip": true}}}})',
+                        )
+                    raise
         return _write_archive(client, app, backup_id, storage, options, dumps, progress, spool)
     finally:
         shutil.rmtree(spool, ignore_errors=True)
@@ -159,6 +172,7 @@ def _write_archive(
         encrypted=options.encrypted,
         consistency=options.consistency,
         contents=_contents(writer.summary, manifest.skipped, info),
+        warnings=list(info["warnings"]),
     )
 
 
@@ -220,7 +234,16 @@ def _backup_info(
         "config_files": [c.archive_name for c in app.config_files]
         if options.include_config
         else [],
-    }
+        # Why each container was taken for a database (image, signals, override).
+        "detection": [
+            {"container": d.container.name, "service": d.container.service, "engine": d.engine,
+             "detected_by": d.detected_by}
+            for d in app.databases
+        ] if options.include_databases else [],
+        "warnings": undumped_warnings(
+            app, consistency=options.consistency, include_databases=options.include_databases
+        ),
+    }  # fmt: skip
 
 
 def _contents(
@@ -235,6 +258,7 @@ def _contents(
         "volumes": volumes,
         "databases": info["databases"],
         "config_files": info["config_files"],
+        "detection": info["detection"],
         "file_count": sum(v["files"] for v in volumes.values()),
         "total_bytes": sum(v["bytes"] for v in volumes.values())
         + sum(d.get("size", 0) for d in info["databases"]),

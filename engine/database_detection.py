@@ -11,12 +11,26 @@ caller passes a FileReader (engine.docker_client.container_file_reader reads
 it with `docker exec cat`). Without one, or when the read fails, the path is
 kept in DatabaseCredentials.password_file for `resolve_password_file` later.
 
-An app may override detection per service with a DatabaseOverride."""
+A private or renamed image (registry.example/acme/pgsrv) says nothing, so a
+container is also judged by three other signals: the engines' environment
+variables, data-directory markers in its volumes (PG_VERSION; ibdata1,
+mysql/, aria_log_control; WiredTiger, mongod.lock) and the server binary it
+runs. Where the variables and at least one other signal name the same engine,
+and nothing names another, it is that engine (`detect_from_signals`). The
+variables are required: the credentials come from them, as the official
+entrypoints read them; a data directory or a server alone (an all-in-one
+image running its own PostgreSQL) is a DatabaseSuspect, and a backup that
+copies such a live data directory raw carries a warning (`undumped_warnings`).
+
+An app may override detection per service with a DatabaseOverride; an
+override always wins over detection."""
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Callable, Iterable, Mapping
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from engine.errors import EngineError
@@ -26,6 +40,8 @@ from engine.inventory import (
     DatabaseCredentials,
     DatabaseEngine,
     DatabaseInfo,
+    DatabaseSuspect,
+    DataDir,
 )
 from engine.secret import Secret
 
@@ -90,6 +106,7 @@ def detect_database(
     not the running state: never a database to dump."""
     if container.one_off:
         return None
+    forced = engine is not None
     engine = engine or detect_engine(container.image)
     if engine is None:
         return None
@@ -100,7 +117,12 @@ def detect_database(
         credentials = _postgres_credentials(settings)
     else:
         credentials = _mongo_credentials(settings)
-    return DatabaseInfo(container=container, engine=engine, credentials=credentials)
+    detected_by = (
+        f"engine {engine} set by database_overrides" if forced else f"image {container.image}"
+    )
+    return DatabaseInfo(
+        container=container, engine=engine, credentials=credentials, detected_by=detected_by
+    )
 
 
 def resolve_password_file(database: DatabaseInfo, read_file: FileReader) -> DatabaseInfo:
@@ -236,6 +258,309 @@ def _mongo_credentials(env: _Settings) -> DatabaseCredentials:
     return _credentials(NO_AUTH_USER, None, databases)
 
 
+# -- Detection from other signals: private or renamed images --------------------
+
+ENGINE_NAMES: dict[DatabaseEngine, str] = {
+    "mysql": "MySQL",
+    "mariadb": "MariaDB",
+    "postgres": "PostgreSQL",
+    "mongo": "MongoDB",
+}
+
+# What the entrypoints read, and what the official images set themselves
+# (PG_MAJOR, MARIADB_VERSION, MONGO_VERSION...): a build FROM them keeps those.
+# App containers carry some of these too (POSTGRES_PASSWORD to connect with),
+# so the variables alone never make a database.
+_ENV_SIGNALS: dict[DatabaseEngine, tuple[str, ...]] = {
+    "postgres": (
+        "POSTGRES_PASSWORD", "POSTGRES_USER", "POSTGRES_DB", "POSTGRES_HOST_AUTH_METHOD",
+        "POSTGRES_INITDB_ARGS", "PGDATA", "PG_MAJOR", "PG_VERSION", "POSTGRESQL_USERNAME",
+        "POSTGRESQL_PASSWORD", "POSTGRESQL_DATABASE", "POSTGRESQL_POSTGRES_PASSWORD",
+    ),
+    "mariadb": (
+        "MARIADB_ROOT_PASSWORD", "MARIADB_ALLOW_EMPTY_ROOT_PASSWORD",
+        "MARIADB_RANDOM_ROOT_PASSWORD", "MARIADB_DATABASE", "MARIADB_USER", "MARIADB_PASSWORD",
+        "MARIADB_ROOT_USER", "MARIADB_VERSION", "MARIADB_MAJOR",
+    ),
+    "mysql": (
+        "MYSQL_ROOT_PASSWORD", "MYSQL_ALLOW_EMPTY_PASSWORD", "MYSQL_RANDOM_ROOT_PASSWORD",
+        "MYSQL_DATABASE", "MYSQL_USER", "MYSQL_PASSWORD", "MYSQL_ROOT_USER", "MYSQL_MAJOR",
+        "MYSQL_VERSION",
+    ),
+    "mongo": (
+        "MONGO_INITDB_ROOT_USERNAME", "MONGO_INITDB_ROOT_PASSWORD", "MONGO_INITDB_DATABASE",
+        "MONGO_VERSION", "MONGO_MAJOR", "MONGODB_ROOT_USER", "MONGODB_ROOT_PASSWORD",
+        "MONGODB_USERNAME", "MONGODB_PASSWORD", "MONGODB_DATABASE",
+    ),
+}  # fmt: skip
+
+# Server binaries (not clients, routers or exporters: mongos, mysql-router).
+_SERVER_BINARIES: dict[str, DatabaseEngine] = {
+    "postgres": "postgres",
+    "postmaster": "postgres",
+    "mariadbd": "mariadb",
+    "mariadbd-safe": "mariadb",
+    "mysqld": "mysql",  # MariaDB before 11 too: same family
+    "mysqld_safe": "mysql",
+    "mongod": "mongo",
+}
+SERVER_BINARIES = tuple(_SERVER_BINARIES)
+
+# Files of MySQL's and MariaDB's system schema (the `mysql/` directory).
+_MYSQL_SYSTEM_FILES = (".frm", ".myd", ".myi", ".mad", ".mai", ".ibd", ".csv", ".csm", ".opt")
+_SCAN_DEPTH = 2  # the volume's root and two levels down (bitnami: /bitnami/mongodb/data/db)
+_SCAN_DIRECTORIES = 64  # at most this many directories per volume
+_SCAN_ENTRIES = 10_000  # names read per directory
+
+
+def family(engine: DatabaseEngine) -> DatabaseEngine:
+    """MariaDB is of MySQL's family: the same dump tools, the same markers."""
+    return "mysql" if engine == "mariadb" else engine
+
+
+def server_binary(command: str) -> DatabaseEngine | None:
+    """The engine whose server COMMAND (a process's command line, or an
+    executable's path) starts; None for anything else. PostgreSQL's
+    processes rename themselves "postgres: checkpointer"."""
+    words = command.split(None, 1)
+    if not words:
+        return None
+    return _SERVER_BINARIES.get(words[0].rsplit("/", 1)[-1].rstrip(":"))
+
+
+@dataclass(frozen=True)
+class ServerBinaries:
+    """Which database servers a container runs, as far as can be seen."""
+
+    found: tuple[str, ...] = ()  # binary names, e.g. ("postgres",)
+    # "running": its processes were listed, so nothing found means none runs;
+    # "command": only its configured command was read (stopped, or no listing).
+    source: str = "command"
+
+    @property
+    def none_runs(self) -> bool:
+        return self.source == "running" and not self.found
+
+
+def find_data_dirs(root: str) -> list[tuple[str, DatabaseEngine, tuple[str, ...]]]:
+    """(path inside ROOT, engine, markers) of every directory under ROOT that
+    looks like a database server's data directory: ROOT itself and up to two
+    levels below, at most 64 directories, never through a symlink. A data
+    directory's own subdirectories are not searched. Unreadable parts are
+    skipped: a marker not seen is a warning not given, never a failed backup."""
+    found: list[tuple[str, DatabaseEngine, tuple[str, ...]]] = []
+    pending: list[tuple[str, int]] = [("", 0)]
+    visited = 0
+    while pending and visited < _SCAN_DIRECTORIES:
+        relative, depth = pending.pop(0)
+        visited += 1
+        path = os.path.join(root, relative) if relative else root
+        directories: list[str] = []
+        files: set[str] = set()
+        try:
+            with os.scandir(path) as entries:
+                for count, entry in enumerate(entries):
+                    if count >= _SCAN_ENTRIES:
+                        break
+                    if entry.is_dir(follow_symlinks=False):
+                        directories.append(entry.name)
+                    elif entry.is_file(follow_symlinks=False):
+                        files.add(entry.name)
+        except OSError:
+            continue
+        here = _markers(path, files, set(directories))
+        if here:
+            found += [(relative, engine, markers) for engine, markers in here]
+            continue
+        if depth < _SCAN_DEPTH:
+            pending += [(os.path.join(relative, name), depth + 1) for name in sorted(directories)]
+    return found
+
+
+def _markers(
+    path: str, files: set[str], directories: set[str]
+) -> list[tuple[DatabaseEngine, tuple[str, ...]]]:
+    groups: list[tuple[DatabaseEngine, tuple[str, ...]]] = []
+    if "PG_VERSION" in files:
+        groups.append(("postgres", ("PG_VERSION",)))
+    mysql = [name for name in ("aria_log_control", "ibdata1") if name in files]
+    if "mysql" in directories and _is_mysql_schema(os.path.join(path, "mysql")):
+        mysql.append("mysql/")
+    if mysql:
+        groups.append(("mariadb" if "aria_log_control" in mysql else "mysql", tuple(mysql)))
+    mongo = tuple(name for name in ("WiredTiger", "mongod.lock") if name in files)
+    if mongo:
+        groups.append(("mongo", mongo))
+    return groups
+
+
+def _is_mysql_schema(path: str) -> bool:
+    """Whether PATH holds system tables (not just any directory named mysql)."""
+    try:
+        with os.scandir(path) as entries:
+            for count, entry in enumerate(entries):
+                if count >= 200:
+                    break
+                if entry.name.lower().endswith(_MYSQL_SYSTEM_FILES):
+                    return True
+    except OSError:
+        pass
+    return False
+
+
+def environment_signals(env: Mapping[str, str]) -> dict[DatabaseEngine, tuple[str, ...]]:
+    """The engines whose variables ENV sets (directly or as NAME_FILE), with them."""
+    found: dict[DatabaseEngine, tuple[str, ...]] = {}
+    for engine, names in _ENV_SIGNALS.items():
+        present = tuple(name for name in names if env.get(name) or env.get(f"{name}_FILE"))
+        if present:
+            found[engine] = present
+    return found
+
+
+@dataclass(frozen=True)
+class SignalDetection:
+    database: DatabaseInfo | None = None
+    suspect: DatabaseSuspect | None = None
+
+
+def detect_from_signals(
+    container: ContainerInfo,
+    env: Mapping[str, str],
+    data_dirs: Sequence[DataDir],
+    binaries: Callable[[], ServerBinaries],
+    read_file: FileReader | None = None,
+) -> SignalDetection:
+    """CONTAINER, whose image is no known database image, judged by its
+    environment ENV, the data directories found in its volumes and the
+    server BINARIES it runs (called only when ENV or DATA_DIRS give a reason
+    to look: it may cost a call to the engine).
+
+    A database when the variables and at least one other signal name the
+    same engine and no signal names another; a suspect when a data directory
+    or a running server is seen but that is not enough; otherwise nothing
+    (an app's own POSTGRES_PASSWORD to connect with is no database)."""
+    if container.one_off:
+        return SignalDetection()
+    env_found = environment_signals(env)
+    if not env_found and not data_dirs:
+        return SignalDetection()
+    seen = binaries()
+    binary_engines = [engine for name in seen.found if (engine := server_binary(name))]
+    evidence = [f"env {', '.join(names)}" for names in env_found.values()]
+    evidence += [
+        f"{', '.join(d.markers)} in volume {d.volume}" + (f" ({d.path}/)" if d.path else "")
+        for d in data_dirs
+    ]
+    evidence += [f"binary {name}" + (" (running)" if seen.source == "running" else "")
+                 for name in seen.found]  # fmt: skip
+    env_families = {family(engine) for engine in env_found}
+    others = {family(d.engine) for d in data_dirs} | {family(e) for e in binary_engines}
+    mentioned = [*env_found, *(d.engine for d in data_dirs), *binary_engines]
+    # MariaDB when anything says so (its variables, aria_log_control, mariadbd).
+    guess = _with_mariadb(next(iter(others)), mentioned) if len(others) == 1 else None
+    if guess is not None and others <= env_families and not seen.none_runs:
+        engine = guess
+        database = detect_database(container, env, read_file, engine=engine)
+        if database is None:
+            return SignalDetection()
+        detected_by = f"detected {engine} from {', '.join(evidence)}"
+        return SignalDetection(database=replace(database, detected_by=detected_by))
+    if not data_dirs and not binary_engines:
+        return SignalDetection()  # only variables: an app's client settings
+    if len(others | env_families) > 1:
+        guess = None
+        problem = "the signals disagree: " + "; ".join(evidence)
+    elif not env_found and guess is not None:
+        problem = (
+            f"only {'; '.join(evidence)}, no {ENGINE_NAMES[guess]} environment variables "
+            "(no credentials to dump it with)"
+            + (" and no database server process in it" if seen.none_runs else "")
+        )
+    else:
+        problem = f"{'; '.join(evidence)}, but no database server process runs in it"
+    suspect = DatabaseSuspect(
+        container=container, engine=guess, evidence=tuple(evidence), problem=problem,
+        running_server=bool(binary_engines) and seen.source == "running",
+    )  # fmt: skip
+    return SignalDetection(suspect=suspect)
+
+
+def _with_mariadb(engine: DatabaseEngine, mentioned: Iterable[DatabaseEngine]) -> DatabaseEngine:
+    return "mariadb" if engine == "mysql" and "mariadb" in mentioned else engine
+
+
+# -- Warnings for live data that gets no dump ------------------------------------
+
+LIVE_STATES = ("running", "paused", "restarting")
+
+
+def undumped_warnings(
+    app: AppInfo, *, consistency: str, include_databases: bool = True
+) -> list[str]:
+    """What a backup of APP must say about database data it copies as raw,
+    live files: each volume holding a data directory that a running container
+    mounts and no dumped database does, and each running database server that
+    gets no dump. Nothing with consistency=stop: the files are read at rest."""
+    if consistency == "stop":
+        return []
+    dumped = {d.container.id for d in app.databases} if include_databases else set()
+    detected = {d.container.id for d in app.databases}
+    suspects = {s.container.id: s for s in app.suspects}
+    by_volume: dict[str, list[DataDir]] = {}
+    for data_dir in app.data_dirs:
+        by_volume.setdefault(data_dir.volume, []).append(data_dir)
+    warnings: list[str] = []
+    warned: set[str] = set()
+    for volume in sorted(by_volume):
+        dirs = by_volume[volume]
+        if any(d.container.id in dumped for d in dirs):
+            continue  # its server's dump is in the backup
+        live = [d for d in dirs if d.container.state in LIVE_STATES]
+        if not live:
+            continue  # no server runs on it: the files are at rest
+        first = live[0]
+        names = sorted({d.container.name for d in live})
+        markers = sorted({m for d in live for m in d.markers})
+        places = sorted({f"{d.path}/" for d in live if d.path})
+        where = f" under {', '.join(places)}" if places else ""
+        if first.container.id in detected:
+            why = "include_databases is off for this app"
+            remedy = "turn include_databases on for it, or back it up with consistency=stop"
+        else:
+            suspect = suspects.get(first.container.id)
+            why = suspect.problem if suspect is not None else "nothing else shows a server"
+            remedy = _remedy(app.app_id, first.container.service, first.engine)
+        warnings.append(
+            f"volume {volume} (container {', '.join(names)}) holds a live "
+            f"{ENGINE_NAMES[first.engine]} data directory ({', '.join(markers)}){where} "
+            f"but gets no database dump: {why}. Its files are copied raw while the server "
+            f"may write them, which may not restore consistently; {remedy}."
+        )
+        warned.update(d.container.id for d in live)
+    for suspect in app.suspects:
+        container = suspect.container
+        if container.id in dumped or container.id in warned or not suspect.running_server:
+            continue
+        if container.state not in LIVE_STATES:
+            continue
+        engine = suspect.engine
+        what = f"a {ENGINE_NAMES[engine]} server" if engine is not None else "a database server"
+        warnings.append(
+            f"container {container.name} runs {what} but gets no database dump: "
+            f"{suspect.problem}; {_remedy(app.app_id, container.service, engine)}."
+        )
+    return warnings
+
+
+def _remedy(app_id: str, service: str, engine: DatabaseEngine | None) -> str:
+    example = json.dumps({service: {"engine": engine or "postgres|mysql|mariadb|mongo"}})
+    return (
+        f"name its engine in the database_overrides of app {app_id} (e.g. {example}), "
+        "or back the app up with consistency=stop"
+    )
+
+
 # -- Overrides ------------------------------------------------------------------
 
 
@@ -273,7 +598,18 @@ def apply_overrides(app: AppInfo, overrides: Mapping[str, DatabaseOverride]) -> 
         if forced is not None:
             databases.append(forced)
     databases.sort(key=lambda database: database.container.name)
-    return replace(app, databases=tuple(databases))
+    # A skipped service is, by the operator's word, no database to warn about.
+    skipped = {service for service, override in overrides.items() if override.skip}
+    dumped = {database.container.id for database in databases}
+    return replace(
+        app,
+        databases=tuple(databases),
+        data_dirs=tuple(d for d in app.data_dirs if d.container.service not in skipped),
+        suspects=tuple(
+            s for s in app.suspects
+            if s.container.service not in skipped and s.container.id not in dumped
+        ),
+    )  # fmt: skip
 
 
 def _override(
@@ -297,4 +633,11 @@ def _override(
         credentials = replace(credentials, password=override.password, password_file=None)
     if override.databases is not None:
         credentials = replace(credentials, databases=tuple(override.databases))
-    return DatabaseInfo(container=container, engine=engine, credentials=credentials)
+    detected_by = (
+        database.detected_by
+        if database is not None and override.engine is None
+        else f"engine {engine} set by database_overrides"
+    )
+    return DatabaseInfo(
+        container=container, engine=engine, credentials=credentials, detected_by=detected_by
+    )

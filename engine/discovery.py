@@ -3,11 +3,14 @@
 An app is a Compose project: the containers and volumes labelled
 com.docker.compose.project=<app_id>, plus the named volumes its containers
 mount, the compose files and `.env` its labels point to, and the databases
-among its containers (engine.database_detection)."""
+among its containers (engine.database_detection): by image, or by their
+environment, the data directories in their volumes (read at the volume's
+mountpoint, as backups read them) and the server processes they run."""
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import re
@@ -23,12 +26,25 @@ from docker.models.volumes import Volume
 
 from engine.database_detection import (
     DatabaseOverride,
+    ServerBinaries,
     apply_overrides,
     detect_database,
+    detect_from_signals,
+    find_data_dirs,
+    server_binary,
 )
 from engine.docker_client import container_file_reader
 from engine.errors import AppNotFound, DockerUnavailable
-from engine.inventory import AppInfo, ConfigFile, ContainerInfo, DatabaseInfo, VolumeInfo
+from engine.inventory import (
+    AppInfo,
+    ConfigFile,
+    ContainerInfo,
+    DatabaseEngine,
+    DatabaseInfo,
+    DatabaseSuspect,
+    DataDir,
+    VolumeInfo,
+)
 
 log = logging.getLogger(__name__)
 
@@ -157,27 +173,100 @@ def _build_app(
     overrides = overrides or {}
     containers = sorted(containers, key=lambda container: container.name)
     infos = [_container_info(app_id, container) for container in containers]
+    volumes = _volumes(client, containers, labelled_volumes, measure_sizes)
+    mountpoints = {volume.name: volume.mountpoint for volume in volumes}
+    scanned: dict[str, list[tuple[str, DatabaseEngine, tuple[str, ...]]]] = {}
     databases: list[DatabaseInfo] = []
+    data_dirs: list[DataDir] = []
+    suspects: list[DatabaseSuspect] = []
     for container, info in zip(containers, infos, strict=True):
         override = overrides.get(info.service)
+        env = _environment(container)
+        # exec needs a running container; a stopped one keeps password_file.
+        reader = container_file_reader(client, info.id) if info.state == "running" else None
         database = detect_database(
-            info,
-            _environment(container),
-            # exec needs a running container; a stopped one keeps password_file.
-            container_file_reader(client, info.id) if info.state == "running" else None,
-            engine=override.engine if override is not None else None,
+            info, env, reader, engine=override.engine if override is not None else None
         )
+        dirs = [] if info.one_off else _data_dirs(container, info, mountpoints, scanned)
+        data_dirs += dirs
+        if database is None and not (override is not None and override.skip):
+            found = detect_from_signals(
+                info, env, dirs, functools.partial(_server_binaries, client, container), reader
+            )
+            database = found.database
+            if database is not None:
+                log.info("app %s: container %s: %s", app_id, info.name, database.detected_by)
+            if found.suspect is not None:
+                suspects.append(found.suspect)
+                log.info("app %s: container %s is no database to dump: %s", app_id, info.name,
+                         found.suspect.problem)  # fmt: skip
         if database is not None:
             databases.append(database)
     config_files, working_dir = _config_files(containers)
     return AppInfo(
         app_id=app_id,
         containers=tuple(infos),
-        volumes=_volumes(client, containers, labelled_volumes, measure_sizes),
+        volumes=volumes,
         databases=tuple(databases),
         config_files=config_files,
         working_dir=working_dir,
+        data_dirs=tuple(data_dirs),
+        suspects=tuple(suspects),
     )
+
+
+def _data_dirs(
+    container: Container,
+    info: ContainerInfo,
+    mountpoints: dict[str, str],
+    scanned: dict[str, list[tuple[str, DatabaseEngine, tuple[str, ...]]]],
+) -> list[DataDir]:
+    """The database data directories in the volumes CONTAINER mounts (of the
+    app's volumes, read at their mountpoint here); each volume scanned once."""
+    found: list[DataDir] = []
+    for mount in container.attrs.get("Mounts") or []:
+        name = mount.get("Name") or ""
+        if mount.get("Type") != "volume" or name not in mountpoints:
+            continue
+        if name not in scanned:
+            mountpoint = mountpoints[name]
+            scanned[name] = find_data_dirs(mountpoint) if os.path.isdir(mountpoint) else []
+        found += [
+            DataDir(container=info, volume=name, path=path, engine=engine, markers=markers)
+            for path, engine, markers in scanned[name]
+        ]
+    return found
+
+
+def _server_binaries(client: docker.DockerClient, container: Container) -> ServerBinaries:
+    """The database servers CONTAINER runs: its processes as `docker top`
+    lists them (no exec, no shell needed in the image; only the binaries'
+    names are kept, never their arguments); for a container that does not run
+    or whose processes cannot be listed, its configured command."""
+    state = (container.attrs.get("State") or {}).get("Status", "")
+    if state in ("running", "paused"):
+        try:
+            top = client.api.top(container.id)
+            titles = top["Titles"]
+            column = titles.index("CMD" if "CMD" in titles else "COMMAND")
+            names = {_binary_name(row[column]) for row in top["Processes"] or []}
+            return ServerBinaries(found=tuple(sorted(n for n in names if n)), source="running")
+        except (docker.errors.DockerException, requests.exceptions.RequestException, LookupError,
+                TypeError, ValueError) as exc:  # fmt: skip
+            log.info("container %s: cannot list its processes (%s); reading its command",
+                     container.name, type(exc).__name__)  # fmt: skip
+    attrs = container.attrs
+    # The executable and its first argument (an entrypoint script's "postgres").
+    words = [attrs.get("Path") or "", *(attrs.get("Args") or [])[:1]]
+    names = {_binary_name(word) for word in words}
+    return ServerBinaries(found=tuple(sorted(n for n in names if n)), source="command")
+
+
+def _binary_name(command: str) -> str | None:
+    """The server binary's name when COMMAND starts a database server."""
+    if not isinstance(command, str) or server_binary(command) is None:
+        return None
+    return command.split(None, 1)[0].rsplit("/", 1)[-1].rstrip(":")
 
 
 def _container_info(app_id: str, container: Container) -> ContainerInfo:

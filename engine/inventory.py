@@ -46,6 +46,34 @@ class DatabaseInfo:
     container: ContainerInfo
     engine: DatabaseEngine
     credentials: DatabaseCredentials
+    # Why this container is taken for a database, e.g. "image postgres:15" or
+    # "detected postgres from env POSTGRES_PASSWORD, PG_VERSION in volume shop_db,
+    # binary postgres (running)".
+    detected_by: str = field(default="", compare=False)
+
+
+@dataclass(frozen=True)
+class DataDir:
+    """A directory in one of a container's volumes that looks like a
+    database server's data directory (engine.database_detection)."""
+
+    container: ContainerInfo  # a container that mounts the volume
+    volume: str
+    path: str  # inside the volume, "" for its root
+    engine: DatabaseEngine  # mysql stands for the MySQL family when nothing says MariaDB
+    markers: tuple[str, ...]  # e.g. ("PG_VERSION",), ("aria_log_control", "ibdata1", "mysql/")
+
+
+@dataclass(frozen=True)
+class DatabaseSuspect:
+    """A container that shows signs of a database server but is not taken for
+    one: the signals are too few or disagree."""
+
+    container: ContainerInfo
+    engine: DatabaseEngine | None  # the likeliest engine, None when they disagree
+    evidence: tuple[str, ...]  # e.g. ("PG_VERSION in volume shop_db",)
+    problem: str  # why that is not enough
+    running_server: bool = False  # a server process of an engine runs in it
 
 
 @dataclass(frozen=True)
@@ -62,3 +90,7 @@ class AppInfo:
     databases: tuple[DatabaseInfo, ...]
     config_files: tuple[ConfigFile, ...]
     working_dir: str | None = None
+    # What the containers' volumes and signals say beyond `databases`: the
+    # backup warns when a live data directory gets no dump.
+    data_dirs: tuple[DataDir, ...] = ()
+    suspects: tuple[DatabaseSuspect, ...] = ()

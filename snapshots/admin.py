@@ -9,6 +9,7 @@ from typing import Any
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils.html import format_html, format_html_join
 
 from engine.errors import EngineError
 from snapshots.models import ApiKey, AppBackupPolicy, Run, Snapshot
@@ -65,8 +66,10 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 class SnapshotAdmin(ReadOnlyAdmin):
     list_display = [
         "backup_id", "app_id", "status", "kind", "purpose", "storage_location", "size",
-        "duration", "encrypted", "created_at",
+        "duration", "encrypted", "warning_count", "created_at",
     ]  # fmt: skip
+    exclude = ["warnings"]  # shown as a list by warning_list
+    readonly_fields = ["warning_list"]
     list_filter = [AppIdFilter, "status", "kind", "storage_location", "purpose", "encrypted"]
     search_fields = ["backup_id", "app_id"]
     date_hierarchy = "created_at"
@@ -80,6 +83,17 @@ class SnapshotAdmin(ReadOnlyAdmin):
     @admin.display(description="duration")
     def duration(self, snapshot: Snapshot) -> str:
         return human_duration(snapshot.duration_seconds)
+
+    @admin.display(description="warnings")
+    def warning_count(self, snapshot: Snapshot) -> str:
+        return str(len(snapshot.warnings)) if snapshot.warnings else "—"
+
+    @admin.display(description="warnings")
+    def warning_list(self, snapshot: Snapshot) -> str:
+        if not snapshot.warnings:
+            return "—"
+        items = format_html_join("", "<li>{}</li>", ((warning,) for warning in snapshot.warnings))
+        return format_html("<ul>{}</ul>", items)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Snapshot]:
         return super().get_queryset(request).defer("contents")

@@ -46,6 +46,9 @@ class Snapshot(models.Model):
     size_bytes = models.BigIntegerField(null=True, blank=True)
     sha256 = models.CharField(max_length=64, blank=True)
     contents = models.JSONField(default=dict, blank=True)
+    # Sentences about what the backup could not do well, e.g. a live database
+    # data directory copied raw without a dump (engine.database_detection).
+    warnings = models.JSONField(default=list, blank=True)
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)

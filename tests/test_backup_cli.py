@@ -44,8 +44,20 @@ def test_list_filters_and_prints_json(capsys: pytest.CaptureFixture[str]) -> Non
     call_command("backup", "list", "--app", "wp_1", "--json")
     rows = json.loads(capsys.readouterr().out)
     assert [r["backup_id"] for r in rows] == ["backup_20260105_103000_3fa2c1"]
+    assert rows[0]["warnings"] == []
     call_command("backup", "list", "--status", "failed")
     assert "odoo_1" in capsys.readouterr().out
+
+
+@pytest.mark.django_db
+def test_list_shows_warnings(capsys: pytest.CaptureFixture[str]) -> None:
+    warning = "volume wp_db (container wp-db-1) holds a live MySQL data directory (ibdata1)"
+    Snapshot.objects.create(backup_id="backup_20260105_103000_3fa2c1", app_id="wp_1",
+                            host_id="h", status="completed", warnings=[warning])  # fmt: skip
+    call_command("backup", "list", "--json")
+    assert json.loads(capsys.readouterr().out)[0]["warnings"] == [warning]
+    call_command("backup", "list")
+    assert capsys.readouterr().out.rstrip().endswith("1 warning(s)")
 
 
 def test_backup_runs_at_low_cpu_and_io_priority() -> None:

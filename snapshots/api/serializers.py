@@ -34,6 +34,11 @@ def storage_location_field(**kwargs: Any) -> serializers.ChoiceField:
 class SnapshotSerializer(serializers.ModelSerializer):
     parent_backup_id = serializers.SerializerMethodField()
     duration_seconds = serializers.FloatField(read_only=True, allow_null=True)
+    warnings = serializers.ListField(
+        child=serializers.CharField(), read_only=True,
+        help_text="what the backup could not do well, e.g. a live database data directory "
+        "copied without a dump, and what to do about it",
+    )  # fmt: skip
 
     class Meta:
         model = Snapshot
@@ -41,7 +46,7 @@ class SnapshotSerializer(serializers.ModelSerializer):
             "backup_id", "app_id", "host_id", "kind", "parent_backup_id", "purpose", "status",
             "consistency", "compression", "encrypted", "encryption", "storage_location",
             "storage_key", "size_bytes", "sha256", "error", "created_at", "started_at",
-            "finished_at", "duration_seconds",
+            "finished_at", "duration_seconds", "warnings",
         ]  # fmt: skip
         read_only_fields = fields
 
@@ -61,6 +66,7 @@ class SnapshotSerializer(serializers.ModelSerializer):
         for name in ("created_at", "started_at", "finished_at"):
             row[name] = _iso(getattr(snapshot, name))
         row["duration_seconds"] = snapshot.duration_seconds
+        row["warnings"] = list(snapshot.warnings or [])
         return {name: row[name] for name in SnapshotSerializer.Meta.fields}
 
     def generic_representation(self, snapshot: Snapshot) -> dict[str, Any]:

@@ -140,6 +140,9 @@ def _execute(snapshot: Snapshot, encrypt: bool | None, progress: ProgressCallbac
     policy = _policy(snapshot.app_id)
     overrides = database_overrides(policy.database_overrides, client, snapshot.app_id)
     app = get_app(client, snapshot.app_id, measure_sizes=True, overrides=overrides)
+    for database in app.databases:
+        logger.info("backup %s: database %s: %s", snapshot.backup_id, database.container.name,
+                    database.detected_by)  # fmt: skip
     recipients, passphrase = write_options(encrypt)
     options = BackupOptions(
         compression=snapshot.compression,  # type: ignore[arg-type]
@@ -163,6 +166,9 @@ def _execute(snapshot: Snapshot, encrypt: bool | None, progress: ProgressCallbac
     snapshot.size_bytes = result.size_bytes
     snapshot.sha256 = result.sha256
     snapshot.contents = result.contents
+    snapshot.warnings = result.warnings
+    for warning in result.warnings:
+        logger.warning("backup %s: %s", snapshot.backup_id, warning)
     snapshot.encryption = (
         "age-x25519" if recipients else "age-scrypt" if passphrase is not None else ""
     )
@@ -187,4 +193,5 @@ def _result(snapshot: Snapshot) -> dict[str, object]:
         "consistency": snapshot.consistency,
         "encrypted": snapshot.encrypted,
         "duration_seconds": snapshot.duration_seconds,
+        "warnings": snapshot.warnings,
     }

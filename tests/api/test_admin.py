@@ -48,6 +48,17 @@ def test_snapshot_list_filters_search_and_columns(
     assert admin_client.get(f"{SNAPSHOTS}add/").status_code == 403
 
 
+def test_snapshot_page_lists_its_warnings(admin_client: Client, make_snapshot: MakeSnapshot):
+    warning = "volume shop_data (container shop-app-1) holds a live <PostgreSQL> data directory"
+    snapshot = make_snapshot(warnings=[warning])
+    detail = admin_client.get(f"{SNAPSHOTS}{snapshot.pk}/change/").content.decode()
+    assert "<li>volume shop_data (container shop-app-1) holds a live &lt;PostgreSQL&gt;" in detail
+    quiet = make_snapshot(minutes=1)
+    page = admin_client.get(f"{SNAPSHOTS}{quiet.pk}/change/").content.decode()
+    assert "field-warning_list" in page and "holds a live" not in page
+    assert 'class="field-warning_count">1</td>' in admin_client.get(SNAPSHOTS).content.decode()
+
+
 def test_verify_action_reports_each_result(
     admin_client: Client, stored_snapshot: Callable[..., Snapshot], backup_root: Path
 ) -> None:

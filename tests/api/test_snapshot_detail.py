@@ -45,6 +45,36 @@ def test_detail_shows_contents_and_dependants(api: APIClient, make_snapshot: Mak
     assert data["parent_backup_id"] == parent.backup_id and data["kind"] == "incremental"
 
 
+def test_warnings_are_in_the_detail_the_list_and_the_schema(
+    api: APIClient, make_snapshot: MakeSnapshot
+) -> None:
+    from drf_spectacular.generators import SchemaGenerator
+
+    from snapshots.api.serializers import SnapshotDetailSerializer, SnapshotSerializer
+
+    warning = "volume shop_data (container shop-app-1) holds a live PostgreSQL data directory"
+    warned = make_snapshot(warnings=[warning])
+    quiet = make_snapshot(minutes=1)
+    assert envelope(api.get(f"{API}/snapshots/{warned.backup_id}"), 200)["warnings"] == [warning]
+    assert envelope(api.get(f"{API}/snapshots/{quiet.backup_id}"), 200)["warnings"] == []
+    rows = envelope(api.get(f"{API}/snapshots"), 200)["snapshots"]
+    assert {row["backup_id"]: row["warnings"] for row in rows} == {
+        warned.backup_id: [warning], quiet.backup_id: [],
+    }  # fmt: skip
+    # The fast representation still equals DRF's own.
+    for snapshot in (warned, quiet):
+        assert SnapshotSerializer(snapshot).data == SnapshotSerializer().generic_representation(
+            snapshot
+        )
+        detail = SnapshotDetailSerializer(snapshot, context={"children": []})
+        assert detail.data == detail.generic_representation(snapshot)
+    schemas = SchemaGenerator().get_schema(request=None, public=True)["components"]["schemas"]
+    for name in ("Snapshot", "SnapshotDetail"):
+        field = schemas[name]["properties"]["warnings"]
+        assert field["type"] == "array" and field["items"] == {"type": "string"}, name
+        assert field["readOnly"] is True
+
+
 @pytest.mark.parametrize("backup_id", JUNK_IDS)
 @pytest.mark.parametrize("suffix", ["", "/download", "/verify"])
 def test_junk_ids_are_404(api: APIClient, make_snapshot: MakeSnapshot, backup_id: str, suffix: str):

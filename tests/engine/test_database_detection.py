@@ -1,24 +1,35 @@
 """Database detection: the engine from the image reference, credentials from
-the container's environment, `*_FILE` secrets, and per-service overrides."""
+the container's environment, `*_FILE` secrets, per-service overrides; for
+private images the environment, data-directory markers and server binaries,
+and the warnings for live data that gets no dump."""
 
 from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
 
 import docker
 import pytest
 
 from engine.database_detection import (
     DatabaseOverride,
+    ServerBinaries,
+    SignalDetection,
     apply_overrides,
     detect_database,
     detect_engine,
+    detect_from_signals,
+    find_data_dirs,
     resolve_password_file,
+    server_binary,
+    undumped_warnings,
 )
 from engine.docker_client import container_file_reader
 from engine.errors import EngineError
-from engine.inventory import AppInfo, ContainerInfo, DatabaseCredentials
+from engine.inventory import AppInfo, ContainerInfo, DatabaseCredentials, DataDir
 from engine.secret import Secret
 from tests.images import APP_IMAGE
 from tests.stacks import TEST_LABEL, wait_until
@@ -365,3 +376,250 @@ def test_override_of_an_unknown_service_is_ignored_with_a_warning(
 
 def test_override_repr_hides_the_password() -> None:
     assert "topsecret" not in repr(DatabaseOverride(password=Secret("topsecret")))
+
+
+# -- Detection from other signals: private or renamed images -----------------------
+
+PRIVATE = ContainerInfo("p" * 64, "acme-db-1", "db", "registry.example/acme/pgsrv:1", "running")
+
+
+def _tree(root: Path, files: list[str]) -> Path:
+    """ROOT with FILES (a trailing / makes a directory)."""
+    for name in files:
+        path = root / name
+        if name.endswith("/"):
+            path.mkdir(parents=True, exist_ok=True)
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("x")
+    return root
+
+
+@pytest.mark.parametrize(
+    ("files", "found"),
+    [
+        (["PG_VERSION", "base/1/PG_VERSION", "global/pg_control"],
+         [("", "postgres", ("PG_VERSION",))]),
+        # A volume mounted at /var/lib/postgresql (PGDATA its data/), bitnami's layouts.
+        (["data/PG_VERSION"], [("data", "postgres", ("PG_VERSION",))]),
+        (["postgresql/data/PG_VERSION"], [("postgresql/data", "postgres", ("PG_VERSION",))]),
+        (["aria_log_control", "ibdata1", "mysql/db.opt", "mysql/global_priv.MAD"],
+         [("", "mariadb", ("aria_log_control", "ibdata1", "mysql/"))]),
+        (["ibdata1", "mysql.ibd", "mysql/general_log.CSV"], [("", "mysql", ("ibdata1", "mysql/"))]),
+        (["mysql/user.frm"], [("", "mysql", ("mysql/",))]),
+        (["WiredTiger", "mongod.lock", "collection-0.wt"],
+         [("", "mongo", ("WiredTiger", "mongod.lock"))]),
+        (["data/db/WiredTiger"], [("data/db", "mongo", ("WiredTiger",))]),
+        # Not data directories: an app's files, a config directory named mysql,
+        # a marker three levels down, a directory named like a marker.
+        (["index.php", "content/uploads/photo.jpg"], []),
+        (["mysql/my.cnf", "mysql/conf.d/"], []),
+        (["a/b/c/PG_VERSION"], []),
+        (["PG_VERSION/"], []),
+    ],
+)  # fmt: skip
+def test_find_data_dirs_by_their_markers(tmp_path: Path, files: list[str], found: list) -> None:
+    assert find_data_dirs(str(_tree(tmp_path / "volume", files))) == found
+
+
+def test_find_data_dirs_follows_no_symlink_and_survives_unreadable_roots(tmp_path: Path) -> None:
+    elsewhere = _tree(tmp_path / "elsewhere", ["PG_VERSION"])
+    volume = tmp_path / "volume"
+    volume.mkdir()
+    (volume / "link").symlink_to(elsewhere)
+    (volume / "PG_VERSION_link").symlink_to(elsewhere / "PG_VERSION")
+    assert find_data_dirs(str(volume)) == []
+    assert find_data_dirs(str(tmp_path / "missing")) == []
+
+
+@pytest.mark.parametrize(
+    ("command", "engine"),
+    [
+        ("postgres", "postgres"),
+        ("/usr/lib/postgresql/15/bin/postgres -D /var/lib/postgresql/data", "postgres"),
+        ("postgres: checkpointer ", "postgres"),
+        ("postgres: 15/main: walwriter", "postgres"),
+        ("mariadbd --user=mysql --datadir=/var/lib/mysql", "mariadb"),
+        ("/usr/sbin/mysqld", "mysql"),
+        ("mongod --bind_ip_all", "mongo"),
+        ("mongos --configdb x", None),  # a router holds no data
+        ("mysqlrouter", None),
+        ("psql -h postgres", None),  # a client, talking to a host named postgres
+        ("sleep 2147483647", None),
+        ("", None),
+    ],
+)
+def test_server_binary_from_a_process_command_line(command: str, engine: str | None) -> None:
+    assert server_binary(command) == engine
+
+
+def _pgdata(container: ContainerInfo = PRIVATE, volume: str = "acme_pgdata") -> DataDir:
+    return DataDir(container, volume, "", "postgres", ("PG_VERSION",))
+
+
+def _running(*names: str) -> Callable[[], ServerBinaries]:
+    return lambda: ServerBinaries(found=names, source="running")
+
+
+def _never() -> ServerBinaries:
+    pytest.fail("the server binaries were looked for without a reason")
+
+
+def test_env_marker_and_binary_agree_on_postgres() -> None:
+    env = {"POSTGRES_PASSWORD": "pgpw", "POSTGRES_DB": "shop"}
+    found = detect_from_signals(PRIVATE, env, [_pgdata()], _running("postgres"))
+    database = found.database
+    assert database is not None and found.suspect is None
+    assert database.engine == "postgres"
+    assert database.credentials == DatabaseCredentials("postgres", Secret("pgpw"), ("shop",))
+    assert database.detected_by == (
+        "detected postgres from env POSTGRES_PASSWORD, POSTGRES_DB, "
+        "PG_VERSION in volume acme_pgdata, binary postgres (running)"
+    )
+    assert "pgpw" not in database.detected_by
+
+
+@pytest.mark.parametrize(
+    ("env", "dirs", "binaries", "engine"),
+    [
+        # The variables and one more signal are enough.
+        ({"POSTGRES_PASSWORD": "x"}, [_pgdata()], ServerBinaries(), "postgres"),
+        ({"POSTGRES_PASSWORD": "x"}, [], ServerBinaries(("postgres",), "running"), "postgres"),
+        ({"POSTGRES_PASSWORD": "x"}, [], ServerBinaries(("postgres",), "command"), "postgres"),
+        # MariaDB when anything says MariaDB; the MySQL family's variables are shared.
+        ({"MYSQL_ROOT_PASSWORD": "x"},
+         [DataDir(PRIVATE, "v", "", "mariadb", ("aria_log_control", "ibdata1"))],
+         ServerBinaries(("mysqld",), "running"), "mariadb"),
+        ({"MYSQL_ROOT_PASSWORD": "x"}, [], ServerBinaries(("mariadbd",), "running"), "mariadb"),
+        ({"MYSQL_ROOT_PASSWORD": "x"}, [DataDir(PRIVATE, "v", "", "mysql", ("ibdata1",))],
+         ServerBinaries(("mysqld",), "running"), "mysql"),
+        ({"MONGO_INITDB_ROOT_USERNAME": "a", "MONGO_INITDB_ROOT_PASSWORD": "b"},
+         [DataDir(PRIVATE, "v", "data/db", "mongo", ("WiredTiger",))], ServerBinaries(), "mongo"),
+        # The official images' own variables (a build FROM them) count too.
+        ({"PG_MAJOR": "16"}, [], ServerBinaries(("postgres",), "running"), "postgres"),
+        ({"POSTGRES_PASSWORD_FILE": "/run/secrets/pg"}, [_pgdata()], ServerBinaries(), "postgres"),
+    ],
+)  # fmt: skip
+def test_agreeing_signals_make_a_database(
+    env: dict[str, str], dirs: list[DataDir], binaries: ServerBinaries, engine: str
+) -> None:
+    found = detect_from_signals(PRIVATE, env, dirs, lambda: binaries)
+    assert found.database is not None and found.suspect is None
+    assert found.database.engine == engine
+
+
+@pytest.mark.parametrize(
+    ("env", "dirs", "binaries", "engine", "problem"),
+    [
+        # A data directory alone: no credentials, maybe not even a server.
+        ({}, [_pgdata()], ServerBinaries(), "postgres",
+         "only PG_VERSION in volume acme_pgdata, no PostgreSQL environment variables"),
+        # An all-in-one image running its own server, without the variables.
+        ({}, [_pgdata()], ServerBinaries(("postgres",), "running"), "postgres",
+         "no PostgreSQL environment variables"),
+        # The variables of one engine, the data directory of another.
+        ({"POSTGRES_PASSWORD": "x"}, [DataDir(PRIVATE, "v", "", "mysql", ("ibdata1",))],
+         ServerBinaries(), None, "the signals disagree"),
+        ({"POSTGRES_PASSWORD": "x"}, [_pgdata()], ServerBinaries(("mongod",), "running"), None,
+         "the signals disagree"),
+        # The processes were listed and no server is among them.
+        ({"POSTGRES_PASSWORD": "x"}, [_pgdata()], ServerBinaries((), "running"), "postgres",
+         "but no database server process runs in it"),
+    ],
+)  # fmt: skip
+def test_too_few_or_disagreeing_signals_make_a_suspect(
+    env: dict[str, str], dirs: list[DataDir], binaries: ServerBinaries, engine: str | None,
+    problem: str,
+) -> None:  # fmt: skip
+    found = detect_from_signals(PRIVATE, env, dirs, lambda: binaries)
+    assert found.database is None and found.suspect is not None
+    assert found.suspect.engine == engine
+    assert problem in found.suspect.problem
+    assert found.suspect.running_server == (bool(binaries.found) and binaries.source == "running")
+
+
+def test_app_containers_with_client_variables_are_no_database() -> None:
+    # Nextcloud-like: POSTGRES_* to connect with, its own processes.
+    app = ContainerInfo("a" * 64, "acme-app-1", "app", "nextcloud:29", "running")
+    env = {"POSTGRES_PASSWORD": "x", "POSTGRES_HOST": "db", "POSTGRES_DB": "nc"}
+    found = detect_from_signals(app, env, [], _running("apache2"))
+    assert found == SignalDetection()
+    # Nothing to go on: the engine is not even asked for the processes.
+    assert detect_from_signals(app, {"HOME": "/root"}, [], _never) == SignalDetection()
+    one_off = ContainerInfo("o" * 64, "acme-init", "init", "x", "exited", one_off=True)
+    assert detect_from_signals(one_off, env, [_pgdata(one_off)], _never) == SignalDetection()
+
+
+# -- Warnings ------------------------------------------------------------------------
+
+
+def _signal_app(
+    env: dict[str, str], state: str = "running", binaries: ServerBinaries | None = None
+) -> AppInfo:
+    container = replace(PRIVATE, state=state)
+    dirs = [_pgdata(container)]
+    found = detect_from_signals(container, env, dirs, lambda: binaries or ServerBinaries())
+    return AppInfo(
+        "acme", (container,), (), (found.database,) if found.database else (), (),
+        data_dirs=tuple(dirs), suspects=(found.suspect,) if found.suspect else (),
+    )  # fmt: skip
+
+
+def test_a_live_data_directory_without_a_dump_is_a_warning_saying_what_to_do() -> None:
+    app = _signal_app({})
+    (warning,) = undumped_warnings(app, consistency="live")
+    assert warning.startswith(
+        "volume acme_pgdata (container acme-db-1) holds a live PostgreSQL data directory "
+        "(PG_VERSION) but gets no database dump: only PG_VERSION in volume acme_pgdata, "
+        "no PostgreSQL environment variables"
+    )
+    assert 'database_overrides of app acme (e.g. {"db": {"engine": "postgres"}})' in warning
+    assert "consistency=stop" in warning
+    assert undumped_warnings(app, consistency="pause") == [warning]
+    # Read at rest: stopped for the copy, or not running at all.
+    assert undumped_warnings(app, consistency="stop") == []
+    assert undumped_warnings(_signal_app({}, state="exited"), consistency="live") == []
+
+
+def test_no_warning_when_the_data_directory_is_dumped() -> None:
+    app = _signal_app({"POSTGRES_PASSWORD": "x"})
+    assert [d.engine for d in app.databases] == ["postgres"]
+    assert undumped_warnings(app, consistency="live") == []
+    # ... unless the app's policy turns dumps off.
+    (warning,) = undumped_warnings(app, consistency="live", include_databases=False)
+    assert "include_databases is off" in warning and "acme_pgdata" in warning
+    # A second container mounting the dumped volume (a sidecar) is no reason to warn.
+    sidecar = ContainerInfo("s" * 64, "acme-sidecar-1", "sidecar", "busybox", "running")
+    shared = replace(app, data_dirs=(*app.data_dirs, _pgdata(sidecar)))
+    assert undumped_warnings(shared, consistency="live") == []
+
+
+def test_a_running_server_without_a_dump_or_a_volume_is_a_warning() -> None:
+    container = replace(PRIVATE, name="acme-all-in-one-1", service="web")
+    found = detect_from_signals(
+        container, {}, [DataDir(container, "acme_other", "", "mongo", ("mongod.lock",))],
+        _running("mongod"),
+    )  # fmt: skip
+    assert found.suspect is not None and found.suspect.running_server
+    app = AppInfo("acme", (container,), (), (), (), suspects=(found.suspect,))
+    (warning,) = undumped_warnings(app, consistency="live")
+    assert warning.startswith("container acme-all-in-one-1 runs a MongoDB server")
+    assert '{"web": {"engine": "mongo"}}' in warning
+
+
+def test_overrides_win_over_signals() -> None:
+    app = _signal_app({})
+    # Skipped by the operator: no database, and nothing to warn about.
+    skipped = apply_overrides(app, {"db": DatabaseOverride(skip=True)})
+    assert skipped.databases == () and skipped.suspects == () and skipped.data_dirs == ()
+    assert undumped_warnings(skipped, consistency="live") == []
+    detected = _signal_app({"POSTGRES_PASSWORD": "x"})
+    assert apply_overrides(detected, {"db": DatabaseOverride(skip=True)}).databases == ()
+    # Credentials named by the override, the engine from the signals.
+    named = apply_overrides(detected, {"db": DatabaseOverride(user="backup")})
+    assert named.databases[0].credentials.user == "backup"
+    assert named.databases[0].detected_by.startswith("detected postgres from env")
+    # An engine named by the override replaces what the signals say.
+    forced = apply_overrides(detected, {"db": DatabaseOverride(engine="mysql")})
+    assert forced.databases[0].engine == "mysql"
+    assert forced.databases[0].detected_by == "engine mysql set by database_overrides"

@@ -109,6 +109,8 @@ class Command(BaseCommand):
             f"{snapshot.backup_id} completed: {_human(snapshot.size_bytes)}, "
             f"sha256 {snapshot.sha256}, {snapshot.storage_location}:{snapshot.storage_key}"
         )
+        for warning in snapshot.warnings:
+            self.stdout.write(self.style.WARNING(f"warning: {warning}"))
 
     def _verify(self, options: dict[str, Any]) -> None:
         snapshot = Snapshot.objects.filter(backup_id=options["backup_id"]).first()
@@ -148,7 +150,8 @@ class Command(BaseCommand):
         if options["json"]:
             data = [
                 {"backup_id": s.backup_id, "app_id": s.app_id, "status": s.status,
-                 "size_bytes": s.size_bytes, "created_at": s.created_at.isoformat()}
+                 "size_bytes": s.size_bytes, "created_at": s.created_at.isoformat(),
+                 "warnings": s.warnings}
                 for s in rows
             ]  # fmt: skip
             self.stdout.write(json.dumps(data, indent=2))
@@ -157,6 +160,7 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"{s.backup_id}  {s.app_id:<24} {s.status:<10} {_human(s.size_bytes):>10}  "
                 f"{s.created_at:%Y-%m-%d %H:%M:%S}"
+                + (f"  {len(s.warnings)} warning(s)" if s.warnings else "")
             )
 
     def _cleanup(self, options: dict[str, Any]) -> None:
