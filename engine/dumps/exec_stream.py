@@ -58,6 +58,9 @@ class ExecResult:
     stdin_complete: bool  # every byte offered on stdin reached the process
 
     def stderr_text(self) -> str:
+        """The stderr tail as text, raw: database tools echo statements and
+        rows there, so it never goes into a message or a log as it is; see
+        engine.dumps.tool_errors.error_line."""
         return self.stderr_tail.decode("utf-8", "replace").strip()
 
 

@@ -29,6 +29,7 @@ from typing import Any
 import docker
 
 from engine.dumps.exec_stream import EXEC_NOT_FOUND, ExecError, exec_capture, exec_stream
+from engine.dumps.tool_errors import error_line
 from engine.dumps.types import (
     MONGO_ALL_NAME,
     CountingReader,
@@ -41,7 +42,6 @@ from engine.dumps.types import (
     first_version,
     remove_quietly,
     require_running,
-    scrub,
     spool_path,
     tail_lines,
 )
@@ -128,7 +128,7 @@ def restore_mongo(
             finally:
                 reader.close()
         if result.exit_code != 0 or not result.stdin_complete:
-            stderr = tail_lines(scrub(result.stderr_text(), db.credentials.password))
+            stderr = error_line("mongo", result.stderr_text(), db.credentials.password)
             raise DatabaseRestoreError(
                 f"{what}: mongorestore exited with status {result.exit_code}: "
                 f"{stderr or 'no message'}"
@@ -154,7 +154,8 @@ def wait_mongo(client: docker.DockerClient, db: DatabaseInfo, timeout: float) ->
                 continue
             if result.exit_code == 0:
                 return
-            last = tail_lines(scrub(result.stderr_text(), db.credentials.password), 500)
+            last = error_line("mongo", result.stderr_text(), db.credentials.password)
+            last = last or f"{shell} exited with status {result.exit_code}"
             break
         if time.monotonic() > deadline:
             raise DatabaseRestoreError(

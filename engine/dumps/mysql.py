@@ -15,7 +15,14 @@ from typing import Any
 
 import docker
 
-from engine.dumps.exec_stream import EXEC_NOT_FOUND, ExecError, exec_capture, exec_stream
+from engine.dumps.exec_stream import (
+    EXEC_NOT_FOUND,
+    ExecError,
+    ExecResult,
+    exec_capture,
+    exec_stream,
+)
+from engine.dumps.tool_errors import error_line
 from engine.dumps.types import (
     CountingReader,
     DatabaseRestoreError,
@@ -26,9 +33,7 @@ from engine.dumps.types import (
     dump_to_spool,
     remove_quietly,
     require_running,
-    scrub,
     spool_path,
-    tail_lines,
 )
 from engine.errors import DatabaseDumpError
 from engine.inventory import DatabaseInfo
@@ -184,9 +189,9 @@ def restore_mysql(
         finally:
             reader.close()
         if result.exit_code != 0 or not result.stdin_complete:
-            stderr = tail_lines(scrub(result.stderr_text(), db.credentials.password))
             raise DatabaseRestoreError(
-                f"{what}: {cli} exited with status {result.exit_code}: {stderr or 'no message'}"
+                f"{what}: {cli} exited with status {result.exit_code}: "
+                f"{_error_line(result, db) or 'no message'}"
             )
         throttled.report()
 
@@ -216,7 +221,7 @@ def wait_mysql(client: docker.DockerClient, db: DatabaseInfo, timeout: float) ->
             result, _ = exec_capture(client, container_ref(db), cmd, environment=_env(db))
             if result.exit_code == 0:
                 return
-            last = tail_lines(scrub(result.stderr_text(), db.credentials.password), 500)
+            last = _error_line(result, db) or f"{cli} exited with status {result.exit_code}"
             if "ERROR 1045" in last:  # access denied: waiting will not fix it
                 raise DatabaseRestoreError(f"{db.container.name}: {last}")
         except ExecError as exc:
@@ -228,6 +233,12 @@ def wait_mysql(client: docker.DockerClient, db: DatabaseInfo, timeout: float) ->
                 f"{db.container.name} did not accept connections within {timeout:.0f}s: {last}"
             )
         time.sleep(0.5)
+
+
+def _error_line(result: ExecResult, db: DatabaseInfo) -> str:
+    """What of the client's stderr may be shown: its error line, without the
+    statement it echoes or the values it quotes, and without the password."""
+    return error_line("mysql", result.stderr_text(), db.credentials.password)
 
 
 def _env(db: DatabaseInfo) -> dict[str, str]:
@@ -242,8 +253,9 @@ def _query(client: docker.DockerClient, db: DatabaseInfo, cli: str, sql: str) ->
     except ExecError as exc:
         raise DatabaseDumpError(str(exc)) from None
     if result.exit_code != 0:
-        stderr = tail_lines(scrub(result.stderr_text(), db.credentials.password))
-        raise DatabaseDumpError(f"{db.container.name}: {cli} failed: {stderr or 'no message'}")
+        raise DatabaseDumpError(
+            f"{db.container.name}: {cli} failed: {_error_line(result, db) or 'no message'}"
+        )
     return out.decode("utf-8", "replace").splitlines()
 
 

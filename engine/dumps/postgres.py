@@ -20,6 +20,7 @@ import docker
 
 from engine.dumps.exec_stream import ExecError, exec_capture, exec_stream
 from engine.dumps.pg_format import CustomStructure, NewerFormat, read_structure
+from engine.dumps.tool_errors import error_line
 from engine.dumps.types import (
     GLOBALS_NAME,
     CountingReader,
@@ -32,9 +33,7 @@ from engine.dumps.types import (
     dump_to_spool,
     remove_quietly,
     require_running,
-    scrub,
     spool_path,
-    tail_lines,
 )
 from engine.errors import DatabaseDumpError
 from engine.inventory import DatabaseInfo
@@ -195,7 +194,8 @@ def pg_restore_list(client: docker.DockerClient, container: str, dump: DumpFile)
             raise DatabaseDumpError(f"pg_restore --list: {exc}") from None
     if result.exit_code != 0:
         raise DatabaseDumpError(
-            f"pg_restore --list cannot read the dump: {tail_lines(result.stderr_text())}"
+            "pg_restore --list cannot read the dump: "
+            f"{error_line('postgres', result.stderr_text()) or 'no message'}"
         )
     match = _TOC_COUNT.search(out)
     if not match or (structure and int(match.group(1)) != structure.toc_entries):
@@ -283,7 +283,7 @@ def _restore_globals(
         detail = errors[0] if errors else result.stderr_text()
         raise DatabaseRestoreError(
             f"restore of the roles of {name} failed: "
-            f"{tail_lines(scrub(detail, db.credentials.password), 500) or 'no message'}"
+            f"{error_line('postgres', detail, db.credentials.password) or 'no message'}"
         )
     throttled.report()
 
@@ -351,7 +351,7 @@ def _pg_restore(
     finally:
         reader.close()
     if result.exit_code != 0 or not result.stdin_complete:
-        stderr = tail_lines(scrub(result.stderr_text(), db.credentials.password))
+        stderr = error_line("postgres", result.stderr_text(), db.credentials.password)
         raise DatabaseRestoreError(
             f"{what}: pg_restore exited with status {result.exit_code}: {stderr or 'no message'}"
         )
@@ -467,7 +467,7 @@ def _query(
     except ExecError as exc:
         raise error(str(exc)) from None
     if result.exit_code != 0:
-        stderr = tail_lines(scrub(result.stderr_text(), db.credentials.password), 1000)
+        stderr = error_line("postgres", result.stderr_text(), db.credentials.password)
         raise error(f"{db.container.name}: psql failed: {stderr or 'no message'}")
     return out.decode("utf-8", "replace").splitlines()
 

@@ -17,6 +17,7 @@ from urllib.parse import quote
 import docker
 
 from engine.dumps.exec_stream import CHUNK, EXEC_NOT_FOUND, ExecError, exec_capture, exec_stream
+from engine.dumps.tool_errors import error_line
 from engine.errors import DatabaseDumpError, DatabaseRestoreError
 from engine.inventory import DatabaseInfo
 from engine.progress import Progress, ProgressCallback
@@ -181,7 +182,8 @@ def dump_to_spool(
 ) -> tuple[int, str]:
     """Run a dump tool in the database container with stdout streamed to
     PATH; return (size, sha256). Any failure removes PATH and raises
-    DatabaseDumpError naming WHAT, with the tool's stderr tail (scrubbed)."""
+    DatabaseDumpError naming WHAT, with the tool's error line (no secret,
+    no data: see tool_errors)."""
     writer = SpoolWriter(path, progress)
     try:
         try:
@@ -196,7 +198,7 @@ def dump_to_spool(
         if result.exit_code != 0:
             raise DatabaseDumpError(
                 f"{what}: {cmd[0]} exited with status {result.exit_code}: "
-                f"{tail_lines(scrub(result.stderr_text(), secret))}"
+                f"{error_line(db.engine, result.stderr_text(), secret) or 'no message'}"
             )
         if writer.size == 0:
             raise DatabaseDumpError(f"{what}: {cmd[0]} produced an empty dump")

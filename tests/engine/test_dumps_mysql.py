@@ -7,9 +7,6 @@ independently of discovery.
 One stack serves the module (deploying one takes seconds); each test owns
 the databases it changes."""
 
-# The SQL below is built from this file's constants, never from input.
-# ruff: noqa: S608
-
 from __future__ import annotations
 
 import contextlib
@@ -489,6 +486,48 @@ def test_failed_restore_reports_the_server_error(
     assert "SQL syntax" in message and "exited with status 1" in message
     assert db.credentials.password.reveal() not in message
     restore_database(docker_client, db, [dump])  # the good dump still restores
+
+
+ROW_SECRET = "SECRET-ROW-7f3a91c2"
+
+
+def test_failed_restore_shows_the_error_line_and_no_row_data(
+    stack: ComposeStack,
+    docker_client: docker.DockerClient,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A dump whose INSERT breaks on a row: the client echoes the whole
+    statement (kilobytes of rows) and the rest of it after "near '": the
+    error names the server's code and line, and holds none of the rows."""
+    caplog.set_level(logging.DEBUG)
+    db = app_user_info(stack)
+    rows = ",".join(f"({i}, '{ROW_SECRET}-{i} alice{i}@example.com {'z' * 2000}')"
+                    for i in range(1, 6))  # fmt: skip
+    sql(stack, f"CREATE TABLE wordpress.vault (id INT PRIMARY KEY, note TEXT); "
+               f"INSERT INTO wordpress.vault VALUES {rows}")  # fmt: skip
+    try:
+        [dump] = dump_database(docker_client, db, tmp_path / "spool")
+        text = dump.path.read_text()
+        assert text.count(f"{ROW_SECRET}-3") == 1
+        broken = tmp_path / "broken.sql"
+        # A syntax error in the INSERT (mariadb-dump writes a row per line).
+        broken.write_text(text.replace("),\n(3,", "),\n(3,,", 1))
+        insert = "INSERT INTO `vault` VALUES"
+        line = next(n for n, x in enumerate(broken.read_text().splitlines(), 1) if insert in x)
+        with pytest.raises(DatabaseRestoreError) as caught:
+            restore_database(docker_client, db, [replace(dump, path=broken)])
+        message = str(caught.value)
+        server_line = message.split(": mariadb exited with status 1: ", 1)[1]
+        assert server_line.startswith(f"ERROR 1064 (42000) at line {line}: You have an error")
+        assert len(server_line) <= 300
+        for leaked in (ROW_SECRET, "alice", "z" * 20, "INSERT INTO", "near '"):
+            assert leaked not in message
+            assert leaked not in caplog.text
+        restore_database(docker_client, db, [dump])  # the good dump still restores
+        assert sql(stack, "SELECT COUNT(*) FROM wordpress.vault").strip() == "5"
+    finally:
+        sql(stack, "DROP TABLE IF EXISTS wordpress.vault")
 
 
 @pytest.fixture

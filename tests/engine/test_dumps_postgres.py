@@ -6,13 +6,11 @@ environment, independently of discovery.
 One stack serves the module; each test owns the databases and roles it
 changes, and puts shared settings (authentication) back."""
 
-# The SQL below is built from this file's constants, never from input.
-# ruff: noqa: S608
-
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import secrets
 import threading
 import time
@@ -363,6 +361,66 @@ def test_failed_restore_reports_the_error_and_a_good_one_recovers(
         assert fingerprint(stack, "shop_copy") == before
     finally:
         psql(stack, "postgres", "DROP DATABASE IF EXISTS shop_copy")
+
+
+ROW_SECRET = "SECRET-ROW-7f3a91c2"
+
+
+def test_failed_restore_shows_the_error_line_and_no_row_data(
+    stack: ComposeStack,
+    docker_client: docker.DockerClient,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """pg_restore failing on a row (its value in the ERROR line, in CONTEXT,
+    or in DETAIL's "Key (email)=(...)") and psql failing on a role line
+    (echoed in LINE 1): the error keeps the first ERROR line, without the
+    values, and no log record holds them either."""
+    caplog.set_level(logging.DEBUG)
+    psql(stack, "postgres", "CREATE DATABASE vault_copy")
+    psql(stack, "vault_copy", "CREATE TABLE people (n int, email text UNIQUE, note text); "
+         f"INSERT INTO people VALUES (12345, '{ROW_SECRET}-1', 'alice'), "
+         f"(2, '{ROW_SECRET}-2', 'bob')")  # fmt: skip
+    try:
+        db = app_info(stack)
+        dumps = dump_database(docker_client, db, tmp_path / "spool")
+        [dump] = [d for d in dumps if d.database == "vault_copy"]
+        [roles_dump] = [d for d in dumps if d.format == "pg_globals_sql"]
+        data = dump.path.read_bytes()
+        # Same lengths, so the file's structure holds: a row whose first
+        # column is no integer, and a duplicate where a unique index follows.
+        not_a_number = tmp_path / "not_a_number.dump"
+        not_a_number.write_bytes(
+            data.replace(f"12345\t{ROW_SECRET}-1".encode(), f"{ROW_SECRET}-1\t12345".encode())
+        )
+        duplicate = tmp_path / "duplicate.dump"
+        duplicate.write_bytes(data.replace(f"{ROW_SECRET}-2".encode(), f"{ROW_SECRET}-1".encode()))
+        bad_role = tmp_path / "bad_role.sql"
+        bad_role.write_bytes(roles_dump.path.read_bytes().replace(
+            b"\n--\n-- PostgreSQL database cluster dump complete",
+            f"\nALTER ROLE odoo_report VALID UNTIL '{ROW_SECRET}-r';\n"
+            "--\n-- PostgreSQL database cluster dump complete".encode(),
+        ))  # fmt: skip
+        cases = [
+            (replace(dump, path=not_a_number), "pg_restore: error: COPY failed for table "
+             '"people": ERROR:  invalid input syntax for type integer: "..."'),
+            (replace(dump, path=duplicate), "pg_restore: error: could not execute query: ERROR:  "
+             'could not create unique index "people_email_key"'),
+            (replace(roles_dump, path=bad_role), "ERROR:  22007: invalid input syntax for type "
+             'timestamp with time zone: "..."'),
+        ]  # fmt: skip
+        for bad, expected in cases:
+            with pytest.raises(DatabaseRestoreError) as caught:
+                restore_database(docker_client, db, [bad])
+            message = str(caught.value)
+            assert message.endswith(expected)
+            for leaked in (ROW_SECRET, "alice", "DETAIL", "CONTEXT", "LINE 1", "Key ("):
+                assert leaked not in message
+        assert ROW_SECRET not in caplog.text
+        restore_database(docker_client, db, [dump])
+        assert psql(stack, "vault_copy", "SELECT count(*) FROM people") == "2\n"
+    finally:
+        psql(stack, "postgres", "DROP DATABASE IF EXISTS vault_copy")
 
 
 def test_stopped_container_fails_clearly(

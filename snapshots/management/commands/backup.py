@@ -6,6 +6,7 @@ broker needed), with a progress bar when stderr is a terminal."""
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from typing import Any
 
@@ -32,6 +33,45 @@ def _human(size: float | None) -> str:
             return f"{size:.1f} {unit}" if unit != "B" else f"{int(size)} B"
         size /= 1024
     return f"{size:.1f} TiB"
+
+
+def log_destination() -> str:
+    """Where this process's log records go, from the logging configuration
+    Django applied (settings.LOGGING: the root logger's handlers at
+    LOG_LEVEL). A command-line run has no worker: its log is this one."""
+    root = logging.getLogger()
+    if not root.isEnabledFor(logging.ERROR):
+        level = logging.getLevelName(root.getEffectiveLevel())
+        return (
+            f"nothing of it was logged (LOG_LEVEL={level}); "
+            "run again with LOG_LEVEL=INFO for its log on standard error"
+        )
+    places: list[str] = []
+    for handler in root.handlers:
+        if isinstance(handler, logging.FileHandler):
+            places.append(f"the file {handler.baseFilename}")
+        elif isinstance(handler, logging.StreamHandler):
+            to_stdout = handler.stream in (sys.stdout, sys.__stdout__)
+            to_stdout = to_stdout or getattr(handler.stream, "name", "") == "<stdout>"
+            stream = "standard output" if to_stdout else "standard error"
+            places.append(f"this command's {stream}")
+    if not places:
+        return "no log handler is configured, so nothing of it was logged"
+    level = logging.getLevelName(root.getEffectiveLevel())
+    return f"its log (LOG_LEVEL={level}) went to {' and '.join(dict.fromkeys(places))}"
+
+
+def failure(what: str, error: str, run_id: object) -> CommandError:
+    """The command's error for a failed run: the run's error, which run it
+    was (the admin shows it), and where this run's log went. The services
+    word an internal error for a worker ("see the worker log"): here the
+    line after it says where the log is instead."""
+    error = error.replace("; see the worker log", "")
+    if not error.startswith(f"{what} failed"):  # a restore's error already says so
+        error = f"{what} failed: {error}"
+    return CommandError(
+        f"{error}\nRun {run_id} ran in this command, not on a worker: {log_destination()}."
+    )
 
 
 class ProgressBar:
@@ -104,7 +144,7 @@ class Command(BaseCommand):
         snapshot = run_backup(str(run.pk), on_progress=bar, wait_for_lock_seconds=options["wait"])
         bar.done()
         if snapshot.status != Snapshot.Status.COMPLETED:
-            raise CommandError(f"backup {snapshot.backup_id} failed: {snapshot.error}")
+            raise failure(f"backup {snapshot.backup_id}", snapshot.error, run.pk)
         self.stdout.write(
             f"{snapshot.backup_id} completed: {_human(snapshot.size_bytes)}, "
             f"sha256 {snapshot.sha256}, {snapshot.storage_location}:{snapshot.storage_key}"
@@ -122,7 +162,7 @@ class Command(BaseCommand):
         bar.done()
         self.stdout.write(json.dumps(run.result or {"error": run.error}, indent=2))
         if run.state != run.State.COMPLETED:
-            raise CommandError(f"verification failed: {run.error}")
+            raise failure("verification", run.error, run.pk)
 
     def _restore(self, options: dict[str, Any]) -> None:
         restore_options = RestoreOptions(
@@ -139,7 +179,7 @@ class Command(BaseCommand):
         bar.done()
         self.stdout.write(json.dumps(run.result, indent=2))
         if run.state != run.State.COMPLETED:
-            raise CommandError(f"restore failed: {run.error}")
+            raise failure("restore", run.error, run.pk)
 
     def _list(self, options: dict[str, Any]) -> None:
         rows = Snapshot.objects.all()
