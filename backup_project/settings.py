@@ -154,8 +154,17 @@ BACKUP_NICE = env.int("BACKUP_NICE", 10, minimum=0)
 BACKUP_IO_CLASS = env.str("BACKUP_IO_CLASS", "best-effort")
 if BACKUP_IO_CLASS not in ("best-effort", "idle", "none"):
     raise ImproperlyConfigured("BACKUP_IO_CLASS must be best-effort, idle or none")
-# A lock or run whose heartbeat is older than this belonged to a dead worker.
+# A run holds its app's lease for this long and renews it every quarter of
+# it; a run (or lease) not renewed for this long by the database's clock
+# belonged to a dead worker, and its host's recovery finishes or undoes it.
+BACKUP_LEASE_SECONDS = env.int("BACKUP_LEASE_SECONDS", 60, minimum=4)
+# A half-written file older than this is swept (its writer has no heartbeat).
 BACKUP_STALE_SECONDS = env.int("BACKUP_STALE_SECONDS", 300, minimum=10)
+# A run still pending after this long was never picked up (its message was
+# lost, or no worker serves its host's queue): it is failed with that reason.
+BACKUP_PENDING_TIMEOUT_SECONDS = env.int("BACKUP_PENDING_TIMEOUT_SECONDS", 6 * 3600, minimum=60)
+# How often each worker looks for its host's runs to recover.
+BACKUP_RECOVERY_INTERVAL_SECONDS = env.int("BACKUP_RECOVERY_INTERVAL_SECONDS", 60, minimum=5)
 # Where the API sends backup/verify/restore tasks; empty: host.<BACKUP_HOST_ID>.
 BACKUP_TASK_QUEUE = env.str("BACKUP_TASK_QUEUE", "")
 # POST restore?wait=true blocks at most this long (keep it under gunicorn's timeout).
@@ -205,6 +214,15 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# The DatabaseScheduler copies this into its tables at start. Recovery is a
+# duty, not a start-up hook: every host's dead runs are looked for on a timer.
+CELERY_BEAT_SCHEDULE = {
+    "recover-dead-runs": {
+        "task": "snapshots.recover_hosts",
+        "schedule": float(BACKUP_RECOVERY_INTERVAL_SECONDS),
+        "options": {"queue": "default", "expires": float(BACKUP_RECOVERY_INTERVAL_SECONDS)},
+    },
+}
 CELERY_TIMEZONE = "UTC"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 

@@ -32,6 +32,7 @@ from engine.output_thread import OutputThread
 from engine.progress import Progress, ProgressCallback, no_progress
 from engine.quiesce import ConsistencyMode, quiesced
 from engine.secret import Secret
+from engine.steps import StepGuard, no_guard
 from storage.base import Storage
 
 
@@ -87,7 +88,10 @@ def create_backup(
     spool_dir: Path,
     progress: ProgressCallback = no_progress,
     dump_database: DumpFunction | None = None,
+    guard: StepGuard = no_guard,
 ) -> BackupResult:
+    """GUARD is called before the app's containers are paused or stopped
+    (consistency pause/stop): see engine.steps."""
     for volume in app.volumes:
         if not Path(volume.mountpoint).is_dir():
             raise VolumeNotFound(
@@ -113,7 +117,9 @@ def create_backup(
                             f'{{"{database.container.service}": {{"skip": true}}}})',
                         )
                     raise
-        return _write_archive(client, app, backup_id, storage, options, dumps, progress, spool)
+        return _write_archive(
+            client, app, backup_id, storage, options, dumps, progress, spool, guard
+        )
     finally:
         shutil.rmtree(spool, ignore_errors=True)
 
@@ -127,6 +133,7 @@ def _write_archive(
     dumps: list[Any],
     progress: ProgressCallback,
     spool: Path,
+    guard: StepGuard,
 ) -> BackupResult:
     key = archive_key(app.app_id, backup_id, options.compression, options.encrypted)
     info = _backup_info(app, backup_id, options, dumps)
@@ -145,7 +152,7 @@ def _write_archive(
         writer = ArchiveWriter(compressor, manifest, progress, total, spill_dir=spool)
         try:
             try:
-                _write_members(writer, client, app, options, info, dumps, progress, total)
+                _write_members(writer, client, app, options, info, dumps, progress, total, guard)
             except BaseException:
                 writer.abandon()
                 raise
@@ -185,10 +192,11 @@ def _write_members(
     dumps: list[Any],
     progress: ProgressCallback,
     total: int | None,
+    guard: StepGuard,
 ) -> None:
     writer.add_backup_json(info)
     progress(Progress("archiving", 0, total, detail=f"volumes ({options.consistency})"))
-    with quiesced(client, app, options.consistency):
+    with quiesced(client, app, options.consistency, guard):
         for volume in app.volumes:
             writer.add_volume(volume.name, Path(volume.mountpoint))
     for dump in dumps:

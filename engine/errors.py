@@ -55,3 +55,8 @@ class DatabaseRestoreError(DatabaseDumpError):
 
 class AppLocked(EngineError):
     """Another backup or restore of the same app is running."""
+
+
+class LeaseLost(EngineError):
+    """The run no longer holds its app's lease (it expired, or recovery took
+    it over): it must not change the app's state any more."""

@@ -15,7 +15,9 @@ from typing import Literal
 import docker
 import docker.errors
 
+from engine import steps
 from engine.inventory import AppInfo
+from engine.steps import StepGuard, no_guard
 
 ConsistencyMode = Literal["live", "pause", "stop"]
 CONSISTENCY_MODES: tuple[str, ...] = ("live", "pause", "stop")
@@ -25,7 +27,15 @@ logger = logging.getLogger(__name__)
 
 
 @contextmanager
-def quiesced(client: docker.DockerClient, app: AppInfo, mode: ConsistencyMode) -> Iterator[None]:
+def quiesced(
+    client: docker.DockerClient,
+    app: AppInfo,
+    mode: ConsistencyMode,
+    guard: StepGuard = no_guard,
+) -> Iterator[None]:
+    """GUARD is told before the containers are paused or stopped (it may
+    refuse: the lease is lost). Bringing them back is not guarded: undoing
+    our own pause or stop is always right, whoever holds the lease now."""
     if mode not in CONSISTENCY_MODES:
         raise ValueError(f"unknown consistency mode {mode!r} (live, pause or stop)")
     running = [c for c in app.containers if c.state == "running" and not c.one_off]
@@ -33,6 +43,7 @@ def quiesced(client: docker.DockerClient, app: AppInfo, mode: ConsistencyMode) -
         yield
         return
     touched = []
+    guard(steps.PAUSE if mode == "pause" else steps.STOP, {"containers": [c.id for c in running]})
     try:
         for info in running:
             container = client.containers.get(info.id)

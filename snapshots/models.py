@@ -108,6 +108,11 @@ class Run(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # Write-ahead record of the steps that changed an app's state (containers
+    # stopped or paused, volumes swapped, databases touched, commit decided),
+    # written before each step: what recovery reads to finish or undo a run
+    # whose worker died.
+    journal = models.JSONField(default=list, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -129,20 +134,37 @@ class Run(models.Model):
         return f"{self.operation} {self.app_id} ({self.state})"
 
 
-class AppLock(models.Model):
-    """At most one backup or restore per app at a time, across all workers.
+class AppLockQuerySet(models.QuerySet):
+    def held(self) -> AppLockQuerySet:
+        """Locks some run holds now (expired or not: an expired lease is
+        still held until recovery takes it over)."""
+        return self.filter(run__isnull=False)
 
-    A row exists while the app is busy. The holder refreshes heartbeat_at; a
-    lock whose heartbeat is older than the stale limit belonged to a worker
-    that died (SIGKILL, power loss) and may be taken over."""
+
+class AppLock(models.Model):
+    """At most one backup or restore per app at a time, across all workers:
+    a lease with fencing.
+
+    One row per app, kept for ever, so FENCE only ever grows: each grant of
+    the lease increments it. The holder (RUN, TOKEN, FENCE) renews
+    expires_at on a timer of its own, and checks that it still holds the
+    lease before each step that changes an app's state. A lease is taken over
+    only once expired by the database's clock (never a worker's clock, PID or
+    hostname), and a takeover increments FENCE, so a late step of the old
+    holder fails its check instead of acting under the new one."""
 
     app_id = models.CharField(max_length=128, primary_key=True)
-    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="+")
-    acquired_at = models.DateTimeField()
-    heartbeat_at = models.DateTimeField()
+    run = models.ForeignKey(Run, null=True, on_delete=models.SET_NULL, related_name="+")
+    token = models.CharField(max_length=64, blank=True)  # the holder's secret; empty when free
+    fence = models.BigIntegerField(default=0)
+    acquired_at = models.DateTimeField(null=True)
+    heartbeat_at = models.DateTimeField(null=True)
+    expires_at = models.DateTimeField(null=True)
+
+    objects = AppLockQuerySet.as_manager()
 
     def __str__(self) -> str:
-        return f"lock {self.app_id} by {self.run_id}"
+        return f"lock {self.app_id} by {self.run_id or 'nobody'} (fence {self.fence})"
 
 
 class AppBackupPolicy(models.Model):

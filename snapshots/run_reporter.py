@@ -1,7 +1,8 @@
 """The one owner of a run's progress: a ProgressRelay whose thread writes the
-run row (phase, bytes, heartbeat), keeps the app lock's heartbeat fresh on a
-timer of its own, and forwards each report to the caller's callback (Celery
-task state, a terminal progress bar).
+run row (phase, bytes, heartbeat), renews the run's heartbeat and its app
+lease on a timer of its own (a silent phase, one huge file or a long index
+build, must not look like a dead worker), and forwards each report to the
+caller's callback (Celery task state, a terminal progress bar).
 
 Only this thread and the run's own thread touch the database; the engine's
 helper threads (exec feeders, hashers, read-ahead) only hand reports over.
@@ -9,43 +10,45 @@ The relay's thread closes its database connection when it ends."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from django.conf import settings
 from django.db import connections
-from django.utils import timezone
+from django.db.models.functions import Now
 
 from engine.progress import Progress, ProgressCallback, ProgressRelay
-from snapshots.locks import refresh_app_lock
+from snapshots.locks import Lease, renew_every_seconds
 from snapshots.models import Run
 
+logger = logging.getLogger(__name__)
+
 PROGRESS_WRITE_INTERVAL = 1.0  # seconds between two progress writes to the database
-
-
-def _heartbeat_seconds() -> float:
-    """Well inside the stale limit: three beats may be lost before a live run
-    looks dead."""
-    return max(1.0, settings.BACKUP_STALE_SECONDS / 4)
 
 
 class _RunRowSink:
     """Writes a report onto the run row; uses only ids, never the caller's
     Run object (that belongs to the run's own thread)."""
 
-    def __init__(self, run: Run) -> None:
+    def __init__(self, run: Run, lease: Lease | None) -> None:
         self._run_id = run.pk
-        self._app_id = run.app_id
+        self._lease = lease
+        self._lost = False
 
     def __call__(self, progress: Progress) -> None:
         Run.objects.filter(pk=self._run_id).update(
             phase=progress.phase, bytes_done=progress.bytes_done,
-            bytes_total=progress.bytes_total, heartbeat_at=timezone.now(),
+            bytes_total=progress.bytes_total, heartbeat_at=Now(),
         )  # fmt: skip
 
     def heartbeat(self) -> None:
-        Run.objects.filter(pk=self._run_id).update(heartbeat_at=timezone.now())
-        refresh_app_lock(self._app_id, self._run_id)
+        """The run's heartbeat and its lease, by the database's clock. A lost
+        lease is not this thread's to act on: the run's own thread finds out
+        at its next step's check and stops there."""
+        Run.objects.filter(pk=self._run_id).update(heartbeat_at=Now())
+        if self._lease is not None and not self._lost and not self._lease.renew():
+            self._lost = True
+            logger.warning("run %s lost the lease of app %s", self._run_id, self._lease.app_id)
 
 
 def _close_thread_connections() -> None:
@@ -54,16 +57,19 @@ def _close_thread_connections() -> None:
 
 
 @contextmanager
-def run_reporter(run: Run, forward: ProgressCallback | None = None) -> Iterator[ProgressCallback]:
-    """A progress callback for the engine, safe to call from any thread. Leave
+def run_reporter(
+    run: Run, forward: ProgressCallback | None = None, lease: Lease | None = None
+) -> Iterator[ProgressCallback]:
+    """A progress callback for the engine, safe to call from any thread, and
+    heartbeats of RUN (and renewals of LEASE) while the block runs. Leave
     the block before writing the run's final state: the relay's last
     publication happens when the block ends."""
-    sink = _RunRowSink(run)
+    sink = _RunRowSink(run, lease)
     relay = ProgressRelay(
         [sink, forward] if forward is not None else [sink],
         interval=PROGRESS_WRITE_INTERVAL,
         ticks=[sink.heartbeat],
-        tick_seconds=_heartbeat_seconds(),
+        tick_seconds=renew_every_seconds(),
         on_exit=_close_thread_connections,
         name=f"progress-{run.operation}-{str(run.pk)[:8]}",
     )

@@ -4,24 +4,21 @@ stores them as strings."""
 
 from __future__ import annotations
 
+import logging
 import socket
-from pathlib import Path
 from typing import Any
 
 from celery import Task, shared_task
 from celery.signals import worker_ready
 from django.conf import settings
 
-from engine.backup import archive_key
-from engine.docker_client import connect
 from engine.progress import Progress
-from engine.restore.volume_swap import recover_volume
-from snapshots.models import Run
-from snapshots.runs import recover_dead_runs
+from snapshots.recovery import fail_stale_pending, hosts_needing_recovery, recover_host
 from snapshots.services.backup import run_backup
 from snapshots.services.restore import run_restore
 from snapshots.services.verify import run_verify
-from snapshots.storage_locations import get_storage, storage_names
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task(name="snapshots.ping")
@@ -80,50 +77,37 @@ def cleanup_task() -> dict[str, Any]:
 
 
 def cleanup() -> dict[str, Any]:
-    """Fail the runs of dead workers, put back the volumes of their restores,
-    and sweep half-written files."""
-    recovered = recover_dead_runs()
-    swept: list[str] = []
-    for run in recovered:
-        # The dead writer's temp files are known exactly: remove them now
-        # rather than wait for them to age.
-        snapshot = run.snapshot
-        if run.operation == Run.Operation.BACKUP and snapshot is not None:
-            key = archive_key(
-                snapshot.app_id, snapshot.backup_id, snapshot.compression,  # type: ignore[arg-type]
-                snapshot.encrypted,
-            )  # fmt: skip
-            storage = get_storage(snapshot.storage_location)
-            swept += storage.discard_partials(key) + storage.discard_partials(f"{key}.sha256")
-    volumes: list[str] = []
-    for run in recovered:
-        if run.operation == Run.Operation.RESTORE:
-            volumes += _recover_volumes(run.app_id)
-    for name in storage_names():
-        # Older than the stale limit: a live writer refreshes its heartbeat,
-        # but its temp file has no heartbeat, so keep a generous margin.
-        swept += get_storage(name).sweep_partials(older_than_seconds=settings.BACKUP_STALE_SECONDS)
-    return {
-        "recovered_runs": [str(run.pk) for run in recovered],
-        "recovered_volumes": volumes,
-        "swept_partials": swept,
-    }
+    """This host's recovery (`backup cleanup`, and each worker at start):
+    finish or undo its dead runs, fail runs never picked up, sweep spool
+    and half-written files. Never touches a live run."""
+    return recover_host(settings.BACKUP_HOST_ID)
 
 
-def _recover_volumes(app_id: str) -> list[str]:
-    """A restore died mid-swap: put each volume of its app back in a clean
-    state (old data back if the swap was not committed). Only for apps whose
-    restore run is known dead, so a live restore is never disturbed."""
-    client = connect(settings.DOCKER_HOST)
-    label = f"com.docker.compose.project={app_id}"
-    outcomes = []
-    for volume in client.volumes.list(filters={"label": label}):
-        volume_dir = Path(volume.attrs["Mountpoint"]).parent
-        outcomes.append(f"{volume.name}: {recover_volume(volume_dir)}")
-    return outcomes
+@shared_task(name="snapshots.recover_host")
+def recover_host_task(host_id: str) -> dict[str, Any]:
+    """Sent to host.<HOST_ID>: only a worker on that host can put its
+    containers and volumes back."""
+    return recover_host(host_id)
+
+
+@shared_task(name="snapshots.recover_hosts")
+def recover_hosts_task() -> dict[str, Any]:
+    """Beat runs this on the shared queue every BACKUP_RECOVERY_INTERVAL_SECONDS:
+    it fails runs never picked up and sends each host with dead runs its
+    own recovery. A hard time limit kills only the task's process, and no
+    worker start follows: this timer is what recovers such a run."""
+    failed = fail_stale_pending()
+    hosts = hosts_needing_recovery()
+    for host in hosts:
+        recover_host_task.apply_async(args=[host], queue=f"host.{host}")
+    return {"failed_pending": failed, "hosts": hosts}
 
 
 @worker_ready.connect
 def _recover_on_worker_start(**_: Any) -> None:
-    """A worker that starts again after a crash cleans up what it left."""
-    cleanup()
+    """A worker that starts again after a crash recovers what its host left.
+    An error here is logged: the worker must start all the same."""
+    try:
+        cleanup()
+    except Exception:
+        logger.exception("recovery at worker start failed; the periodic recovery retries")

@@ -94,6 +94,9 @@ def subprocess_env() -> dict[str, str]:
     env["DJANGO_SETTINGS_MODULE"] = "tests.settings"
     env["BACKUP_DATA_DIR"] = str(settings.DATA_DIR)
     env["BACKUP_ROOT"] = str(settings.BACKUP_ROOT)
+    env["BACKUP_SPOOL_DIR"] = str(settings.BACKUP_SPOOL_DIR)
+    env["BACKUP_HOST_ID"] = settings.BACKUP_HOST_ID
+    env["BACKUP_LEASE_SECONDS"] = str(settings.BACKUP_LEASE_SECONDS)
     return env
 
 

@@ -190,7 +190,9 @@ def wait_for_postgres(container: Container, user: str, timeout: float = 90) -> N
 # -- Realistic stacks -------------------------------------------------------
 
 # The app container stands in for WordPress/Odoo: it seeds its files volume
-# on first start (as those images do) and then stays up.
+# on first start (as those images do) and then stays up, ending on SIGTERM
+# as a real app server does (a bare `sleep` as PID 1 would ignore it, and
+# every stop would wait for Docker's timeout).
 SEED_APP_FILES = (
     "if [ ! -e {root}/.seeded ]; then "
     "mkdir -p {root}/content/uploads {root}/empty-dir && "
@@ -198,7 +200,7 @@ SEED_APP_FILES = (
     "echo 'define(DB_NAME, wordpress);' > {root}/config.php && "
     "head -c 300000 /dev/urandom > {root}/content/uploads/photo.jpg && "
     "ln -s index.php {root}/link-to-index && "
-    "touch {root}/.seeded; fi; exec sleep 2147483647"
+    "touch {root}/.seeded; fi; trap 'exit 0' TERM; while :; do sleep 3600 & wait $!; done"
 )
 
 

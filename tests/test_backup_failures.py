@@ -76,7 +76,7 @@ def test_disk_full_fails_clearly_and_keeps_earlier_backups(
     assert not any(TEMP_MARKER in name for name in names), names
     assert first_file.read_bytes() == first_bytes
     assert hashlib.sha256(first_bytes).hexdigest() == first.sha256
-    assert not AppLock.objects.filter(app_id=wordpress.project).exists()
+    assert not AppLock.objects.held().filter(app_id=wordpress.project).exists()
 
 
 def _wait_for(predicate, timeout: float, what: str) -> None:
@@ -92,6 +92,7 @@ def test_sigkill_mid_backup_leaves_no_completed_snapshot_and_next_start_cleans_u
     wordpress: ComposeStack, docker_client: docker.DockerClient, settings, tmp_path: Path
 ) -> None:
     settings.BACKUP_ROOT = tmp_path / "backups"
+    settings.BACKUP_LEASE_SECONDS = 4  # the child gets it too: recovery after 4 s of silence
     _files_only(wordpress.project)
     _fill_volume(docker_client, wordpress.volume("wordpress"), 600)
     proc = manage_py("backup", "create", wordpress.project)
@@ -109,13 +110,15 @@ def test_sigkill_mid_backup_leaves_no_completed_snapshot_and_next_start_cleans_u
     assert snapshot.status == Snapshot.Status.RUNNING  # what the dead worker left
     assert not (settings.BACKUP_ROOT / f"{wordpress.project}/{snapshot.backup_id}.tar.zst").exists()
     assert any(TEMP_MARKER in p.name for p in app_dir.iterdir())
-    # The next start of a worker on this machine runs the same cleanup.
+    # A live run is never recovered; once its lease has run out, it is.
+    assert cleanup()["recovered_runs"] == {}
+    time.sleep(settings.BACKUP_LEASE_SECONDS + 1)
     result = cleanup()
     snapshot.refresh_from_db()
     assert snapshot.status == Snapshot.Status.FAILED and "died" in snapshot.error
     run = Run.objects.get(snapshot=snapshot)
     assert run.state == Run.State.FAILED and str(run.pk) in result["recovered_runs"]
-    assert not AppLock.objects.filter(app_id=wordpress.project).exists()
+    assert not AppLock.objects.held().filter(app_id=wordpress.project).exists()
     leftovers = [p.name for p in app_dir.iterdir()] if app_dir.exists() else []
     assert leftovers == [], leftovers
     # And the app can be backed up again.

@@ -1,15 +1,22 @@
-"""A worker that died mid-restore: the next start puts the volume back."""
+"""Recovery from a run's journal, for a restore whose worker died mid-swap:
+whatever the PID or hostname it ran under, once its heartbeat is a lease
+old, this host's recovery rolls the volume back and starts the containers
+it had stopped (the crash itself, with real SIGKILLs at every step, is in
+test_crash_recovery.py)."""
 
 from __future__ import annotations
 
-import socket
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import docker
 import pytest
-from django.utils import timezone
+from django.db.models.functions import Now
 
+from engine import steps
 from engine.restore.volume_swap import stage_dir_for, swap_in
+from snapshots.locks import acquire_app_lock
 from snapshots.models import AppLock, Run, Snapshot
 from snapshots.tasks import cleanup
 from tests.engine.treegen import snapshot as tree_snapshot
@@ -18,38 +25,90 @@ from tests.stacks import ComposeStack
 pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
-def test_dead_restore_mid_swap_is_rolled_back_on_next_start(
-    odoo: ComposeStack, docker_client: docker.DockerClient
+def test_dead_restore_mid_swap_is_rolled_back_and_its_app_started(
+    odoo: ComposeStack, docker_client: docker.DockerClient, settings: Any
 ) -> None:
-    data = Path(docker_client.volumes.get(odoo.volume("odoo_filestore")).attrs["Mountpoint"])
+    volume = odoo.volume("odoo_filestore")
+    data = Path(docker_client.volumes.get(volume).attrs["Mountpoint"])
     before = tree_snapshot(data)
-    # What a restore leaves when killed between swap and commit: new data in
-    # place, the old data aside under _data.old-*.
+    app = odoo.container("odoo")
+    app.stop(timeout=5)
+    # What a restore leaves when killed between swap and commit: the app
+    # stopped, new data in place, the old data aside under _data.old-*.
     staged = stage_dir_for(data)
     (staged / "restored.txt").write_text("half-restored state")
     swap_in(data, staged)
     assert tree_snapshot(data) != before
     snapshot = Snapshot.objects.create(
-        backup_id="backup_20260105_103000_3fa2c1", app_id=odoo.project, host_id="h",
-        status=Snapshot.Status.COMPLETED,
+        backup_id="backup_20260105_103000_3fa2c1", app_id=odoo.project,
+        host_id=settings.BACKUP_HOST_ID, status=Snapshot.Status.COMPLETED,
     )  # fmt: skip
-    # A pid that cannot exist on this machine: its worker is gone.
+    # PID 1 of some other container and a hostname that no longer exists:
+    # neither matters, only the heartbeat's age does.
     run = Run.objects.create(
         operation=Run.Operation.RESTORE, app_id=odoo.project, snapshot=snapshot,
-        state=Run.State.RUNNING, worker=f"{socket.gethostname()}:99999999",
-        heartbeat_at=timezone.now(), started_at=timezone.now(),
+        state=Run.State.RUNNING, worker="gone-container-3f2a:1", host_id=settings.BACKUP_HOST_ID,
+        journal=[
+            {"step": steps.STOP, "containers": [app.id]},
+            {"step": steps.SWAP, "volume": volume, "dir": str(data.parent)},
+        ],
     )  # fmt: skip
-    AppLock.objects.create(
-        app_id=odoo.project, run=run, acquired_at=timezone.now(), heartbeat_at=timezone.now()
-    )
+    acquire_app_lock(odoo.project, run)
+    # Still within its lease: nothing is touched.
+    assert cleanup()["recovered_runs"] == {}
+    assert tree_snapshot(data) != before
+    Run.objects.filter(pk=run.pk).update(heartbeat_at=Now() - timedelta(hours=1))
+    AppLock.objects.filter(app_id=odoo.project).update(expires_at=Now() - timedelta(hours=1))
+
     result = cleanup()
-    assert str(run.pk) in result["recovered_runs"]
-    assert f"{odoo.volume('odoo_filestore')}: rolled_back" in result["recovered_volumes"]
+    recovery = result["recovered_runs"][str(run.pk)]
+    assert f"volume {volume}: rolled_back" in recovery["done"], recovery
+    assert f"started {app.name}" in recovery["done"], recovery
+    assert recovery["failed"] == [] and recovery["left_for_operator"] == []
     assert tree_snapshot(data) == before
+    app.reload()
+    assert app.status == "running"
     run.refresh_from_db()
-    assert run.state == Run.State.FAILED and "died" in run.error
-    assert not AppLock.objects.filter(app_id=odoo.project).exists()
+    assert run.state == Run.State.FAILED and "died" in run.error and "put the app back" in run.error
+    assert run.result["recovery"] == recovery
+    assert not AppLock.objects.held().filter(app_id=odoo.project).exists()
     # The completed snapshot it was restoring from is not touched.
     snapshot.refresh_from_db()
     assert snapshot.status == Snapshot.Status.COMPLETED
     assert sorted(p.name for p in data.parent.iterdir()) == ["_data"]
+    # Recovering again finds nothing to do.
+    assert cleanup()["recovered_runs"] == {}
+
+
+def test_pending_runs_never_picked_up_are_failed_with_the_reason(settings: Any) -> None:
+    snapshot = Snapshot.objects.create(
+        backup_id="backup_20260105_103000_aaaaaa", app_id="app1", host_id="h1",
+    )  # fmt: skip
+    run = Run.objects.create(
+        operation=Run.Operation.BACKUP, app_id="app1", snapshot=snapshot, host_id="h1"
+    )
+    fresh = Run.objects.create(operation=Run.Operation.BACKUP, app_id="app2", host_id="h1")
+    Run.objects.filter(pk=run.pk).update(
+        created_at=Now() - timedelta(seconds=settings.BACKUP_PENDING_TIMEOUT_SECONDS + 5)
+    )
+    cleanup()
+    run.refresh_from_db()
+    fresh.refresh_from_db()
+    assert run.state == Run.State.FAILED and "never started" in run.error
+    assert "host.h1" in run.error
+    snapshot.refresh_from_db()
+    assert snapshot.status == Snapshot.Status.FAILED
+    assert fresh.state == Run.State.PENDING
+
+
+def test_spool_left_by_a_killed_run_is_swept(settings: Any, tmp_path: Path) -> None:
+    settings.BACKUP_SPOOL_DIR = tmp_path / "spool"
+    live = Run.objects.create(
+        operation=Run.Operation.RESTORE, app_id="app1", state=Run.State.RUNNING
+    )
+    for name in (f"restore-{live.pk}", "restore-0b0b", "backup_20260105_103000_bbbbbb"):
+        (settings.BACKUP_SPOOL_DIR / name).mkdir(parents=True)
+        (settings.BACKUP_SPOOL_DIR / name / "db.sql").write_text("users' rows")
+    swept = cleanup()["swept_spool"]
+    assert sorted(swept) == ["backup_20260105_103000_bbbbbb", "restore-0b0b"]
+    assert [p.name for p in settings.BACKUP_SPOOL_DIR.iterdir()] == [f"restore-{live.pk}"]

@@ -22,6 +22,7 @@ from typing import Any
 import docker
 import docker.errors
 
+from engine import steps
 from engine.dumps import DumpFile, restore_database, wait_until_ready
 from engine.errors import EngineError
 from engine.inventory import AppInfo
@@ -29,6 +30,7 @@ from engine.progress import Progress, ProgressCallback, no_progress
 from engine.restore.extract import extract_volumes
 from engine.restore.plan import OpenStream, RestorePlan
 from engine.restore.volume_swap import SwapHandle, discard_stage, stage_dir_for, swap_in
+from engine.steps import StepGuard, no_guard
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +69,12 @@ def restore_app(
     spool_dir: Path,
     progress: ProgressCallback = no_progress,
     database_rollback: DatabaseRollback | None = None,
+    guard: StepGuard = no_guard,
 ) -> RestoreOutcome:
+    """GUARD is called before every step that changes the app (stop, each
+    volume swap, each database, start, commit, rollback): see engine.steps.
+    A guard that refuses the rollback (the lease is lost) leaves the undoing
+    to the new lease holder, the run's recovery."""
     was_running = [c for c in app.containers if c.state == "running" and not c.one_off]
     outcome = RestoreOutcome(skipped_volumes=dict(plan.skipped_volumes))
     swaps: dict[str, SwapHandle] = {}
@@ -77,16 +84,24 @@ def restore_app(
         if stop_app or plan.raw_volumes:
             # Raw volume data can only be swapped under stopped containers:
             # a running one keeps the old directory mounted.
+            guard(steps.STOP, {"containers": [c.id for c in was_running]})
             _stop(client, [c.id for c in was_running], progress)
-        swaps = _restore_volumes(client, app, plan, open_stream, spool_dir, progress)
+        swaps = _restore_volumes(client, app, plan, open_stream, spool_dir, progress, guard)
         outcome.restored_volumes = sorted(swaps)
         if plan.databases:
             databases_touched = True
-            outcome.databases = _restore_databases(client, plan, spool_dir, progress)
+            outcome.databases = _restore_databases(client, plan, spool_dir, progress, guard)
             outcome.database_restored = True
         progress(Progress("starting"))
+        guard(steps.START, {"containers": [c.id for c in was_running]})
         outcome.started_containers = _start_and_check(client, [c.id for c in was_running])
     except BaseException as exc:
+        try:
+            guard(steps.ROLLBACK, {})
+        except BaseException as refused:
+            raise RestoreFailed(
+                f"restore failed: {exc}; not rolled back here: {refused}", []
+            ) from exc
         rolled_back = _roll_back(
             client, app, swaps, databases_touched, database_rollback, was_running
         )
@@ -94,6 +109,7 @@ def restore_app(
         raise RestoreFailed(f"restore failed: {message}", rolled_back) from exc
     finally:
         shutil.rmtree(spool_dir, ignore_errors=True)
+    guard(steps.COMMIT, {})
     for handle in swaps.values():
         handle.commit()  # only now is the old data dropped
     return outcome
@@ -126,6 +142,7 @@ def _restore_volumes(
     open_stream: OpenStream,
     spool_dir: Path,
     progress: ProgressCallback,
+    guard: StepGuard,
 ) -> dict[str, SwapHandle]:
     data_dirs = {
         name: _volume_data_dir(client, app, name, plan.backup) for name in plan.raw_volumes
@@ -144,6 +161,7 @@ def _restore_volumes(
     swaps: dict[str, SwapHandle] = {}
     try:
         for name, data_dir in data_dirs.items():
+            guard(steps.SWAP, {"volume": name, "dir": str(data_dir.parent)})
             swaps[name] = swap_in(data_dir, staged[name])
     except BaseException:
         for handle in swaps.values():
@@ -156,11 +174,16 @@ def _restore_volumes(
 
 
 def _restore_databases(
-    client: docker.DockerClient, plan: RestorePlan, spool_dir: Path, progress: ProgressCallback
+    client: docker.DockerClient,
+    plan: RestorePlan,
+    spool_dir: Path,
+    progress: ProgressCallback,
+    guard: StepGuard = no_guard,
 ) -> list[str]:
     restored: list[str] = []
     for service, (db, entries) in plan.databases.items():
         progress(Progress("restoring database", detail=service))
+        guard(steps.DATABASE, {"container": db.container.id})
         container = client.containers.get(db.container.id)
         container.reload()
         if container.status != "running":

@@ -18,8 +18,10 @@ from engine.errors import EngineError
 from engine.priority import lower_priority
 from engine.progress import Progress, ProgressCallback
 from engine.quiesce import CONSISTENCY_MODES
-from snapshots.locks import acquire_app_lock, release_app_lock
+from engine.steps import StepGuard
+from snapshots.locks import Lease, acquire_app_lock, release_app_lock
 from snapshots.models import AppBackupPolicy, Run, Snapshot
+from snapshots.run_journal import RunGuard
 from snapshots.run_reporter import run_reporter
 from snapshots.runs import claim_run, fail_run, finish_run
 from snapshots.services.encryption import write_options
@@ -92,27 +94,30 @@ def run_backup(
         fail_run(run, "the snapshot of this run no longer exists")
         raise BackupRefused(f"run {run_id} has no snapshot")
     try:
-        acquire_app_lock(run.app_id, run, wait_for_lock_seconds)
+        lease = acquire_app_lock(run.app_id, run, wait_for_lock_seconds)
     except EngineError as exc:
         _fail(run, snapshot, str(exc))
         return snapshot
     try:
-        return perform_backup(run, snapshot, on_progress)
+        return perform_backup(run, snapshot, lease, on_progress)
     finally:
-        release_app_lock(run.app_id, run)
+        release_app_lock(lease)
 
 
 def perform_backup(
-    run: Run, snapshot: Snapshot, on_progress: Callable[[Progress], None] | None = None
+    run: Run,
+    snapshot: Snapshot,
+    lease: Lease,
+    on_progress: Callable[[Progress], None] | None = None,
 ) -> Snapshot:
-    """The backup itself, for a claimed run whose app lock the caller holds
+    """The backup itself, for a claimed run whose app LEASE the caller holds
     (run_backup, or a restore taking its safety backup). Never raises for a
     failed backup: the snapshot comes back failed, with the reason."""
     try:
         _mark_running(snapshot)
         # The reporter stops (its last report written) before the final state.
-        with run_reporter(run, on_progress) as progress:
-            _execute(snapshot, run.options.get("encrypt"), progress)
+        with run_reporter(run, on_progress, lease) as progress:
+            _execute(snapshot, run.options.get("encrypt"), progress, RunGuard(run, lease))
         # `completed` is written last: the file and its sidecar are durable by now.
         snapshot.status = Snapshot.Status.COMPLETED
         snapshot.save()
@@ -131,7 +136,9 @@ def _mark_running(snapshot: Snapshot) -> None:
     snapshot.save(update_fields=["status", "started_at"])
 
 
-def _execute(snapshot: Snapshot, encrypt: bool | None, progress: ProgressCallback) -> None:
+def _execute(
+    snapshot: Snapshot, encrypt: bool | None, progress: ProgressCallback, guard: StepGuard
+) -> None:
     """Write the archive and fill SNAPSHOT's fields (not saved yet)."""
     if settings.BACKUP_IO_CLASS != "none":
         lower_priority(settings.BACKUP_NICE, settings.BACKUP_IO_CLASS)
@@ -160,7 +167,7 @@ def _execute(snapshot: Snapshot, encrypt: bool | None, progress: ProgressCallbac
     result = create_backup(
         client=client, app=app, backup_id=snapshot.backup_id,
         storage=get_storage(snapshot.storage_location), options=options,
-        spool_dir=settings.BACKUP_SPOOL_DIR, progress=progress,
+        spool_dir=settings.BACKUP_SPOOL_DIR, progress=progress, guard=guard,
     )  # fmt: skip
     snapshot.storage_key = result.storage_key
     snapshot.size_bytes = result.size_bytes

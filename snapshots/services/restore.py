@@ -25,8 +25,9 @@ from engine.restore.orchestrate import (
     restore_databases_from_archive,
 )
 from engine.restore.plan import OpenStream, make_plan, read_backup_json
-from snapshots.locks import acquire_app_lock, release_app_lock
-from snapshots.models import AppLock, Run, Snapshot
+from snapshots.locks import Lease, acquire_app_lock, app_is_locked, release_app_lock
+from snapshots.models import Run, Snapshot
+from snapshots.run_journal import RunGuard
 from snapshots.run_reporter import run_reporter
 from snapshots.runs import claim_run, fail_run, finish_run
 from snapshots.services.backup import perform_backup, request_backup
@@ -66,15 +67,12 @@ def request_restore(app_id: str, backup_id: str, options: RestoreOptions) -> Run
         raise RestoreRefused(
             f"snapshot {backup_id} is {snapshot.status}; only completed snapshots can be restored"
         )
-    busy = (
-        Run.objects.filter(
-            app_id=app_id,
-            operation__in=[Run.Operation.BACKUP, Run.Operation.RESTORE],
-            state__in=[Run.State.PENDING, Run.State.RUNNING],
-            operation=Run.Operation.RESTORE,
-        ).exists()
-        or AppLock.objects.filter(app_id=app_id).exists()
-    )
+    busy = Run.objects.filter(
+        app_id=app_id,
+        operation__in=[Run.Operation.BACKUP, Run.Operation.RESTORE],
+        state__in=[Run.State.PENDING, Run.State.RUNNING],
+        operation=Run.Operation.RESTORE,
+    ).exists() or app_is_locked(app_id)
     message = f"app {app_id} is busy with another backup or restore; try again later"
     if busy:
         raise AppBusy(message)
@@ -99,7 +97,7 @@ def run_restore(run_id: str, on_progress: Callable[[Progress], None] | None = No
     options = RestoreOptions(**run.options)
     result = _initial_result(run)
     try:
-        acquire_app_lock(run.app_id, run)
+        lease = acquire_app_lock(run.app_id, run)
     except EngineError as exc:
         fail_run(run, str(exc), result | {"duration_seconds": _since(started)})
         return run
@@ -109,8 +107,8 @@ def run_restore(run_id: str, on_progress: Callable[[Progress], None] | None = No
             raise RestoreRefused("the snapshot of this restore was deleted")
         result["backup_id"] = snapshot.backup_id
         # The reporter stops (its last report written) before the final state.
-        with run_reporter(run, on_progress) as progress:
-            _restore(run, snapshot, options, result, progress)
+        with run_reporter(run, on_progress, lease) as progress:
+            _restore(run, snapshot, options, result, progress, lease)
         result["duration_seconds"] = round(time.monotonic() - started, 3)
         finish_run(run, result)
     except RestoreFailed as exc:
@@ -126,7 +124,7 @@ def run_restore(run_id: str, on_progress: Callable[[Progress], None] | None = No
         result["duration_seconds"] = _since(started)
         fail_run(run, f"internal error ({type(exc).__name__}); see the worker log", result)
     finally:
-        release_app_lock(run.app_id, run)
+        release_app_lock(lease)
     return run
 
 
@@ -172,14 +170,14 @@ def _validate(snapshot: Snapshot, progress: ProgressCallback) -> None:
         raise RestoreRefused(f"backup {snapshot.backup_id} failed validation: {reasons}")
 
 
-def _safety_backup(run: Run, progress: ProgressCallback) -> Snapshot:
+def _safety_backup(run: Run, progress: ProgressCallback, lease: Lease) -> Snapshot:
     """Step 2: a normal full backup of the current state, marked pre-restore."""
     progress(Progress("safety backup"))
     safety_run = request_backup(run.app_id, purpose=Snapshot.Purpose.PRE_RESTORE)
     claimed = claim_run(str(safety_run.pk))
     if claimed is None or claimed.snapshot is None:
         raise RestoreRefused("could not start the safety backup")
-    safety = perform_backup(claimed, claimed.snapshot, progress)
+    safety = perform_backup(claimed, claimed.snapshot, lease, progress)
     if safety.status != Snapshot.Status.COMPLETED:
         raise RestoreRefused(f"the safety backup failed ({safety.error}); nothing was changed")
     return safety
@@ -199,16 +197,23 @@ def _restore(
     options: RestoreOptions,
     result: dict[str, Any],
     progress: ProgressCallback,
+    lease: Lease,
 ) -> None:
+    guard = RunGuard(run, lease)
     _validate(snapshot, progress)
     client = connect(settings.DOCKER_HOST)
     app = _current_app(client, run.app_id)
     open_stream = _open_stream(snapshot)
     plan = make_plan(client, app, read_backup_json(open_stream), options.restore_database)
     safety = (
-        _safety_backup(run, progress) if options.backup_before_restore and app.containers else None
+        _safety_backup(run, progress, lease)
+        if options.backup_before_restore and app.containers
+        else None
     )
     result["safety_backup_id"] = safety.backup_id if safety else None
+    if safety is not None:
+        # Recovery reads this to roll the databases back after a crash.
+        guard.note("safety_backup", {"backup_id": safety.backup_id})
     rollback = None
     if safety is not None and plan.databases:
         spool = settings.BACKUP_SPOOL_DIR / f"rollback-{run.pk}"
@@ -221,7 +226,7 @@ def _restore(
     outcome = restore_app(
         client=client, app=app, plan=plan, open_stream=open_stream, stop_app=options.stop_app,
         spool_dir=settings.BACKUP_SPOOL_DIR / f"restore-{run.pk}", progress=progress,
-        database_rollback=rollback,
+        database_rollback=rollback, guard=guard,
     )  # fmt: skip
     result |= {
         "restored_volumes": len(outcome.restored_volumes),
@@ -231,3 +236,13 @@ def _restore(
         "restored_databases": outcome.databases,
         "started_containers": outcome.started_containers,
     }
+
+
+def roll_back_databases_from(run: Run, safety: Snapshot) -> list[str]:
+    """Recovery's database rollback for a dead restore: load the databases
+    of RUN's app back from its SAFETY backup."""
+    client = connect(settings.DOCKER_HOST)
+    return restore_databases_from_archive(
+        client=client, app=_current_app(client, run.app_id), open_stream=_open_stream(safety),
+        spool_dir=settings.BACKUP_SPOOL_DIR / f"rollback-{run.pk}",
+    )  # fmt: skip

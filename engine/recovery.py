@@ -1,0 +1,105 @@
+"""The engine's side of recovering a run whose worker died: put containers
+back as they were and finish or undo volume swaps, each step tried whatever
+the others did, every outcome said.
+
+The caller (snapshots.recovery) reads the dead run's journal to know which
+containers and volumes it touched, and holds the app's lease meanwhile."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import docker
+
+from engine.restore.volume_swap import OLD_PREFIX, TRASH_PREFIX, recover_volume
+
+logger = logging.getLogger(__name__)
+STOP_TIMEOUT_SECONDS = 30
+
+
+@dataclass
+class RecoveryReport:
+    """What recovery did and what it could not do (for the run's result)."""
+
+    done: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    left_for_operator: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, list[str]]:
+        return {
+            "done": self.done,
+            "failed": self.failed,
+            "left_for_operator": self.left_for_operator,
+        }
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {str(exc)[:200]}"
+
+
+def bring_back(client: docker.DockerClient, ids: Iterable[str], report: RecoveryReport) -> None:
+    """Unpause the paused and start the stopped among IDS (containers that
+    were running before the dead run touched them)."""
+    for container_id in dict.fromkeys(ids):
+        try:
+            container = client.containers.get(container_id)
+            if container.status == "paused":
+                container.unpause()
+                report.done.append(f"unpaused {container.name}")
+            elif container.status != "running":
+                container.start()
+                report.done.append(f"started {container.name}")
+        except docker.errors.NotFound:
+            report.failed.append(f"container {container_id[:12]} no longer exists")
+        except Exception as exc:  # Docker unreachable, slow, refusing: say it, go on
+            report.failed.append(f"could not bring back {container_id[:12]}: {_describe(exc)}")
+
+
+def stop_running(client: docker.DockerClient, ids: Iterable[str], report: RecoveryReport) -> bool:
+    """Stop those of IDS that run (a volume is never swapped under a running
+    container). False if one could not be stopped."""
+    ok = True
+    for container_id in dict.fromkeys(ids):
+        try:
+            container = client.containers.get(container_id)
+            if container.status in ("running", "paused", "restarting"):
+                if container.status == "paused":
+                    container.unpause()
+                container.stop(timeout=STOP_TIMEOUT_SECONDS)
+                report.done.append(f"stopped {container.name}")
+        except docker.errors.NotFound:
+            continue
+        except Exception as exc:
+            ok = False
+            report.failed.append(f"could not stop {container_id[:12]}: {_describe(exc)}")
+    return ok
+
+
+def running_users(client: docker.DockerClient, volume: str, known: Iterable[str]) -> list[str]:
+    """Names of running containers, other than KNOWN ids, that mount VOLUME."""
+    known_ids = set(known)
+    users = client.containers.list(filters={"volume": volume, "status": "running"})
+    users += client.containers.list(filters={"volume": volume, "status": "paused"})
+    return [c.name for c in users if c.id not in known_ids]
+
+
+def finish_commit(volume_dir: Path) -> str:
+    """The dead restore had decided to keep its restored data: an old copy
+    still beside `_data` is dropped (renamed to trash first, as commit does),
+    never put back."""
+    for name in os.listdir(volume_dir):
+        if name.startswith(OLD_PREFIX):
+            trash = volume_dir / (TRASH_PREFIX + name.removeprefix(OLD_PREFIX))
+            os.rename(volume_dir / name, trash)
+    return recover_volume(volume_dir)
+
+
+def settle_volume(volume_dir: Path, keep_restored: bool) -> str:
+    """Finish (KEEP_RESTORED) or undo a dead restore's swap of one volume."""
+    if not volume_dir.is_dir():
+        return "gone"
+    return finish_commit(volume_dir) if keep_restored else recover_volume(volume_dir)

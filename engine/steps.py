@@ -1,0 +1,32 @@
+"""Steps that change an app's state, and the guard the engine calls before
+each of them.
+
+Stopping, pausing, starting or resuming containers, swapping a volume's
+data, restoring a database, and deciding to keep restored data are the
+steps a crash can leave half done. Before each one the engine calls the
+guard with the step's name and what it is about to touch. The service's
+guard (snapshots.run_journal.RunGuard) checks there that the run still
+holds its app's lease (fencing: a run that lost it must not act under the
+run that took over) and writes the step to the run's journal before it
+happens, so a recovery knows what to finish or undo. A guard that raises
+stops the step, and the engine treats that like any failure of the step."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+# guard(step, details): e.g. guard("stop", {"containers": [...]}).
+StepGuard = Callable[[str, Mapping[str, Any]], None]
+
+STOP = "stop"  # containers: ids about to be stopped
+PAUSE = "pause"  # containers: ids about to be paused
+START = "start"  # containers: ids about to be started (or unpaused)
+SWAP = "swap"  # volume: name, dir: the volume's directory (holding _data)
+DATABASE = "database"  # container: id of the database container about to be restored
+COMMIT = "commit"  # the restored data is kept from now on: finish, never undo
+ROLLBACK = "rollback"  # undoing a failed restore
+
+
+def no_guard(_step: str, _details: Mapping[str, Any]) -> None:
+    """For callers with no lease or journal (benchmarks, engine tests)."""

@@ -1,0 +1,303 @@
+"""Recovery as a duty: each host's worker finishes or undoes its own host's
+runs whose worker died, at start and on a timer (snapshots.recover_hosts).
+
+Dead means one thing only: the run's heartbeat is older than the lease, by
+the database's clock. No PID, hostname or worker clock is trusted: PIDs
+repeat in a restarted container, hostnames change when it is recreated, and
+a Celery hard time limit kills the child without any signal reaching us.
+
+For a dead run, recovery takes over the app's lease (a new fence: should
+the old worker still be alive, its next step's check fails), then reads the
+run's journal (snapshots.run_journal) and puts the app back:
+
+- backup: containers it paused or stopped run again; its half-written files
+  and spool go;
+- restore, commit decided: the swaps are finished (old data dropped), the
+  app runs on the restored data;
+- restore, not committed: the app's containers are stopped, every swapped
+  volume gets its old data back, databases touched are restored from the
+  safety backup, and what was running runs again. A volume that a container
+  outside the run still uses is left alone, for an operator, and said so.
+
+What recovery did is recorded on the run (result.recovery) and the run is
+failed with the reason."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db.models import Q
+from django.db.models.functions import Now
+
+from engine import steps
+from engine.backup import archive_key
+from engine.docker_client import connect
+from engine.recovery import RecoveryReport, bring_back, running_users, settle_volume, stop_running
+from snapshots.db_time import db_ago
+from snapshots.locks import Lease, lease_seconds, take_over_for_recovery
+from snapshots.models import AppLock, Run, Snapshot
+from snapshots.run_reporter import run_reporter
+from snapshots.runs import fail_run, worker_name
+from snapshots.storage_locations import get_storage, storage_names
+
+logger = logging.getLogger(__name__)
+ACTIVE = (Run.State.PENDING, Run.State.RUNNING)
+
+
+def dead_runs(host_id: str) -> list[Run]:
+    """HOST_ID's running runs whose heartbeat stopped a lease ago or more."""
+    silent = Q(heartbeat_at__lt=db_ago(lease_seconds())) | Q(heartbeat_at__isnull=True)
+    return list(
+        Run.objects.filter(state=Run.State.RUNNING, host_id=host_id)
+        .filter(silent)
+        .select_related("snapshot")
+    )
+
+
+def hosts_needing_recovery() -> list[str]:
+    silent = Q(heartbeat_at__lt=db_ago(lease_seconds())) | Q(heartbeat_at__isnull=True)
+    hosts = (
+        Run.objects.filter(state=Run.State.RUNNING)
+        .filter(silent)
+        .exclude(host_id="")
+        .values_list("host_id")
+    )
+    return sorted({host for (host,) in hosts})
+
+
+def fail_stale_pending() -> list[str]:
+    """Runs never picked up (message lost, or no worker on their host's
+    queue) are failed after BACKUP_PENDING_TIMEOUT_SECONDS, with their
+    snapshots: a pending run must not block its app for ever."""
+    stale = Run.objects.filter(
+        state=Run.State.PENDING,
+        created_at__lt=db_ago(settings.BACKUP_PENDING_TIMEOUT_SECONDS),
+    )
+    failed: list[str] = []
+    for run in stale.select_related("snapshot"):
+        reason = (
+            f"never started: no worker took this {run.operation} from queue host.{run.host_id} "
+            f"within {settings.BACKUP_PENDING_TIMEOUT_SECONDS} s (the message was lost, or no "
+            "worker runs on that host)"
+        )
+        if Run.objects.filter(pk=run.pk, state=Run.State.PENDING).update(
+            state=Run.State.FAILED, error=reason, finished_at=Now()
+        ):
+            _fail_snapshot(run, reason)
+            failed.append(str(run.pk))
+    return failed
+
+
+def recover_host(host_id: str | None = None) -> dict[str, Any]:
+    """Recover HOST_ID's dead runs (default: this worker's host), then sweep
+    this host's spool and half-written files. Safe to run at any time and
+    from several workers of the host at once: each run is claimed once."""
+    host = host_id or settings.BACKUP_HOST_ID
+    recovered: dict[str, Any] = {}
+    # Lease holders first: a restore's safety backup dies with its restore,
+    # and is recovered once the restore (which holds the lease) has been.
+    holders = set(AppLock.objects.held().values_list("run_id", flat=True))
+    for run in sorted(dead_runs(host), key=lambda r: r.pk not in holders):
+        try:
+            outcome = recover_run(run)
+        except Exception as exc:  # one run's recovery must not stop the others'
+            logger.exception("recovery of run %s failed", run.pk)
+            outcome = {"error": f"{type(exc).__name__}: {str(exc)[:200]}"}
+        if outcome is not None:
+            recovered[str(run.pk)] = outcome
+    return {
+        "host_id": host,
+        "recovered_runs": recovered,
+        "failed_pending": fail_stale_pending(),
+        "swept_spool": sweep_spool(),
+        "swept_partials": sweep_partials(),
+    }
+
+
+def recover_run(run: Run) -> dict[str, Any] | None:
+    """Finish or undo RUN (dead); None if it is not ours to recover (it came
+    back to life, or another worker is recovering it)."""
+    lease = take_over_for_recovery(run)
+    if lease is None:
+        holder = AppLock.objects.filter(app_id=run.app_id).select_related("run").first()
+        holder_run = holder.run if holder is not None else None
+        if holder_run is not None and holder_run in dead_runs(holder_run.host_id):
+            return None  # recovered after the holder, in a later round
+        # A live run holds the app: this one lost its lease long ago and
+        # stopped at its next check, so none of its steps is left to undo.
+        note = f"app lock held by run {holder.run_id if holder else '?'}; nothing undone"
+        return _claim_and_fail(run, None, {"done": [], "failed": [], "left_for_operator": [note]})
+    try:
+        return _claim_and_fail(run, lease, None)
+    finally:
+        lease.release()
+
+
+def _claim_and_fail(
+    run: Run, lease: Lease | None, report_json: dict[str, list[str]] | None
+) -> dict[str, Any] | None:
+    silent = Q(heartbeat_at__lt=db_ago(lease_seconds())) | Q(heartbeat_at__isnull=True)
+    claimed = (
+        Run.objects.filter(pk=run.pk, state=Run.State.RUNNING)
+        .filter(silent)
+        .update(heartbeat_at=Now(), phase="recovering", worker=worker_name())
+    )
+    if not claimed:
+        return None
+    run.refresh_from_db()
+    if report_json is None:
+        with run_reporter(run, lease=lease):  # heartbeats while we undo
+            report = undo(run)
+        report_json = report.to_json()
+    reason = f"the worker running this {run.operation} died ({run.phase or 'no phase'} step)"
+    if report_json["failed"] or report_json["left_for_operator"]:
+        reason += "; recovery could not put everything back: see result.recovery"
+    else:
+        reason += "; recovery put the app back"
+    fail_run(run, reason, {**(run.result or {}), "recovery": report_json})
+    _fail_snapshot(run, reason)
+    logger.warning("recovered run %s of app %s: %s", run.pk, run.app_id, report_json)
+    return report_json
+
+
+def undo(run: Run) -> RecoveryReport:
+    """Put RUN's app back after its worker died, from its journal."""
+    report = RecoveryReport()
+    journal = run.journal or []
+    touched = [e for e in journal if e.get("step") in (steps.STOP, steps.PAUSE)]
+    was_running = [c for e in touched for c in e.get("containers", [])]
+    if run.operation == Run.Operation.RESTORE:
+        _undo_restore(run, journal, was_running, report)
+    elif was_running:
+        bring_back(connect(settings.DOCKER_HOST), was_running, report)
+    if run.operation == Run.Operation.BACKUP:
+        _discard_partials(run, report)
+    _remove_spools(run, report)
+    return report
+
+
+def _undo_restore(
+    run: Run, journal: list[dict[str, Any]], was_running: list[str], report: RecoveryReport
+) -> None:
+    client = connect(settings.DOCKER_HOST)
+    committed = any(e.get("step") == steps.COMMIT for e in journal)
+    swaps = [e for e in journal if e.get("step") == steps.SWAP]
+    databases = [e for e in journal if e.get("step") == steps.DATABASE]
+    if swaps or databases:
+        if not committed and not stop_running(client, was_running, report):
+            report.left_for_operator.append(
+                "volumes left as they are: the app's containers could not be stopped"
+            )
+            return
+        for entry in swaps:
+            volume, volume_dir = entry["volume"], Path(entry["dir"])
+            others = [] if committed else running_users(client, volume, was_running)
+            if others:
+                report.left_for_operator.append(
+                    f"volume {volume} left half-restored: running containers "
+                    f"{', '.join(others)} use it; stop them and run `backup cleanup`"
+                )
+                continue
+            try:
+                outcome = settle_volume(volume_dir, keep_restored=committed)
+                report.done.append(f"volume {volume}: {outcome}")
+            except Exception as exc:
+                report.failed.append(f"volume {volume}: {type(exc).__name__}: {exc}")
+        if databases and not committed:
+            _roll_back_databases(run, journal, report)
+    bring_back(client, was_running, report)
+
+
+def _roll_back_databases(run: Run, journal: list[dict[str, Any]], report: RecoveryReport) -> None:
+    """Databases half restored: load them back from the safety backup."""
+    from snapshots.services.restore import roll_back_databases_from
+
+    safety_id = next(
+        (e["backup_id"] for e in reversed(journal) if e.get("step") == "safety_backup"), None
+    )
+    safety = Snapshot.objects.filter(backup_id=safety_id).first() if safety_id else None
+    if safety is None or safety.status != Snapshot.Status.COMPLETED:
+        report.failed.append(
+            "databases were being restored and there is no safety backup to roll them back "
+            "from: check them"
+        )
+        return
+    try:
+        names = roll_back_databases_from(run, safety)
+        report.done += [f"database {name} restored from {safety.backup_id}" for name in names]
+    except Exception as exc:
+        report.failed.append(f"database rollback from {safety.backup_id}: {exc}")
+
+
+def _discard_partials(run: Run, report: RecoveryReport) -> None:
+    snapshot = run.snapshot
+    if snapshot is None:
+        return
+    key = archive_key(
+        snapshot.app_id, snapshot.backup_id, snapshot.compression,  # type: ignore[arg-type]
+        snapshot.encrypted,
+    )  # fmt: skip
+    try:
+        storage = get_storage(snapshot.storage_location)
+        for swept in storage.discard_partials(key) + storage.discard_partials(f"{key}.sha256"):
+            report.done.append(f"removed partial {swept}")
+    except Exception as exc:
+        report.failed.append(f"partial files of {snapshot.backup_id}: {exc}")
+
+
+def _spool_names(run: Run) -> list[str]:
+    names = [f"restore-{run.pk}", f"rollback-{run.pk}"]
+    if run.snapshot is not None and run.operation == Run.Operation.BACKUP:
+        names.append(run.snapshot.backup_id)
+    return names
+
+
+def _remove_spools(run: Run, report: RecoveryReport) -> None:
+    for name in _spool_names(run):
+        path = Path(settings.BACKUP_SPOOL_DIR) / name
+        if path.exists():
+            shutil.rmtree(path, ignore_errors=True)
+            report.done.append(f"removed spool {name}")
+
+
+def sweep_spool() -> list[str]:
+    """Spool entries (database dumps: users' data) that no active run owns:
+    left by a SIGKILL, which no `finally` survives."""
+    spool = Path(settings.BACKUP_SPOOL_DIR)
+    if not spool.is_dir():
+        return []
+    active = Run.objects.filter(state__in=ACTIVE)
+    owned = {name for run in active.select_related("snapshot") for name in _spool_names(run)}
+    # A pre-restore safety backup spools under its own backup id.
+    owned |= set(
+        Snapshot.objects.filter(
+            status__in=[Snapshot.Status.PENDING, Snapshot.Status.RUNNING]
+        ).values_list("backup_id", flat=True)
+    )
+    swept = []
+    for entry in spool.iterdir():
+        if entry.name not in owned:
+            shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink()
+            swept.append(entry.name)
+    return swept
+
+
+def sweep_partials() -> list[str]:
+    swept: list[str] = []
+    for name in storage_names():
+        # Older than the stale limit: a live writer's temp file has no
+        # heartbeat of its own, so keep a generous margin.
+        swept += get_storage(name).sweep_partials(older_than_seconds=settings.BACKUP_STALE_SECONDS)
+    return swept
+
+
+def _fail_snapshot(run: Run, reason: str) -> None:
+    if run.snapshot_id is None:
+        return
+    Snapshot.objects.filter(
+        pk=run.snapshot_id, status__in=[Snapshot.Status.PENDING, Snapshot.Status.RUNNING]
+    ).update(status=Snapshot.Status.FAILED, error=reason, finished_at=Now())
