@@ -1,0 +1,151 @@
+"""SIGKILL at every step of a restore and of a pause/stop backup, then this
+host's recovery: the app runs again on either its old data or the restored
+data, whole (files and rows of the same side, never a mix), with no lease,
+spool, staging or partial file left. The kill is real (tests/faults/kill_at.py
+runs `manage.py backup ...` in a process that SIGKILLs itself at the step);
+recovery runs once the dead run's lease has expired, as a worker's timer
+would run it. Each case prints its recovery time (run with -s)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import docker
+import pytest
+
+from snapshots.models import AppBackupPolicy, AppLock, Run, Snapshot
+from snapshots.services.backup import request_backup, run_backup
+from snapshots.tasks import cleanup
+from storage.base import TEMP_MARKER
+from tests.conftest import REPO_ROOT, subprocess_env
+from tests.engine.treegen import snapshot as tree_snapshot
+from tests.realistic_data import load_rows, mariadb_sql, table_digest
+from tests.stacks import ComposeStack
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+LEASE_SECONDS = 4
+ROWS = 8_000  # a 5 MB dump: its restore takes a second or two
+
+
+@pytest.fixture
+def fault_settings(settings: Any, tmp_path: Path) -> Any:
+    settings.BACKUP_ROOT = tmp_path / "backups"
+    settings.BACKUP_SPOOL_DIR = tmp_path / "spool"
+    settings.BACKUP_LEASE_SECONDS = LEASE_SECONDS
+    return settings
+
+
+def run_killed(fault: str, *command: str) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.faults.kill_at", fault, "backup", *command],
+        cwd=REPO_ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == -9, f"not killed at {fault}: {done.returncode}\n{done.stderr}"
+    return done
+
+
+def recover(app_id: str, killed_at: float) -> tuple[Run, float]:
+    """Call this host's recovery as its worker's timer does, until the dead
+    run is recovered; the seconds from the kill to the app being back."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        result = cleanup()
+        if result["recovered_runs"]:
+            break
+        time.sleep(0.5)
+    else:
+        raise AssertionError("the dead run was never recovered")
+    took = time.monotonic() - killed_at
+    run = Run.objects.filter(app_id=app_id, state=Run.State.FAILED, result__has_key="recovery")
+    return run.latest("created_at"), took
+
+
+def app_state(stack: ComposeStack, client: docker.DockerClient) -> tuple[str, Any]:
+    files = Path(client.volumes.get(stack.volume("wordpress")).attrs["Mountpoint"])
+    return table_digest(stack, "notes"), tree_snapshot(files)
+
+
+def assert_clean(stack: ComposeStack, client: docker.DockerClient, settings: Any) -> None:
+    for service in ("mariadb", "wordpress"):
+        container = stack.container(service)
+        container.reload()
+        assert container.status == "running", service
+    assert not AppLock.objects.held().filter(app_id=stack.project).exists()
+    spool = Path(settings.BACKUP_SPOOL_DIR)
+    assert not spool.exists() or list(spool.iterdir()) == []
+    for key in ("wordpress", "mysql_data"):
+        volume_dir = Path(client.volumes.get(stack.volume(key)).attrs["Mountpoint"]).parent
+        assert sorted(p.name for p in volume_dir.iterdir()) == ["_data"], volume_dir
+    backups = Path(settings.BACKUP_ROOT) / stack.project
+    if backups.exists():
+        assert [p.name for p in backups.iterdir() if TEMP_MARKER in p.name] == []
+
+
+# step to kill at -> which data the app must run on after recovery
+RESTORE_CASES = [
+    ("guard:stop", "old"),  # nothing changed yet
+    ("guard:swap", "old"),  # stopped, staged, no swap
+    ("guard:database", "old"),  # volumes swapped
+    ("guard:database+0.5", "old"),  # in the middle of the database restore
+    ("guard:start", "old"),  # volumes and database restored, app still stopped
+    ("guard:commit", "new"),  # app up on the restored data: the restore is kept
+]
+
+
+@pytest.mark.parametrize(("fault", "expected"), RESTORE_CASES, ids=[c[0] for c in RESTORE_CASES])
+def test_sigkill_during_restore_then_recovery(
+    fault: str, expected: str, wordpress: ComposeStack, docker_client: docker.DockerClient,
+    fault_settings: Any,
+) -> None:  # fmt: skip
+    stack = wordpress
+    load_rows(stack, "notes", rows=ROWS, row_bytes=600)
+    backup = run_backup(str(request_backup(stack.project).pk))
+    assert backup.status == Snapshot.Status.COMPLETED, backup.error
+    new = app_state(stack, docker_client)
+    mariadb_sql(stack, "UPDATE notes SET body = 'changed after the backup' WHERE id <= 4000")
+    stack.exec("wordpress", ["sh", "-c", "echo later > /var/www/html/added-after-backup"])
+    old = app_state(stack, docker_client)
+    assert old != new
+
+    run_killed(fault, "restore", stack.project, backup.backup_id)
+    killed_at = time.monotonic()
+    run, took = recover(stack.project, killed_at)
+
+    assert run.operation == Run.Operation.RESTORE and "died" in run.error
+    assert run.result["recovery"]["failed"] == [], run.result["recovery"]
+    assert app_state(stack, docker_client) == (old if expected == "old" else new)
+    assert_clean(stack, docker_client, fault_settings)
+    print(f"\n[restore {fault}] -> {expected} data, recovered {took:.1f} s after the kill: "
+          f"{run.result['recovery']['done']}")  # fmt: skip
+
+
+@pytest.mark.parametrize("mode", ["pause", "stop"])
+def test_sigkill_during_quiesced_backup_then_recovery(
+    mode: str, wordpress: ComposeStack, docker_client: docker.DockerClient, fault_settings: Any
+) -> None:
+    stack = wordpress
+    AppBackupPolicy.objects.create(app_id=stack.project, include_databases=False)
+    load_rows(stack, "notes", rows=100)
+    before = app_state(stack, docker_client)
+    # Killed while reading the volumes: the containers are paused (stopped).
+    run_killed(
+        "call:engine.archive.writer:ArchiveWriter.add_volume",
+        "create", stack.project, "--consistency", mode,
+    )  # fmt: skip
+    killed_at = time.monotonic()
+    for service in ("mariadb", "wordpress"):
+        container = stack.container(service)
+        container.reload()
+        assert container.status == ("paused" if mode == "pause" else "exited"), service
+    run, took = recover(stack.project, killed_at)
+    assert run.operation == Run.Operation.BACKUP
+    snapshot = Snapshot.objects.get(pk=run.snapshot_id)
+    assert snapshot.status == Snapshot.Status.FAILED and "died" in snapshot.error
+    assert app_state(stack, docker_client) == before
+    assert_clean(stack, docker_client, fault_settings)
+    print(f"\n[backup {mode}, killed reading volumes] -> app running, recovered {took:.1f} s "
+          f"after the kill: {run.result['recovery']['done']}")  # fmt: skip
