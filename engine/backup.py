@@ -1,9 +1,10 @@
 """Create one backup of an app: dumps → one tar stream → compression →
-optional encryption → SHA-256 → atomic write, then the sha256sum sidecar.
+optional encryption → SHA-256 → atomic write, with the sha256sum sidecar.
 
 Memory stays bounded whatever the data size: every stage is a stream.
-Nothing appears under the final name unless every stage succeeded; the caller
-marks its snapshot completed only after this returns.
+Nothing appears under the final name unless every stage succeeded, and the
+archive appears only with its sidecar; the caller marks its snapshot
+completed only after this returns.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from engine.archive.manifest import Manifest
 from engine.archive.writer import ArchiveWriter
 from engine.compression import Compression, open_compressor
 from engine.database_detection import undumped_warnings
-from engine.errors import DatabaseDumpError, VolumeNotFound
+from engine.errors import DatabaseDumpError, ObjectNotFound, StorageError, VolumeNotFound
 from engine.hashing import HashingWriter, sidecar_text
 from engine.inventory import AppInfo, DatabaseInfo
 from engine.output_thread import OutputThread
@@ -33,7 +34,7 @@ from engine.progress import Progress, ProgressCallback, no_progress
 from engine.quiesce import ConsistencyMode, quiesced
 from engine.secret import Secret
 from engine.steps import StepGuard, no_guard
-from storage.base import Storage
+from storage.base import AtomicWriter, ObjectInfo, Storage
 
 
 @dataclass(frozen=True)
@@ -164,12 +165,10 @@ def _write_archive(
             raise
         if encryptor is not None:
             encryptor.close()
-        stored = sink.commit()
-    sha256 = hasher.hexdigest()
-    sidecar_key = f"{key}.sha256"
-    with storage.open_writer(sidecar_key) as sidecar:
-        sidecar.write(sidecar_text(sha256, key.rsplit("/", 1)[-1]).encode())
-        sidecar.commit()
+        # Every stored byte went through the hasher: the digest is final.
+        sha256 = hasher.hexdigest()
+        sidecar_key = f"{key}.sha256"
+        stored = _commit_with_sidecar(storage, sink, key, sidecar_key, sha256)
     progress(Progress("stored", stored.size, stored.size))
     return BackupResult(
         storage_key=key,
@@ -181,6 +180,43 @@ def _write_archive(
         contents=_contents(writer.summary, manifest.skipped, info),
         warnings=list(info["warnings"]),
     )
+
+
+def _commit_with_sidecar(
+    storage: Storage, sink: AtomicWriter, key: str, sidecar_key: str, sha256: str
+) -> ObjectInfo:
+    """Make the archive and its sidecar visible together, or neither.
+
+    The sidecar is committed first, while the archive is still a temp file: a
+    failure there (disk full) aborts both and leaves nothing under a final
+    name. Then the archive is committed; if that fails, the sidecar goes
+    again. An archive under its final name therefore always has its sidecar;
+    a crash between the two commits leaves at most the small sidecar, under
+    the key the caller recorded for this backup."""
+    try:
+        with storage.open_writer(sidecar_key) as sidecar:
+            sidecar.write(sidecar_text(sha256, key.rsplit("/", 1)[-1]).encode())
+            sidecar.commit()
+    except StorageError as exc:
+        raise _not_kept(exc, key, " (nothing was stored)") from exc
+    try:
+        return sink.commit()
+    except BaseException as exc:
+        try:
+            storage.delete(sidecar_key)
+            note = " (nothing was stored)"
+        except ObjectNotFound:
+            note = " (nothing was stored)"
+        except StorageError as cleanup:
+            note = f"; its sidecar {sidecar_key} could not be removed: {cleanup}"
+        if isinstance(exc, StorageError):
+            raise _not_kept(exc, key, note) from exc
+        raise
+
+
+def _not_kept(exc: StorageError, key: str, note: str) -> StorageError:
+    """EXC, of the same type, saying what became of the archive."""
+    return type(exc)(f"{exc}; the archive {key} was not kept{note}")
 
 
 def _write_members(

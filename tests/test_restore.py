@@ -93,6 +93,7 @@ def test_wordpress_restore_brings_back_files_and_rows(
     assert result["database_restored"] is True and result["duration_seconds"] > 0
     assert result["snapshot_id"] == backup.backup_id and result["app_id"] == wordpress.project
     assert result["restored_databases"]
+    assert result["database_rollback"] is True and result["warnings"] == []
     safety = Snapshot.objects.get(backup_id=result["safety_backup_id"])
     assert safety.purpose == Snapshot.Purpose.PRE_RESTORE
     assert safety.status == Snapshot.Status.COMPLETED

@@ -243,6 +243,12 @@ class RestoreRequestSerializer(serializers.Serializer):
     backup_before_restore = serializers.BooleanField(
         default=True, help_text="take a safety backup of the current state first"
     )
+    accept_no_database_rollback = serializers.BooleanField(
+        default=False,
+        help_text="restore the databases even when a failure could not roll them back (the "
+        "safety backup holds no dump of them, or the worker cannot read it); without it such a "
+        "restore is refused before anything changes",
+    )
 
 
 class RestoreQuery(serializers.Serializer):
@@ -275,6 +281,15 @@ class RestoreResultSerializer(serializers.Serializer):
     duration_seconds = serializers.FloatField()
     rolled_back = serializers.ListField(
         child=serializers.CharField(), required=False, help_text="failed: what was rolled back"
+    )
+    database_rollback = serializers.BooleanField(
+        allow_null=True,
+        help_text="null: no database is restored; true: a failure restores the databases from "
+        "the safety backup; false: it could not (no safety backup, or accepted without a "
+        "rollback; warnings say why)",
+    )
+    warnings = serializers.ListField(
+        child=serializers.CharField(), help_text="what the operator should know about this restore"
     )
 
 

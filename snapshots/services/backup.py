@@ -11,10 +11,10 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from engine.backup import BackupOptions, create_backup
+from engine.backup import BackupOptions, archive_key, create_backup
 from engine.discovery import get_app
 from engine.docker_client import connect
-from engine.errors import EngineError
+from engine.errors import EngineError, ObjectNotFound
 from engine.priority import lower_priority
 from engine.progress import Progress, ProgressCallback
 from engine.quiesce import CONSISTENCY_MODES
@@ -164,6 +164,13 @@ def _execute(
         consistency=snapshot.consistency,  # type: ignore[arg-type]
         include_databases=policy.include_databases,
     )
+    # The key is known before anything is written: recorded now, a backup that
+    # dies half-way still names what it may have left, so deleting its
+    # snapshot (or a recovery) removes it.
+    snapshot.storage_key = archive_key(
+        snapshot.app_id, snapshot.backup_id, options.compression, options.encrypted
+    )
+    snapshot.save(update_fields=["storage_key"])
     result = create_backup(
         client=client, app=app, backup_id=snapshot.backup_id,
         storage=get_storage(snapshot.storage_location), options=options,
@@ -183,11 +190,44 @@ def _execute(
 
 
 def _fail(run: Run, snapshot: Snapshot, error: str) -> None:
+    error += _remove_stored_files(snapshot)
     snapshot.status = Snapshot.Status.FAILED
     snapshot.error = error
     snapshot.finished_at = timezone.now()
-    snapshot.save(update_fields=["status", "error", "finished_at"])
+    snapshot.save(update_fields=["status", "error", "finished_at", "storage_key"])
     fail_run(run, error, {"backup_id": snapshot.backup_id, "app_id": snapshot.app_id})
+
+
+def _remove_stored_files(snapshot: Snapshot) -> str:
+    """A failed snapshot keeps no file: the engine leaves none on a failure
+    of its own, but a failure after it returned (the database, a crash of
+    this code) may find the archive and its sidecar committed. Returns what
+    to add to the error: nothing when no file is left (storage_key is then
+    cleared), else where the leftover is (storage_key kept, so deleting the
+    snapshot retries)."""
+    if not snapshot.storage_key:
+        return ""
+    keys = (snapshot.storage_key, f"{snapshot.storage_key}.sha256")
+    removed = []
+    try:
+        storage = get_storage(snapshot.storage_location)
+        for key in keys:
+            try:
+                storage.delete(key)
+                removed.append(key)
+            except ObjectNotFound:
+                continue
+    except EngineError as exc:
+        logger.error("backup %s failed; removing its files failed: %s", snapshot.backup_id, exc)
+        return (
+            f"; its file {snapshot.storage_location}:{snapshot.storage_key} may be left: "
+            f"removing it failed ({exc}); delete the snapshot to remove it"
+        )
+    snapshot.storage_key = ""
+    if removed:
+        logger.warning("backup %s failed; removed %s", snapshot.backup_id, ", ".join(removed))
+        return f"; the stored archive was removed ({', '.join(removed)})"
+    return ""
 
 
 def _result(snapshot: Snapshot) -> dict[str, object]:

@@ -24,14 +24,19 @@ from engine.restore.orchestrate import (
     restore_app,
     restore_databases_from_archive,
 )
-from engine.restore.plan import OpenStream, make_plan, read_backup_json
+from engine.restore.plan import OpenStream, RestorePlan, make_plan, read_backup_json
 from snapshots.locks import Lease, acquire_app_lock, app_is_locked, release_app_lock
-from snapshots.models import Run, Snapshot
+from snapshots.models import AppBackupPolicy, Run, Snapshot
 from snapshots.run_journal import RunGuard
 from snapshots.run_reporter import run_reporter
 from snapshots.runs import claim_run, fail_run, finish_run
 from snapshots.services.backup import perform_backup, request_backup
-from snapshots.services.encryption import identities, passphrase
+from snapshots.services.encryption import (
+    EncryptionNotConfigured,
+    identities,
+    passphrase,
+    write_options,
+)
 from snapshots.services.verify import verify_snapshot
 from snapshots.storage_locations import get_storage
 
@@ -50,11 +55,24 @@ class AppBusy(RestoreRefused):
     pass
 
 
+class NoDatabaseRollback(RestoreRefused):
+    """The restore would change databases that a failure could not put back."""
+
+
 @dataclass(frozen=True)
 class RestoreOptions:
     stop_app: bool = True
     restore_database: bool = True
     backup_before_restore: bool = True
+    # Restore the databases even though the safety backup could not roll them
+    # back (it holds no dump of them, or this worker cannot read it).
+    accept_no_database_rollback: bool = False
+
+
+ACCEPT_HINT = (
+    "to restore anyway, without a rollback of the databases, pass "
+    "accept_no_database_rollback=true (CLI: --accept-no-database-rollback)"
+)
 
 
 def request_restore(app_id: str, backup_id: str, options: RestoreOptions) -> Run:
@@ -71,11 +89,11 @@ def request_restore(app_id: str, backup_id: str, options: RestoreOptions) -> Run
         app_id=app_id,
         operation__in=[Run.Operation.BACKUP, Run.Operation.RESTORE],
         state__in=[Run.State.PENDING, Run.State.RUNNING],
-        operation=Run.Operation.RESTORE,
     ).exists() or app_is_locked(app_id)
     message = f"app {app_id} is busy with another backup or restore; try again later"
     if busy:
         raise AppBusy(message)
+    _refuse_if_policy_prevents_rollback(snapshot, options)
     try:
         with transaction.atomic():  # a savepoint: the caller's transaction survives
             return Run.objects.create(
@@ -85,6 +103,35 @@ def request_restore(app_id: str, backup_id: str, options: RestoreOptions) -> Run
     except IntegrityError as exc:
         # A concurrent request got in between our check and this insert.
         raise AppBusy(message) from exc
+
+
+def _refuse_if_policy_prevents_rollback(snapshot: Snapshot, options: RestoreOptions) -> None:
+    """The one rollback gap known without the worker: the app's policy keeps
+    databases out of its backups, so the safety backup would hold no dump of
+    the databases this snapshot restores. (The worker checks the rest.)"""
+    if not (
+        options.restore_database
+        and options.backup_before_restore
+        and not options.accept_no_database_rollback
+        and (snapshot.contents or {}).get("databases")
+    ):
+        return
+    if _policy_excludes_databases(snapshot.app_id):
+        raise NoDatabaseRollback(_no_rollback_message(snapshot.app_id, _POLICY_GAP))
+
+
+_POLICY_GAP = (
+    "the app's backup policy excludes databases (include_databases=false), so the safety "
+    "backup would hold no dump of them"
+)
+
+
+def _no_rollback_message(app_id: str, why: str, databases: list[str] | None = None) -> str:
+    which = f" ({', '.join(databases)})" if databases else ""
+    return (
+        f"restore of app {app_id} refused: it restores databases{which} that could not be "
+        f"rolled back if the restore failed: {why}; nothing was changed; {ACCEPT_HINT}"
+    )
 
 
 def run_restore(run_id: str, on_progress: Callable[[Progress], None] | None = None) -> Run:
@@ -137,13 +184,16 @@ def _initial_result(run: Run) -> dict[str, Any]:
     failed restore is rolled back, so that stays true when it fails).
     app_id, snapshot_id, restored_volumes (a count), database_restored and
     duration_seconds are the platform UI's original shape; the names are in
-    restored_volume_names and restored_databases."""
+    restored_volume_names and restored_databases. database_rollback: None
+    when no database is restored, else whether a failure would restore the
+    databases from the safety backup (False: warnings say why not)."""
     backup_id = run.snapshot.backup_id if run.snapshot is not None else None
     return {
         "app_id": run.app_id, "snapshot_id": backup_id, "backup_id": backup_id,
         "restored_volumes": 0, "restored_volume_names": [], "database_restored": False,
         "restored_databases": [], "skipped_volumes": {}, "started_containers": [],
         "safety_backup_id": None, "duration_seconds": 0.0,
+        "database_rollback": None, "warnings": [],
     }  # fmt: skip
 
 
@@ -168,6 +218,64 @@ def _validate(snapshot: Snapshot, progress: ProgressCallback) -> None:
     if not report["valid"]:
         reasons = "; ".join(report["errors"][:3])
         raise RestoreRefused(f"backup {snapshot.backup_id} failed validation: {reasons}")
+
+
+def _predicted_rollback_gap(app_id: str) -> str | None:
+    """Why the safety backup about to be taken could not give the databases
+    back, as far as is known before taking it (the policy and the settings)."""
+    if _policy_excludes_databases(app_id):
+        return _POLICY_GAP
+    recipients, secret = write_options(None)
+    if recipients and secret is None and not _identities_or_none():
+        return (
+            "the safety backup would be encrypted to age recipients only and this worker has "
+            "no identity to read it back (BACKUP_AGE_IDENTITY_FILE)"
+        )
+    return None
+
+
+def _policy_excludes_databases(app_id: str) -> bool:
+    return AppBackupPolicy.objects.filter(app_id=app_id, include_databases=False).exists()
+
+
+def _identities_or_none() -> list[str]:
+    try:
+        return identities()
+    except EncryptionNotConfigured:  # the file named cannot be read: no identity
+        return []
+
+
+def _rollback_gap(
+    client: docker.DockerClient, app: AppInfo, plan: RestorePlan, safety: Snapshot
+) -> str | None:
+    """Why the safety backup just taken cannot give the databases of PLAN
+    back: its backup.json is read as the rollback would read it (decryption
+    included), and it must hold a dump of every database the restore changes."""
+    try:
+        backup = read_backup_json(_open_stream(safety))
+        rollback_plan = make_plan(client, app, backup, restore_database=True)
+    except EngineError as exc:
+        return f"the safety backup {safety.backup_id} cannot be read back on this worker: {exc}"
+    missing = sorted(set(plan.databases) - set(rollback_plan.databases))
+    if missing:
+        return f"the safety backup {safety.backup_id} holds no dump of {', '.join(missing)}"
+    return None
+
+
+def _no_rollback(
+    run: Run, options: RestoreOptions, plan: RestorePlan, why: str, result: dict[str, Any]
+) -> None:
+    """Refuse (nothing touched yet), or go on when the caller accepted it,
+    saying so in the result."""
+    databases = sorted(plan.databases)
+    if not options.accept_no_database_rollback:
+        raise NoDatabaseRollback(_no_rollback_message(run.app_id, why, databases))
+    logger.warning("restore %s: no database rollback possible (accepted): %s", run.pk, why)
+    result["database_rollback"] = False
+    result["warnings"].append(
+        f"no rollback of the databases ({', '.join(databases)}) is possible: {why}; "
+        "accepted by the caller (accept_no_database_rollback)"
+    )
 
 
 def _safety_backup(run: Run, progress: ProgressCallback, lease: Lease) -> Snapshot:
@@ -205,12 +313,25 @@ def _restore(
     app = _current_app(client, run.app_id)
     open_stream = _open_stream(snapshot)
     plan = make_plan(client, app, read_backup_json(open_stream), options.restore_database)
-    safety = (
-        _safety_backup(run, progress, lease)
-        if options.backup_before_restore and app.containers
-        else None
-    )
+    take_safety = options.backup_before_restore and bool(app.containers)
+    # Before anything is touched: could a failure give the databases back?
+    if plan.databases:
+        result["database_rollback"] = take_safety
+        if not take_safety:
+            result["warnings"].append(
+                "no safety backup was taken: if the restore fails, the databases "
+                f"({', '.join(sorted(plan.databases))}) cannot be rolled back"
+            )
+        elif gap := _predicted_rollback_gap(run.app_id):
+            _no_rollback(run, options, plan, gap, result)
+    safety = _safety_backup(run, progress, lease) if take_safety else None
     result["safety_backup_id"] = safety.backup_id if safety else None
+    if (
+        safety is not None
+        and result["database_rollback"]
+        and (gap := _rollback_gap(client, app, plan, safety))
+    ):
+        _no_rollback(run, options, plan, gap, result)
     if safety is not None:
         # Recovery reads this to roll the databases back after a crash.
         guard.note("safety_backup", {"backup_id": safety.backup_id})

@@ -209,7 +209,9 @@ def test_a_completed_restore_under_wait_is_200_with_the_seed_fields(
         "restored_volume_names": ["wordpress001_data", "wordpress001_db"],
         "database_restored": True, "restored_databases": ["wordpress"], "skipped_volumes": {},
         "started_containers": ["wordpress001-app-1"], "safety_backup_id": None,
-        "duration_seconds": 1.5,
+        "duration_seconds": 1.5, "database_rollback": False,
+        "warnings": ["no safety backup was taken: if the restore fails, the databases (db) "
+                     "cannot be rolled back"],
     }  # fmt: skip
     assert set(result) == set(RestoreResultSerializer().fields) - {"rolled_back"}
 

@@ -108,6 +108,7 @@ def test_restore_is_queued_with_its_options(
     assert run.operation == "restore" and run.snapshot == snapshot
     assert run.options == {
         "stop_app": False, "restore_database": True, "backup_before_restore": False,
+        "accept_no_database_rollback": False,
     }  # fmt: skip
     assert sent[0]["snapshots.restore_backup"]["queue"] == "host.vm7"
 
@@ -135,6 +136,62 @@ def test_restore_while_a_backup_holds_the_app_lock_is_409(
         app_id="wordpress001", run=backup, acquired_at=timezone.now(), heartbeat_at=timezone.now()
     )
     envelope(api.post(f"{API}/restore/wordpress001/{snapshot.backup_id}", {}, "json"), 409)
+
+
+@pytest.mark.parametrize("state", ["pending", "running"])
+def test_restore_while_a_backup_run_is_active_is_409(
+    api: APIClient, make_snapshot: MakeSnapshot, sent: list, state: str
+) -> None:
+    """A backup requested (queued, no lock yet) or running keeps the app busy."""
+    from snapshots.services.backup import request_backup
+    from snapshots.services.restore import AppBusy, RestoreOptions, request_restore
+
+    snapshot = make_snapshot()
+    backup = request_backup("wordpress001")
+    Run.objects.filter(pk=backup.pk).update(state=state)
+    assert not AppLock.objects.exists()
+    response = api.post(f"{API}/restore/wordpress001/{snapshot.backup_id}", {}, "json")
+    envelope(response, 409)
+    assert "busy" in response.json()["message"]
+    with pytest.raises(AppBusy):
+        request_restore("wordpress001", snapshot.backup_id, RestoreOptions())
+    assert not Run.objects.filter(operation="restore").exists()
+    # Another app's backup does not make this one busy; an ended one neither.
+    request_backup("odoo001")
+    Run.objects.filter(pk=backup.pk).update(state="completed")
+    envelope(api.post(f"{API}/restore/wordpress001/{snapshot.backup_id}", {}, "json"), 202)
+
+
+def test_restore_whose_databases_the_policy_keeps_out_of_safety_backups_is_409(
+    api: APIClient, make_snapshot: MakeSnapshot, sent: list
+) -> None:
+    """include_databases=false: the safety backup would hold no dump, so a
+    failed restore could not give the databases back. Refused unless the
+    caller accepts it, or restores without the database or without a
+    safety backup (choices that need no rollback from it)."""
+    from snapshots.models import AppBackupPolicy
+
+    AppBackupPolicy.objects.create(app_id="wordpress001", include_databases=False)
+    dumps = {"databases": [{"container": "wordpress001-db-1", "archive_name": "databases/x"}]}
+    snapshot = make_snapshot(contents=dumps)
+    url = f"{API}/restore/wordpress001/{snapshot.backup_id}"
+    response = api.post(url, {}, "json")
+    envelope(response, 409)
+    message = response.json()["message"]
+    assert "could not be rolled back" in message and "include_databases=false" in message
+    assert "nothing was changed" in message and "accept_no_database_rollback" in message
+    assert not Run.objects.exists()
+    for body in ({"restore_database": False}, {"backup_before_restore": False},
+                 {"accept_no_database_rollback": True}):  # fmt: skip
+        data = envelope(api.post(url, body, "json"), 202)
+        run = Run.objects.get(pk=data["task_id"])
+        assert run.options["accept_no_database_rollback"] is body.get(
+            "accept_no_database_rollback", False
+        )
+        Run.objects.filter(pk=run.pk).update(state="failed")
+    # A snapshot without dumps restores no database: nothing to refuse.
+    files_only = make_snapshot(minutes=1, contents={"databases": []})
+    envelope(api.post(f"{API}/restore/wordpress001/{files_only.backup_id}", {}, "json"), 202)
 
 
 @pytest.mark.parametrize("status", ["failed", "pending", "running"])

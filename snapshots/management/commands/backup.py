@@ -126,6 +126,10 @@ class Command(BaseCommand):
         restore.add_argument(
             "--no-safety-backup", action="store_true", help="skip the backup of the current state"
         )
+        restore.add_argument(
+            "--accept-no-database-rollback", action="store_true",
+            help="restore the databases even if a failure could not roll them back",
+        )  # fmt: skip
         listing = sub.add_parser("list", help="list snapshots")
         listing.add_argument("--app")
         listing.add_argument("--status", choices=[s.value for s in Snapshot.Status])
@@ -169,6 +173,7 @@ class Command(BaseCommand):
             stop_app=not options["no_stop"],
             restore_database=not options["no_database"],
             backup_before_restore=not options["no_safety_backup"],
+            accept_no_database_rollback=options["accept_no_database_rollback"],
         )
         try:
             run = request_restore(options["app_id"], options["backup_id"], restore_options)
