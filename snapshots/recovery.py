@@ -140,6 +140,7 @@ def recover_run(run: Run) -> dict[str, Any] | None:
 def _claim_and_fail(
     run: Run, lease: Lease | None, report_json: dict[str, list[str]] | None
 ) -> dict[str, Any] | None:
+    died_in = run.phase or "no"
     silent = Q(heartbeat_at__lt=db_ago(lease_seconds())) | Q(heartbeat_at__isnull=True)
     claimed = (
         Run.objects.filter(pk=run.pk, state=Run.State.RUNNING)
@@ -153,12 +154,12 @@ def _claim_and_fail(
         with run_reporter(run, lease=lease):  # heartbeats while we undo
             report = undo(run)
         report_json = report.to_json()
-    reason = f"the worker running this {run.operation} died ({run.phase or 'no phase'} step)"
+    reason = f"the worker running this {run.operation} died (in its {died_in} phase)"
     if report_json["failed"] or report_json["left_for_operator"]:
         reason += "; recovery could not put everything back: see result.recovery"
     else:
         reason += "; recovery put the app back"
-    fail_run(run, reason, {**(run.result or {}), "recovery": report_json})
+    fail_run(run, reason, {**(run.result or {}), "recovery": report_json, "died_in": died_in})
     _fail_snapshot(run, reason)
     logger.warning("recovered run %s of app %s: %s", run.pk, run.app_id, report_json)
     return report_json

@@ -8,6 +8,7 @@ would run it. Each case prints its recovery time (run with -s)."""
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 import sys
 import time
@@ -19,6 +20,8 @@ import pytest
 
 from snapshots.models import AppBackupPolicy, AppLock, Run, Snapshot
 from snapshots.services.backup import request_backup, run_backup
+from snapshots.services.restore import RestoreOptions
+from snapshots.services.snapshots import start_restore
 from snapshots.tasks import cleanup
 from storage.base import TEMP_MARKER
 from tests.conftest import REPO_ROOT, subprocess_env
@@ -39,12 +42,21 @@ def fault_settings(settings: Any, tmp_path: Path) -> Any:
     return settings
 
 
-def run_killed(fault: str, *command: str) -> subprocess.CompletedProcess[str]:
+def run_killed(
+    fault: str, *command: str, namespace: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """NAMESPACE: as in a worker container, in a PID and UTS namespace of its
+    own: the killed process is PID 2 under a hostname that then vanishes,
+    so neither its PID (alive on the host) nor its hostname tells anything."""
+    argv = [sys.executable, "-m", "tests.faults.kill_at", fault, "backup", *command]
+    if namespace:
+        inner = "hostname worker-container-gone && " + " ".join(shlex.quote(a) for a in argv)
+        argv = ["unshare", "--pid", "--uts", "--fork", "--mount-proc", "sh", "-c", inner]
     done = subprocess.run(
-        [sys.executable, "-m", "tests.faults.kill_at", fault, "backup", *command],
-        cwd=REPO_ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=300,
+        argv, cwd=REPO_ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=300,
     )  # fmt: skip
-    assert done.returncode == -9, f"not killed at {fault}: {done.returncode}\n{done.stderr}"
+    killed = done.returncode in (-9, 128 + 9)  # directly, or as the shell's child
+    assert killed, f"not killed at {fault}: {done.returncode}\n{done.stderr}"
     return done
 
 
@@ -96,22 +108,27 @@ RESTORE_CASES = [
 ]
 
 
+def prepare_restore(stack: ComposeStack, client: docker.DockerClient) -> tuple[Any, Any, str]:
+    """A backup ("new" data), then changes ("old" data, what runs now)."""
+    load_rows(stack, "notes", rows=ROWS, row_bytes=600)
+    backup = run_backup(str(request_backup(stack.project).pk))
+    assert backup.status == Snapshot.Status.COMPLETED, backup.error
+    new = app_state(stack, client)
+    mariadb_sql(stack, "UPDATE notes SET body = 'changed after the backup' WHERE id <= 4000")
+    stack.exec("wordpress", ["sh", "-c", "echo later > /var/www/html/added-after-backup"])
+    old = app_state(stack, client)
+    assert old != new
+    return old, new, backup.backup_id
+
+
 @pytest.mark.parametrize(("fault", "expected"), RESTORE_CASES, ids=[c[0] for c in RESTORE_CASES])
 def test_sigkill_during_restore_then_recovery(
     fault: str, expected: str, wordpress: ComposeStack, docker_client: docker.DockerClient,
     fault_settings: Any,
 ) -> None:  # fmt: skip
     stack = wordpress
-    load_rows(stack, "notes", rows=ROWS, row_bytes=600)
-    backup = run_backup(str(request_backup(stack.project).pk))
-    assert backup.status == Snapshot.Status.COMPLETED, backup.error
-    new = app_state(stack, docker_client)
-    mariadb_sql(stack, "UPDATE notes SET body = 'changed after the backup' WHERE id <= 4000")
-    stack.exec("wordpress", ["sh", "-c", "echo later > /var/www/html/added-after-backup"])
-    old = app_state(stack, docker_client)
-    assert old != new
-
-    run_killed(fault, "restore", stack.project, backup.backup_id)
+    old, new, backup_id = prepare_restore(stack, docker_client)
+    run_killed(fault, "restore", stack.project, backup_id)
     killed_at = time.monotonic()
     run, took = recover(stack.project, killed_at)
 
@@ -149,3 +166,61 @@ def test_sigkill_during_quiesced_backup_then_recovery(
     assert_clean(stack, docker_client, fault_settings)
     print(f"\n[backup {mode}, killed reading volumes] -> app running, recovered {took:.1f} s "
           f"after the kill: {run.result['recovery']['done']}")  # fmt: skip
+
+
+def test_worker_in_its_own_pid_namespace_killed_mid_restore_is_recovered(
+    wordpress: ComposeStack, docker_client: docker.DockerClient, fault_settings: Any
+) -> None:
+    """What `docker restart` / a recreate of a worker container does: the dead
+    run's worker was PID 2 of a namespace under a hostname gone since. The
+    old recovery trusted both; the lease's expiry is all that counts now."""
+    old, _, backup_id = prepare_restore(wordpress, docker_client)
+    run_killed("guard:database", "restore", wordpress.project, backup_id, namespace=True)
+    dead = Run.objects.get(app_id=wordpress.project, operation=Run.Operation.RESTORE)
+    assert dead.worker.startswith("worker-container-gone:"), dead.worker
+    run, took = recover(wordpress.project, time.monotonic())
+    assert run.pk == dead.pk and run.result["recovery"]["failed"] == []
+    assert app_state(wordpress, docker_client) == old
+    assert_clean(wordpress, docker_client, fault_settings)
+    print(f"\n[restore in a PID namespace, killed at database] -> old data, {took:.1f} s")
+
+
+def test_hard_time_limit_mid_restore_is_recovered_by_the_timer(
+    wordpress: ComposeStack, docker_client: docker.DockerClient, fault_settings: Any,
+    celery_queue: str, tmp_path: Path,
+) -> None:  # fmt: skip
+    """A Celery hard time limit kills only the pool's child: no exception, no
+    `finally`, and no worker start follows. The restore is killed wherever
+    it is at 4 s; the periodic recovery (here: its task, called as beat
+    would) finds the run and puts the app back on one side, whole."""
+    old, new, backup_id = prepare_restore(wordpress, docker_client)
+    fault_settings.BACKUP_TASK_QUEUE = celery_queue
+    log = (tmp_path / "worker.log").open("wb")
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "backup_project", "worker", "-Q", celery_queue,
+         "--pool", "prefork", "--concurrency", "1",
+         "--hostname", f"limit-{celery_queue}@%h", "--loglevel", "INFO"],
+        cwd=REPO_ROOT, env=subprocess_env() | {"TEST_CELERY_TASK_TIME_LIMIT": "4"}, stdout=log,
+        stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        run = start_restore(wordpress.project, backup_id, RestoreOptions())
+        deadline = time.monotonic() + 120
+        while b"TimeLimitExceeded" not in (tmp_path / "worker.log").read_bytes():
+            assert time.monotonic() < deadline, (tmp_path / "worker.log").read_text()[-3000:]
+            time.sleep(0.5)
+        killed_at = time.monotonic()
+        run.refresh_from_db()
+        assert run.state == Run.State.RUNNING  # what the killed child left
+        recovered, took = recover(wordpress.project, killed_at)
+    finally:
+        worker.terminate()
+        worker.wait(30)
+        log.close()
+    assert recovered.pk == run.pk and recovered.result["recovery"]["failed"] == []
+    assert app_state(wordpress, docker_client) in (old, new)
+    assert_clean(wordpress, docker_client, fault_settings)
+    print(
+        f"\n[restore, hard time limit at 4 s in phase {recovered.result['died_in']}] -> "
+        f"{'old' if app_state(wordpress, docker_client) == old else 'new'} data, {took:.1f} s"
+    )
