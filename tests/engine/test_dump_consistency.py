@@ -13,7 +13,6 @@ for sure, not by chance: the MariaDB test proves its own sensitivity by
 dumping once without --single-transaction and finding money created."""
 
 # The SQL below is built from this file's constants, never from input.
-# ruff: noqa: S608
 
 from __future__ import annotations
 
