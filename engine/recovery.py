@@ -28,12 +28,16 @@ class RecoveryReport:
     done: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     left_for_operator: list[str] = field(default_factory=list)
+    # Something was left because it is in use (a volume under a running
+    # container outside the run): recovery tries again on its next round.
+    retry: bool = False
 
-    def to_json(self) -> dict[str, list[str]]:
+    def to_json(self) -> dict[str, object]:
         return {
             "done": self.done,
             "failed": self.failed,
             "left_for_operator": self.left_for_operator,
+            "retry": self.retry,
         }
 
 

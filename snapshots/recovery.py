@@ -130,17 +130,25 @@ def recover_run(run: Run) -> dict[str, Any] | None:
         # A live run holds the app: this one lost its lease long ago and
         # stopped at its next check, so none of its steps is left to undo.
         note = f"app lock held by run {holder.run_id if holder else '?'}; nothing undone"
-        return _claim_and_fail(run, None, {"done": [], "failed": [], "left_for_operator": [note]})
+        return _claim_and_fail(
+            run, None, {"done": [], "failed": [], "left_for_operator": [note], "retry": False}
+        )
     try:
-        return _claim_and_fail(run, lease, None)
-    finally:
+        outcome = _claim_and_fail(run, lease, None)
+    except BaseException:
         lease.release()
+        raise
+    if outcome is None or not outcome.get("retry"):
+        lease.release()
+    # else: the lease stays with the run and expires; nobody but its
+    # recovery can take it while the run is `running`, so the app stays busy.
+    return outcome
 
 
 def _claim_and_fail(
-    run: Run, lease: Lease | None, report_json: dict[str, list[str]] | None
+    run: Run, lease: Lease | None, report_json: dict[str, Any] | None
 ) -> dict[str, Any] | None:
-    died_in = run.phase or "no"
+    died_in = (run.result or {}).get("died_in") or run.phase or "no"
     silent = Q(heartbeat_at__lt=db_ago(lease_seconds())) | Q(heartbeat_at__isnull=True)
     claimed = (
         Run.objects.filter(pk=run.pk, state=Run.State.RUNNING)
@@ -155,11 +163,20 @@ def _claim_and_fail(
             report = undo(run)
         report_json = report.to_json()
     reason = f"the worker running this {run.operation} died (in its {died_in} phase)"
+    result = {**(run.result or {}), "recovery": report_json, "died_in": died_in}
+    if report_json["retry"]:
+        # Left running (and the app busy) until what is in use is free.
+        Run.objects.filter(pk=run.pk).update(
+            error=f"{reason}; waiting: {'; '.join(report_json['left_for_operator'])}",
+            result=result, phase="recovery waiting",
+        )  # fmt: skip
+        logger.warning("recovery of run %s waits: %s", run.pk, report_json["left_for_operator"])
+        return report_json
     if report_json["failed"] or report_json["left_for_operator"]:
         reason += "; recovery could not put everything back: see result.recovery"
     else:
         reason += "; recovery put the app back"
-    fail_run(run, reason, {**(run.result or {}), "recovery": report_json, "died_in": died_in})
+    fail_run(run, reason, result)
     _fail_snapshot(run, reason)
     logger.warning("recovered run %s of app %s: %s", run.pk, run.app_id, report_json)
     return report_json
@@ -200,8 +217,9 @@ def _undo_restore(
             if others:
                 report.left_for_operator.append(
                     f"volume {volume} left half-restored: running containers "
-                    f"{', '.join(others)} use it; stop them and run `backup cleanup`"
+                    f"{', '.join(others)} use it; recovery puts it back once they are stopped"
                 )
+                report.retry = True
                 continue
             try:
                 outcome = settle_volume(volume_dir, keep_restored=committed)

@@ -17,6 +17,7 @@ from engine.progress import Progress
 from snapshots.locks import acquire_app_lock, app_is_locked, take_over_for_recovery, try_acquire
 from snapshots.models import AppLock, Run
 from snapshots.run_reporter import run_reporter
+from snapshots.tasks import cleanup
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -96,12 +97,16 @@ def test_a_silent_phase_longer_than_the_lease_keeps_the_lease(settings: Any) -> 
     build) keeps its lease, and nobody else gets in."""
     settings.BACKUP_LEASE_SECONDS = 4
     run = new_run()
+    Run.objects.filter(pk=run.pk).update(host_id=settings.BACKUP_HOST_ID)
     lease = acquire_app_lock("app1", run)
     with run_reporter(run, lease=lease) as progress:
         progress(Progress("restoring database"))
         time.sleep(7)  # silent, for well over the lease
         assert try_acquire("app1", new_run().pk) is None
         assert take_over_for_recovery(run) is None
+        # A second worker of this host starts meanwhile: its recovery
+        # leaves the live run alone.
+        assert cleanup()["recovered_runs"] == {}
         lease.check("start")
     run.refresh_from_db()
     assert run.heartbeat_at is not None

@@ -20,6 +20,7 @@ from snapshots.locks import acquire_app_lock
 from snapshots.models import AppLock, Run, Snapshot
 from snapshots.tasks import cleanup
 from tests.engine.treegen import snapshot as tree_snapshot
+from tests.images import APP_IMAGE
 from tests.stacks import ComposeStack
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -112,3 +113,51 @@ def test_spool_left_by_a_killed_run_is_swept(settings: Any, tmp_path: Path) -> N
     swept = cleanup()["swept_spool"]
     assert sorted(swept) == ["backup_20260105_103000_bbbbbb", "restore-0b0b"]
     assert [p.name for p in settings.BACKUP_SPOOL_DIR.iterdir()] == [f"restore-{live.pk}"]
+
+
+def test_recovery_never_swaps_a_volume_under_a_container_outside_the_run(
+    odoo: ComposeStack, docker_client: docker.DockerClient, settings: Any
+) -> None:
+    """A container of another project mounts the half-restored volume and
+    runs: recovery leaves that volume as it is and says so, rather than
+    pull the data from under it."""
+    volume = odoo.volume("odoo_filestore")
+    data = Path(docker_client.volumes.get(volume).attrs["Mountpoint"])
+    app = odoo.container("odoo")
+    app.stop(timeout=5)
+    staged = stage_dir_for(data)
+    (staged / "restored.txt").write_text("half-restored state")
+    swap_in(data, staged)
+    bystander = docker_client.containers.run(
+        APP_IMAGE, ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1; done"],
+        detach=True, name=f"bystander-{odoo.project}", volumes={volume: {"bind": "/shared"}},
+    )  # fmt: skip
+    try:
+        run = Run.objects.create(
+            operation=Run.Operation.RESTORE, app_id=odoo.project, state=Run.State.RUNNING,
+            host_id=settings.BACKUP_HOST_ID, heartbeat_at=Now() - timedelta(hours=1),
+            journal=[
+                {"step": steps.STOP, "containers": [app.id]},
+                {"step": steps.SWAP, "volume": volume, "dir": str(data.parent)},
+            ],
+        )  # fmt: skip
+        recovery = cleanup()["recovered_runs"][str(run.pk)]
+        assert any(volume in note and bystander.name in note
+                   for note in recovery["left_for_operator"]), recovery  # fmt: skip
+        assert (data / "restored.txt").exists()  # untouched under the running container
+        run.refresh_from_db()
+        # The run stays, the app busy, until the volume is free.
+        assert run.state == Run.State.RUNNING and "waiting" in run.error
+        assert AppLock.objects.held().filter(app_id=odoo.project).exists()
+        bystander.stop(timeout=5)
+        Run.objects.filter(pk=run.pk).update(heartbeat_at=Now() - timedelta(hours=1))
+        AppLock.objects.filter(app_id=odoo.project).update(expires_at=Now() - timedelta(hours=1))
+        recovery = cleanup()["recovered_runs"][str(run.pk)]
+        assert f"volume {volume}: rolled_back" in recovery["done"], recovery
+        assert not (data / "restored.txt").exists()
+        run.refresh_from_db()
+        assert run.state == Run.State.FAILED and "put the app back" in run.error
+        app.reload()
+        assert app.status == "running"
+    finally:
+        bystander.remove(force=True)
