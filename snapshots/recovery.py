@@ -229,6 +229,11 @@ def _undo_restore(
         if databases and not committed:
             _roll_back_databases(run, journal, report)
     bring_back(client, was_running, report)
+    # A database container that was stopped before the restore was started
+    # by it, to load its dump (and by the rollback above): stopped again.
+    started_by_restore = [e["container"] for e in databases if e["container"] not in was_running]
+    if started_by_restore and not committed:
+        stop_running(client, started_by_restore, report)
 
 
 def _roll_back_databases(run: Run, journal: list[dict[str, Any]], report: RecoveryReport) -> None:
@@ -264,6 +269,13 @@ def _discard_partials(run: Run, report: RecoveryReport) -> None:
         storage = get_storage(snapshot.storage_location)
         for swept in storage.discard_partials(key) + storage.discard_partials(f"{key}.sha256"):
             report.done.append(f"removed partial {swept}")
+        if snapshot.status != Snapshot.Status.COMPLETED:
+            # Killed between the sidecar's commit and the archive's: a file
+            # under a final name that no completed snapshot owns.
+            for final in (f"{key}.sha256", key):
+                if storage.exists(final):
+                    storage.delete(final)
+                    report.done.append(f"removed {final}")
     except Exception as exc:
         report.failed.append(f"partial files of {snapshot.backup_id}: {exc}")
 
