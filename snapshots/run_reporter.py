@@ -23,7 +23,7 @@ from snapshots.models import Run
 
 logger = logging.getLogger(__name__)
 
-PROGRESS_WRITE_INTERVAL = 1.0  # seconds between two progress writes to the database
+PROGRESS_WRITE_INTERVAL = 0.5  # seconds between two progress writes to the database
 
 
 class _RunRowSink:

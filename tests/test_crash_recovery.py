@@ -108,9 +108,11 @@ RESTORE_CASES = [
 ]
 
 
-def prepare_restore(stack: ComposeStack, client: docker.DockerClient) -> tuple[Any, Any, str]:
+def prepare_restore(
+    stack: ComposeStack, client: docker.DockerClient, rows: int = ROWS
+) -> tuple[Any, Any, str]:
     """A backup ("new" data), then changes ("old" data, what runs now)."""
-    load_rows(stack, "notes", rows=ROWS, row_bytes=600)
+    load_rows(stack, "notes", rows=rows, row_bytes=600)
     backup = run_backup(str(request_backup(stack.project).pk))
     assert backup.status == Snapshot.Status.COMPLETED, backup.error
     new = app_state(stack, client)
@@ -191,16 +193,17 @@ def test_hard_time_limit_mid_restore_is_recovered_by_the_timer(
 ) -> None:  # fmt: skip
     """A Celery hard time limit kills only the pool's child: no exception, no
     `finally`, and no worker start follows. The restore is killed wherever
-    it is at 4 s; the periodic recovery (here: its task, called as beat
+    it is at 3 s; the periodic recovery (here: its task, called as beat
     would) finds the run and puts the app back on one side, whole."""
-    old, new, backup_id = prepare_restore(wordpress, docker_client)
+    # A restore of ~10 s: the limit strikes well inside it, even on a loaded machine.
+    old, new, backup_id = prepare_restore(wordpress, docker_client, rows=25_000)
     fault_settings.BACKUP_TASK_QUEUE = celery_queue
     log = (tmp_path / "worker.log").open("wb")
     worker = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "backup_project", "worker", "-Q", celery_queue,
          "--pool", "prefork", "--concurrency", "1",
          "--hostname", f"limit-{celery_queue}@%h", "--loglevel", "INFO"],
-        cwd=REPO_ROOT, env=subprocess_env() | {"TEST_CELERY_TASK_TIME_LIMIT": "4"}, stdout=log,
+        cwd=REPO_ROOT, env=subprocess_env() | {"TEST_CELERY_TASK_TIME_LIMIT": "3"}, stdout=log,
         stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:
@@ -221,6 +224,6 @@ def test_hard_time_limit_mid_restore_is_recovered_by_the_timer(
     assert app_state(wordpress, docker_client) in (old, new)
     assert_clean(wordpress, docker_client, fault_settings)
     print(
-        f"\n[restore, hard time limit at 4 s in phase {recovered.result['died_in']}] -> "
+        f"\n[restore, hard time limit at 3 s in phase {recovered.result['died_in']}] -> "
         f"{'old' if app_state(wordpress, docker_client) == old else 'new'} data, {took:.1f} s"
     )

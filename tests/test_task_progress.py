@@ -25,7 +25,7 @@ pytestmark = [
     pytest.mark.celery,
     pytest.mark.django_db(transaction=True),
 ]
-DATA_MB = 400  # enough for the backup to take a second or two: many polls
+DATA_MB = 800  # enough for the backup to take a few seconds: several progress reports
 
 
 @pytest.fixture
