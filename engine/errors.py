@@ -3,6 +3,8 @@ never contains a password, key or passphrase."""
 
 from __future__ import annotations
 
+import signal
+
 
 class EngineError(Exception):
     """Base class: something the operator can read and act on."""
@@ -60,3 +62,26 @@ class AppLocked(EngineError):
 class LeaseLost(EngineError):
     """The run no longer holds its app's lease (it expired, or recovery took
     it over): it must not change the app's state any more."""
+
+
+class Terminated(BaseException):
+    """The process was told to stop (SIGTERM, SIGINT) in the middle of an
+    operation: engine.termination raises it in the main thread.
+
+    Not an Exception, so no `except Exception` on the way swallows it, while
+    every `finally` and rollback still runs: the operation ends through the
+    same path as any failure. The service marks the run failed with this
+    message and raises it again, so the process still ends."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        super().__init__(f"stopped by {signal.Signals(signum).name}")
+
+    def __reduce__(self) -> tuple[type[Terminated], tuple[int]]:
+        return (Terminated, (self.signum,))
+
+
+def with_notes(message: str, exc: BaseException) -> str:
+    """MESSAGE followed by the notes added to EXC on its way up: what the
+    cleanup after the failure could not undo (containers left paused...)."""
+    return "; ".join([message, *getattr(exc, "__notes__", ())])

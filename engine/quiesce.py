@@ -3,7 +3,13 @@
 Pausing or stopping the app's containers while its volumes are read gives a
 crash-consistent copy of files a live app keeps changing. They are resumed or
 restarted right after the volumes are read, before any upload, whatever
-happens in between (the `finally`)."""
+happens in between, and neither a failure of one of them (the engine
+unreachable or slow: a requests ConnectionError or ReadTimeout, not an
+APIError) nor a signal stops the others from being brought back. A container
+that could not be brought back is named in the backup's error: after a
+failed backup as a note on its exception, after reading the volumes went
+well as ResumeFailed (the backup fails: it did not leave the app as it was).
+"""
 
 from __future__ import annotations
 
@@ -14,16 +20,27 @@ from typing import Literal
 
 import docker
 import docker.errors
+from docker.models.containers import Container
 
 from engine import steps
+from engine.errors import EngineError
 from engine.inventory import AppInfo
 from engine.steps import StepGuard, no_guard
+from engine.termination import deferred
 
 ConsistencyMode = Literal["live", "pause", "stop"]
 CONSISTENCY_MODES: tuple[str, ...] = ("live", "pause", "stop")
 STOP_TIMEOUT_SECONDS = 30
 
 logger = logging.getLogger(__name__)
+
+
+class ResumeFailed(EngineError):
+    """The volumes were read, but containers could not be brought back."""
+
+    def __init__(self, message: str, not_resumed: list[str]) -> None:
+        super().__init__(message)
+        self.not_resumed = not_resumed
 
 
 @contextmanager
@@ -42,25 +59,62 @@ def quiesced(
     if mode == "live" or not running:
         yield
         return
-    touched = []
+    touched: list[Container] = []
     guard(steps.PAUSE if mode == "pause" else steps.STOP, {"containers": [c.id for c in running]})
     try:
-        for info in running:
-            container = client.containers.get(info.id)
-            if mode == "pause":
-                container.pause()
-            else:
-                container.stop(timeout=STOP_TIMEOUT_SECONDS)
-            touched.append(container)
-        yield
-    finally:
-        # Bring back in reverse order: databases (usually listed first) last
-        # stopped, first started would be nicer, but reverse undo is the safe rule.
-        for container in reversed(touched):
-            try:
+        with deferred():  # a signal now would leave a paused container unrecorded
+            for info in running:
+                container = client.containers.get(info.id)
+                # Recorded before the call: a pause that timed out may still have happened.
+                touched.append(container)
                 if mode == "pause":
-                    container.unpause()
+                    container.pause()
                 else:
-                    container.start()
-            except docker.errors.APIError as exc:
-                logger.error("could not bring %s back after the backup: %s", container.name, exc)
+                    container.stop(timeout=STOP_TIMEOUT_SECONDS)
+        yield
+    except BaseException as exc:
+        with deferred():
+            left = _bring_back(touched, mode)
+            if left:
+                exc.add_note(_left_message(left, mode))
+            raise
+    with deferred():
+        left = _bring_back(touched, mode)
+        if left:
+            message = f"the volumes were read, but {_left_message(left, mode)}"
+            raise ResumeFailed(message, [name for name, _ in left])
+
+
+def _bring_back(touched: list[Container], mode: ConsistencyMode) -> list[tuple[str, str]]:
+    """Resume or restart every container of TOUCHED, in reverse order, each
+    whatever happened to the others; returns (name, why) of those left."""
+    left: list[tuple[str, str]] = []
+    for container in reversed(touched):
+        try:
+            if mode == "pause":
+                container.unpause()
+            else:
+                container.start()
+        except Exception as exc:  # APIError, or the engine unreachable or slow
+            if _is_back(container, mode):  # the pause or stop never happened
+                continue
+            why = f"{type(exc).__name__}: {str(exc)[:200]}"
+            logger.error("could not bring %s back after the backup: %s", container.name, why)
+            left.append((container.name, why))
+    return left
+
+
+def _is_back(container: Container, mode: ConsistencyMode) -> bool:
+    try:
+        container.reload()
+    except Exception:
+        return False
+    # Not paused is not our doing any more (a container that exited by itself).
+    return container.status != "paused" if mode == "pause" else container.status == "running"
+
+
+def _left_message(left: list[tuple[str, str]], mode: ConsistencyMode) -> str:
+    state, command = ("paused", "unpause") if mode == "pause" else ("stopped", "start")
+    names = " ".join(name for name, _ in left)
+    reasons = ", ".join(f"{name} ({why})" for name, why in left)
+    return f"could not bring back {reasons}: left {state}; run `docker {command} {names}`"

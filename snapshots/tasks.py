@@ -12,11 +12,14 @@ from celery import Task, shared_task
 from celery.signals import worker_ready
 from django.conf import settings
 
+from engine.errors import Terminated
 from engine.progress import Progress
+from snapshots.models import Run
 from snapshots.recovery import fail_stale_pending, hosts_needing_recovery, recover_host
 from snapshots.services.backup import run_backup
 from snapshots.services.restore import run_restore
 from snapshots.services.verify import run_verify
+from snapshots.worker_shutdown import operation
 
 logger = logging.getLogger(__name__)
 
@@ -49,25 +52,41 @@ def _task_progress(task: Task) -> Any:
     return report
 
 
+# A worker shutting down ends these three through operation(): the run is
+# failed "stopped by SIGTERM" and the task returns like any failed one.
+
+
 # Not acks_late: a backup is not idempotent mid-way; the run row's claim makes
 # a redelivered message harmless, and recovery fails runs of dead workers.
 @shared_task(bind=True, name="snapshots.create_backup")
 def create_backup_task(self: Task, run_id: str) -> dict[str, Any]:
-    snapshot = run_backup(run_id, on_progress=_task_progress(self))
+    try:
+        with operation():
+            snapshot = run_backup(run_id, on_progress=_task_progress(self))
+    except Terminated:
+        snapshot = Run.objects.select_related("snapshot").get(pk=run_id).snapshot
     return {"backup_id": snapshot.backup_id, "status": snapshot.status, "error": snapshot.error}
 
 
 # Verification only reads: safe to redeliver, so acks_late.
 @shared_task(bind=True, name="snapshots.verify_snapshot", acks_late=True)
 def verify_snapshot_task(self: Task, run_id: str) -> dict[str, Any]:
-    run = run_verify(run_id, on_progress=_task_progress(self))
+    try:
+        with operation():
+            run = run_verify(run_id, on_progress=_task_progress(self))
+    except Terminated:
+        run = Run.objects.get(pk=run_id)
     return {"state": run.state, "result": run.result, "error": run.error}
 
 
 # Not acks_late: a restore half done must not start again on redelivery.
 @shared_task(bind=True, name="snapshots.restore_backup")
 def restore_backup_task(self: Task, run_id: str) -> dict[str, Any]:
-    run = run_restore(run_id, on_progress=_task_progress(self))
+    try:
+        with operation():
+            run = run_restore(run_id, on_progress=_task_progress(self))
+    except Terminated:
+        run = Run.objects.get(pk=run_id)
     return {"state": run.state, "result": run.result, "error": run.error}
 
 

@@ -3,6 +3,7 @@ the production shape. It cannot be brought up here: no image can be pulled."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -50,3 +51,12 @@ def test_production_uses_postgres_and_redis(rendered: dict) -> None:
     env = rendered["services"]["web"]["environment"]
     assert env["DATABASE_URL"].startswith("postgres://backup:")
     assert env["CELERY_BROKER_URL"] == "redis://redis:6379/0"
+
+
+def test_worker_has_time_to_roll_back_when_stopped(rendered: dict) -> None:
+    """docker stop's SIGTERM makes the worker end a restore by rolling it
+    back; the default 10 s before SIGKILL is too short for that."""
+    grace = rendered["services"]["worker"]["stop_grace_period"]
+    units = {"s": 1, "m": 60, "h": 3600}
+    seconds = sum(int(n) * units[u] for n, u in re.findall(r"(\d+)([hms])", str(grace)))
+    assert seconds >= 120, grace

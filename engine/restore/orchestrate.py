@@ -3,9 +3,14 @@
 Order (issue 5): stop the app's running containers → extract the planned
 volumes into staging dirs beside their data and swap them in (old data kept)
 → start the database containers and restore their dumps → start what was
-running and check it stays up. Any failure in there: the old volume data goes
-back, the databases are restored from the safety backup, the app is started
-as it was, and the error is raised with what was rolled back. Validation and
+running and check it stays up. Any failure in there, a signal (Terminated)
+included: the old volume data goes back, the databases are restored from the
+safety backup, the app is started as it was, each step tried whatever
+happened to the others (the engine unreachable is one step's failure, not
+the end of the rollback), and RestoreFailed says what was put back and what
+could not be. Once the app runs on the restored data the restore has
+succeeded: the restored data is kept for every volume (the decision), and
+deleting the old data is tidying whose failure is a warning. Validation and
 the safety backup happen before this is called (the service does them).
 """
 
@@ -24,13 +29,20 @@ import docker.errors
 
 from engine import steps
 from engine.dumps import DumpFile, restore_database, wait_until_ready
-from engine.errors import EngineError
+from engine.errors import EngineError, Terminated
 from engine.inventory import AppInfo
 from engine.progress import Progress, ProgressCallback, no_progress
 from engine.restore.extract import extract_volumes
 from engine.restore.plan import OpenStream, RestorePlan
-from engine.restore.volume_swap import SwapHandle, discard_stage, stage_dir_for, swap_in
+from engine.restore.volume_swap import (
+    TRASH_PREFIX,
+    SwapHandle,
+    discard_stage,
+    stage_dir_for,
+    swap_in,
+)
 from engine.steps import StepGuard, no_guard
+from engine.termination import deferred, take_held
 
 logger = logging.getLogger(__name__)
 
@@ -40,9 +52,21 @@ STOP_TIMEOUT_SECONDS = 30
 
 
 class RestoreFailed(EngineError):
-    def __init__(self, message: str, rolled_back: list[str]) -> None:
+    """The restore failed and was rolled back: ROLLED_BACK says what was put
+    back, NOT_ROLLED_BACK what could not be (and why)."""
+
+    def __init__(
+        self, message: str, rolled_back: list[str], not_rolled_back: list[str] | None = None
+    ) -> None:
         super().__init__(message)
         self.rolled_back = rolled_back
+        self.not_rolled_back = not_rolled_back or []
+
+    @property
+    def terminated(self) -> Terminated | None:
+        """The signal that ended the restore, if one did: the caller raises it
+        again once the run says what happened."""
+        return self.__cause__ if isinstance(self.__cause__, Terminated) else None
 
 
 @dataclass
@@ -52,6 +76,17 @@ class RestoreOutcome:
     database_restored: bool = False
     databases: list[str] = field(default_factory=list)
     started_containers: list[str] = field(default_factory=list)
+    # Restored, but: old data not deleted yet, or not even given up.
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Changes:
+    """What the restore changed so far: everything a rollback must undo."""
+
+    stages: dict[str, Path] = field(default_factory=dict)  # staging dirs not swapped in
+    swaps: dict[str, SwapHandle] = field(default_factory=dict)
+    databases: bool = False
 
 
 # Restores the databases from the safety backup: given by the service, which
@@ -77,8 +112,7 @@ def restore_app(
     to the new lease holder, the run's recovery."""
     was_running = [c for c in app.containers if c.state == "running" and not c.one_off]
     outcome = RestoreOutcome(skipped_volumes=dict(plan.skipped_volumes))
-    swaps: dict[str, SwapHandle] = {}
-    databases_touched = False
+    changes = _Changes()
     spool_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     try:
         if stop_app or plan.raw_volumes:
@@ -86,32 +120,35 @@ def restore_app(
             # a running one keeps the old directory mounted.
             guard(steps.STOP, {"containers": [c.id for c in was_running]})
             _stop(client, [c.id for c in was_running], progress)
-        swaps = _restore_volumes(client, app, plan, open_stream, spool_dir, progress, guard)
-        outcome.restored_volumes = sorted(swaps)
+        _restore_volumes(client, app, plan, open_stream, spool_dir, progress, changes, guard)
+        outcome.restored_volumes = sorted(changes.swaps)
         if plan.databases:
-            databases_touched = True
+            changes.databases = True
             outcome.databases = _restore_databases(client, plan, spool_dir, progress, guard)
             outcome.database_restored = True
+        shutil.rmtree(spool_dir, ignore_errors=True)  # the dumps are loaded
         progress(Progress("starting"))
         guard(steps.START, {"containers": [c.id for c in was_running]})
         outcome.started_containers = _start_and_check(client, [c.id for c in was_running])
     except BaseException as exc:
-        try:
-            guard(steps.ROLLBACK, {})
-        except BaseException as refused:
-            raise RestoreFailed(
-                f"restore failed: {exc}; not rolled back here: {refused}", []
-            ) from exc
-        rolled_back = _roll_back(
-            client, app, swaps, databases_touched, database_rollback, was_running
-        )
-        message = str(exc) if isinstance(exc, EngineError) else f"{type(exc).__name__}: {exc}"
-        raise RestoreFailed(f"restore failed: {message}", rolled_back) from exc
-    finally:
-        shutil.rmtree(spool_dir, ignore_errors=True)
+        with deferred():  # a signal now waits for the rollback, then the error is raised
+            shutil.rmtree(spool_dir, ignore_errors=True)
+            try:
+                guard(steps.ROLLBACK, {})
+            except BaseException as refused:
+                raise RestoreFailed(
+                    f"restore failed: {_brief(exc)}; not rolled back here: {refused}", []
+                ) from exc
+            done, failed = _roll_back(client, changes, database_rollback, was_running)
+            message = f"restore failed: {_brief(exc)}"
+            if failed:
+                message += f"; NOT rolled back: {'; '.join(failed)}"
+            raise RestoreFailed(message, done, failed) from exc
+    # The app runs on the restored data: the restore has succeeded. The guard
+    # may still refuse the decision (the lease is lost: its new holder makes
+    # it); after that, nothing can undo the restore or fail it.
     guard(steps.COMMIT, {})
-    for handle in swaps.values():
-        handle.commit()  # only now is the old data dropped
+    outcome.warnings = _commit(changes.swaps)
     return outcome
 
 
@@ -142,35 +179,27 @@ def _restore_volumes(
     open_stream: OpenStream,
     spool_dir: Path,
     progress: ProgressCallback,
+    changes: _Changes,
     guard: StepGuard,
-) -> dict[str, SwapHandle]:
+) -> None:
+    """Extract the planned volumes into staging dirs, then swap each in.
+    CHANGES records each staging dir and each swap as soon as it exists, so
+    a failure at any point leaves the rollback knowing all of them."""
     data_dirs = {
         name: _volume_data_dir(client, app, name, plan.backup) for name in plan.raw_volumes
     }
     for data_dir in data_dirs.values():
         data_dir.mkdir(parents=True, exist_ok=True)
-    staged = {name: stage_dir_for(data_dir) for name, data_dir in data_dirs.items()}
-    try:
-        progress(Progress("extracting"))
-        with open_stream() as stream:
-            extract_volumes(stream, staged, spool_dir=spool_dir, progress=progress)
-    except BaseException:
-        for stage in staged.values():
-            discard_stage(stage)
-        raise
-    swaps: dict[str, SwapHandle] = {}
-    try:
+    for name, data_dir in data_dirs.items():
+        changes.stages[name] = stage_dir_for(data_dir)
+    progress(Progress("extracting"))
+    with open_stream() as stream:
+        extract_volumes(stream, dict(changes.stages), spool_dir=spool_dir, progress=progress)
+    with deferred():  # a swap made must be recorded
         for name, data_dir in data_dirs.items():
             guard(steps.SWAP, {"volume": name, "dir": str(data_dir.parent)})
-            swaps[name] = swap_in(data_dir, staged[name])
-    except BaseException:
-        for handle in swaps.values():
-            handle.rollback()
-        for name, stage in staged.items():
-            if name not in swaps:
-                discard_stage(stage)
-        raise
-    return swaps
+            changes.swaps[name] = swap_in(data_dir, changes.stages[name])
+            del changes.stages[name]
 
 
 def _restore_databases(
@@ -223,39 +252,113 @@ def _start_and_check(client: docker.DockerClient, ids: list[str]) -> list[str]:
 
 def _roll_back(
     client: docker.DockerClient,
-    app: AppInfo,
-    swaps: dict[str, SwapHandle],
-    databases_touched: bool,
+    changes: _Changes,
     database_rollback: DatabaseRollback | None,
     was_running: list[Any],
-) -> list[str]:
-    """Put things back as they were; every step is tried even if one fails."""
+) -> tuple[list[str], list[str]]:
+    """Put things back as they were. Every step is tried whatever happened
+    to the others: any exception (an APIError, the engine unreachable or
+    slow, a filesystem error) is that step's failure. Returns what was put
+    back and what could not be, with why."""
     done: list[str] = []
-    running_ids = {c.id for c in was_running}
-    for info in app.containers:
-        if info.id in running_ids:
-            try:
-                client.containers.get(info.id).stop(timeout=STOP_TIMEOUT_SECONDS)
-            except docker.errors.APIError as exc:
-                logger.error("rollback: could not stop %s: %s", info.name, exc)
-    for name, handle in swaps.items():
+    failed: list[str] = []
+
+    def failure(what: str, exc: Exception) -> None:
+        logger.error("rollback: %s: %s", what, _brief(exc))
+        failed.append(f"{what}: {_brief(exc)}")
+
+    for info in was_running:
+        try:
+            client.containers.get(info.id).stop(timeout=STOP_TIMEOUT_SECONDS)
+        except docker.errors.NotFound:
+            pass  # removed meanwhile: nothing of it runs on the volumes
+        except Exception as exc:  # keep going: every other step must still be tried
+            failure(f"stop {info.name}", exc)
+    for name, stage in changes.stages.items():  # extracted into, never swapped in
+        try:
+            discard_stage(stage)
+        except Exception as exc:
+            failure(f"remove the staging dir {stage} of volume {name}", exc)
+    for name, handle in changes.swaps.items():
         try:
             handle.rollback()
-            done.append(f"volume {name}")
-        except Exception as exc:  # keep going: every other step must still be tried
-            logger.error("rollback of volume %s failed: %s", name, exc)
-    if databases_touched and database_rollback is not None:
-        try:
-            done += [f"database {name}" for name in database_rollback()]
         except Exception as exc:
-            logger.error("rollback of the databases from the safety backup failed: %s", exc)
+            if handle.state != "rolled_back":
+                kept = f" (its previous data is at {handle.old})" if handle.old.exists() else ""
+                failure(f"volume {name}{kept}", exc)
+                continue
+            # The old data is back; only deleting the restored data failed.
+            failure(f"remove the restored data {handle.staged} of volume {name}", exc)
+        done.append(f"volume {name}")
+    if changes.databases:
+        if database_rollback is None:
+            failed.append("databases: no safety backup to roll them back from")
+        else:
+            try:
+                done += [f"database {name}" for name in database_rollback()]
+            except Exception as exc:
+                failure("databases (from the safety backup)", exc)
     for info in was_running:
         try:
             client.containers.get(info.id).start()
             done.append(f"started {info.name}")
-        except docker.errors.APIError as exc:
-            logger.error("rollback: could not start %s: %s", info.name, exc)
-    return done
+        except Exception as exc:
+            failure(f"start {info.name}", exc)
+    return done, failed
+
+
+def _commit(swaps: dict[str, SwapHandle]) -> list[str]:
+    """After a successful restore: keep the restored data of every volume
+    (the decision), then delete the old data (tidying). Never raises: the
+    restore has succeeded. Returns warnings for what is left to finish."""
+    warnings: list[str] = []
+    with deferred():  # the decision is made for every volume, signal or not
+        for name, handle in swaps.items():
+            try:
+                handle.keep()
+            except Exception as exc:
+                logger.error("volume %s: could not give up the old data: %s", name, _brief(exc))
+                warnings.append(
+                    f"volume {name}: restored and in use, but its previous data could not be "
+                    f"given up ({_brief(exc)}): it is still at {handle.old}, where it makes "
+                    "the next restore of this app refuse (an unfinished swap); once the "
+                    f"restored data is confirmed, delete {handle.old} by hand"
+                )
+        stopped: BaseException | None = take_held()
+    for name, handle in swaps.items():
+        if handle.state != "committed":
+            continue
+        if stopped is not None:
+            why = f"not tried: {_brief(stopped)}"
+        else:
+            try:
+                handle.remove_old()
+                continue
+            except (Exception, Terminated) as exc:  # a soft time limit or a signal included
+                why = _brief(exc)
+                stopped = exc if isinstance(exc, Terminated) else None
+        left = ", ".join(str(path) for path in _trash_in(handle.data_dir.parent))
+        logger.warning("volume %s: old data not deleted (%s): %s", name, why, left)
+        warnings.append(
+            f"volume {name}: its previous data was not deleted ({why}); left in {left}, "
+            "which the next restore of this volume deletes (or recover_volume, or by hand)"
+        )
+    return warnings
+
+
+def _trash_in(volume_dir: Path) -> list[Path]:
+    try:
+        return sorted(p for p in volume_dir.iterdir() if p.name.startswith(TRASH_PREFIX))
+    except OSError:
+        return []
+
+
+def _brief(exc: BaseException) -> str:
+    """An exception for a run's error: the engine's own messages as they are,
+    others with their type (a ConnectionError's text alone says little)."""
+    if isinstance(exc, EngineError | Terminated):
+        return str(exc)
+    return f"{type(exc).__name__}: {str(exc)[:200]}"
 
 
 def restore_databases_from_archive(

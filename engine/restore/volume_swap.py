@@ -9,7 +9,8 @@ rename below is atomic), then swaps. The names say what state a volume is in:
     _data.trash-<token>        committed: the previous data, being deleted
 
     swap_in:   _data -> _data.old-<t>, then _restore_staging-<t> -> _data
-    commit:    _data.old-<t> -> _data.trash-<t>, then delete it
+    commit:    keep(): _data.old-<t> -> _data.trash-<t> (the decision), then
+               remove_old(): delete it (tidying: may fail, finished later)
     rollback:  _data -> _restore_staging-<t>, then _data.old-<t> -> _data,
                then delete the staging dir
 
@@ -17,8 +18,8 @@ Each rename is made durable (fsync of the volume dir) before the next step.
 After a crash at any point, recover_volume() reads the names: a
 `_data.old-*` means a swap was neither committed nor rolled back, so the old
 data goes back (the restore did not finish: it must not half-apply); a
-`_data.trash-*` means commit was decided, so its deletion is finished;
-leftover staging dirs are deleted.
+`_data.trash-*` means commit was decided, so its deletion is finished
+(it never blocks a new swap); leftover staging dirs are deleted.
 
 Run these only while the app's restore lock is held and its containers are
 stopped: a running container keeps the directory it mounted, old or new.
@@ -69,20 +70,38 @@ class SwapHandle:
     staged: Path  # the staging name, where rollback moves the restored data
     state: Literal["swapped", "committed", "rolled_back"] = "swapped"
 
+    @property
+    def trash(self) -> Path:
+        """Where the old data goes once the restored data is kept."""
+        return self.old.with_name(TRASH_PREFIX + self.old.name.removeprefix(OLD_PREFIX))
+
     def commit(self) -> None:
         """Keep the restored data: the old data is deleted."""
+        self.keep()
+        self.remove_old()
+
+    def keep(self) -> None:
+        """The decision: the restored data stays, the old data is given up
+        (renamed to trash; a crash from here on never puts it back)."""
         if self.state == "committed":
             return
         if self.state != "swapped":
             raise EngineError(f"{self.data_dir}: cannot commit a swap that was rolled back")
-        trash = self.old.with_name(TRASH_PREFIX + self.old.name.removeprefix(OLD_PREFIX))
         # Extraction wrote through the page cache: the restored data must be
         # on disk before the only other copy is given up.
         os.sync()
         # Renamed first, so a crash while deleting never looks like old data to restore.
-        _rename(self.old, trash)
+        _rename(self.old, self.trash)
         self.state = "committed"
-        _remove_tree(trash)
+
+    def remove_old(self) -> None:
+        """Delete the old data after keep(), and any trash an earlier restore
+        of this volume could not delete. Only tidying: a failure here leaves
+        `_data.trash-*` for a later restore or recover_volume() to finish,
+        and changes nothing the app sees."""
+        if self.state != "committed":
+            raise EngineError(f"{self.data_dir}: the restored data was not kept (keep() first)")
+        remove_trash(self.data_dir.parent)
 
     def rollback(self) -> None:
         """Put the old data back exactly as it was; delete the restored data."""
@@ -99,7 +118,9 @@ class SwapHandle:
 def swap_in(data_dir: Path, staged: Path) -> SwapHandle:
     """Make STAGED (from stage_dir_for) the volume's DATA_DIR; keep the old
     data as `_data.old-<token>` until commit() or rollback(). A missing
-    DATA_DIR is first created empty, so a rollback leaves an empty volume."""
+    DATA_DIR is first created empty, so a rollback leaves an empty volume.
+    Only a `_data.old-*` (a swap neither committed nor rolled back) makes it
+    refuse; old data left in `_data.trash-*` was given up and does not."""
     parent = data_dir.parent
     if staged.parent != parent or not staged.name.startswith(STAGING_PREFIX):
         raise EngineError(f"{staged} is not a staging dir beside {data_dir}")
@@ -122,6 +143,22 @@ def swap_in(data_dir: Path, staged: Path) -> SwapHandle:
     return SwapHandle(data_dir=data_dir, old=old, staged=staged)
 
 
+def remove_trash(volume_dir: Path) -> bool:
+    """Delete every `_data.trash-*` in VOLUME_DIR (old data whose restore
+    was committed); True if there was any. Each is tried; the first
+    failure is raised once all were."""
+    trash = [name for name in os.listdir(volume_dir) if name.startswith(TRASH_PREFIX)]
+    failure: OSError | None = None
+    for name in trash:
+        try:
+            _remove_tree(volume_dir / name)
+        except OSError as exc:
+            failure = failure or exc
+    if failure is not None:
+        raise failure
+    return bool(trash)
+
+
 def recover_volume(volume_dir: Path) -> Recovery:
     """After a crash, bring VOLUME_DIR (holding `_data`) back to a clean state:
     an unfinished swap is rolled back, an unfinished commit completed and
@@ -133,11 +170,7 @@ def recover_volume(volume_dir: Path) -> Recovery:
         raise EngineError(
             f"{volume_dir}: several unfinished swaps ({', '.join(olds)}); resolve by hand"
         )
-    result: Recovery = "clean"
-    for name in names:
-        if name.startswith(TRASH_PREFIX):
-            _remove_tree(volume_dir / name)
-            result = "finished_commit"
+    result: Recovery = "finished_commit" if remove_trash(volume_dir) else "clean"
     data = volume_dir / DATA
     if olds:
         token = olds[0].removeprefix(OLD_PREFIX)

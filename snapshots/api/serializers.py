@@ -282,6 +282,11 @@ class RestoreResultSerializer(serializers.Serializer):
     rolled_back = serializers.ListField(
         child=serializers.CharField(), required=False, help_text="failed: what was rolled back"
     )
+    not_rolled_back = serializers.ListField(
+        child=serializers.CharField(),
+        required=False,
+        help_text="failed: what could not be put back, and why",
+    )
     database_rollback = serializers.BooleanField(
         allow_null=True,
         help_text="null: no database is restored; true: a failure restores the databases from "
@@ -289,7 +294,9 @@ class RestoreResultSerializer(serializers.Serializer):
         "rollback; warnings say why)",
     )
     warnings = serializers.ListField(
-        child=serializers.CharField(), help_text="what the operator should know about this restore"
+        child=serializers.CharField(),
+        help_text="what the operator should know about this restore (no database rollback; "
+        "restored, but old data left to delete, and where)",
     )
 
 

@@ -14,7 +14,7 @@ from django.utils import timezone
 from engine.backup import BackupOptions, archive_key, create_backup
 from engine.discovery import get_app
 from engine.docker_client import connect
-from engine.errors import EngineError, ObjectNotFound
+from engine.errors import EngineError, ObjectNotFound, Terminated, with_notes
 from engine.priority import lower_priority
 from engine.progress import Progress, ProgressCallback
 from engine.quiesce import CONSISTENCY_MODES
@@ -98,6 +98,9 @@ def run_backup(
     except EngineError as exc:
         _fail(run, snapshot, str(exc))
         return snapshot
+    except Terminated as exc:  # while waiting for the lock
+        _fail(run, snapshot, str(exc))
+        raise
     try:
         return perform_backup(run, snapshot, lease, on_progress)
     finally:
@@ -112,7 +115,9 @@ def perform_backup(
 ) -> Snapshot:
     """The backup itself, for a claimed run whose app LEASE the caller holds
     (run_backup, or a restore taking its safety backup). Never raises for a
-    failed backup: the snapshot comes back failed, with the reason."""
+    failed backup: the snapshot comes back failed, with the reason and what
+    could not be put back (containers left paused). Stopped by a signal
+    (Terminated), it is failed like that, then the Terminated is raised again."""
     try:
         _mark_running(snapshot)
         # The reporter stops (its last report written) before the final state.
@@ -122,11 +127,15 @@ def perform_backup(
         snapshot.status = Snapshot.Status.COMPLETED
         snapshot.save()
         finish_run(run, _result(snapshot))
+    except Terminated as exc:
+        _fail(run, snapshot, with_notes(str(exc), exc))
+        raise
     except EngineError as exc:
-        _fail(run, snapshot, str(exc))
+        _fail(run, snapshot, with_notes(str(exc), exc))
     except Exception as exc:
         logger.exception("backup run %s crashed", run.pk)
-        _fail(run, snapshot, f"internal error ({type(exc).__name__}); see the worker log")
+        error = f"internal error ({type(exc).__name__}); see the worker log"
+        _fail(run, snapshot, with_notes(error, exc))
     return snapshot
 
 

@@ -16,7 +16,7 @@ from django.db import IntegrityError, transaction
 from engine.archive.source import open_tar_source
 from engine.discovery import get_app
 from engine.docker_client import connect
-from engine.errors import AppNotFound, EngineError
+from engine.errors import AppNotFound, EngineError, Terminated, with_notes
 from engine.inventory import AppInfo
 from engine.progress import Progress, ProgressCallback
 from engine.restore.orchestrate import (
@@ -135,8 +135,10 @@ def _no_rollback_message(app_id: str, why: str, databases: list[str] | None = No
 
 
 def run_restore(run_id: str, on_progress: Callable[[Progress], None] | None = None) -> Run:
-    """Do the restore of a pending run; returns the run, completed or failed
-    with the reason and what was rolled back."""
+    """Do the restore of a pending run; returns the run, completed (with
+    warnings for tidying left to do) or failed with the reason, what was
+    rolled back and what could not be. Stopped by a signal (Terminated), the
+    run is failed like that, then the Terminated is raised again."""
     run = claim_run(run_id)
     if run is None:
         return Run.objects.get(pk=run_id)
@@ -159,13 +161,21 @@ def run_restore(run_id: str, on_progress: Callable[[Progress], None] | None = No
         result["duration_seconds"] = round(time.monotonic() - started, 3)
         finish_run(run, result)
     except RestoreFailed as exc:
-        result |= {"rolled_back": exc.rolled_back, "duration_seconds": _since(started)}
+        result |= {
+            "rolled_back": exc.rolled_back, "not_rolled_back": exc.not_rolled_back,
+            "duration_seconds": _since(started),
+        }  # fmt: skip
         fail_run(run, str(exc), result)
-    except EngineError as exc:
-        result |= {"rolled_back": [], "duration_seconds": _since(started)}
-        fail_run(
-            run, f"{exc}; nothing was changed" if "nothing" not in str(exc) else str(exc), result
-        )
+        if exc.terminated is not None:
+            raise exc.terminated from None
+    except (EngineError, Terminated) as exc:  # before anything was changed
+        result |= {"rolled_back": [], "not_rolled_back": [], "duration_seconds": _since(started)}
+        # Notes: what a safety backup stopped here could not put back.
+        unchanged = "nothing" in str(exc) or getattr(exc, "__notes__", None)
+        fail_run(run, with_notes(str(exc) if unchanged else f"{exc}; nothing was changed", exc),
+                 result)  # fmt: skip
+        if isinstance(exc, Terminated):
+            raise
     except Exception as exc:
         logger.exception("restore run %s crashed", run.pk)
         result["duration_seconds"] = _since(started)
@@ -357,6 +367,7 @@ def _restore(
         "restored_databases": outcome.databases,
         "started_containers": outcome.started_containers,
     }
+    result["warnings"] += outcome.warnings
 
 
 def roll_back_databases_from(run: Run, safety: Snapshot) -> list[str]:

@@ -8,7 +8,7 @@ from typing import Any
 
 from django.conf import settings
 
-from engine.errors import EngineError
+from engine.errors import EngineError, Terminated
 from engine.progress import Progress
 from engine.verify import verify_backup
 from snapshots.models import Run, Snapshot
@@ -105,6 +105,9 @@ def run_verify(run_id: str, on_progress: Callable[[Progress], None] | None = Non
             finish_run(run, report)
         else:
             fail_run(run, "; ".join(report["errors"][:5]), report)
+    except Terminated as exc:  # the run says so, then the process goes on stopping
+        fail_run(run, str(exc))
+        raise
     except EngineError as exc:
         fail_run(run, str(exc))
     except Exception as exc:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import os
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -196,3 +197,36 @@ def test_commit_makes_the_new_data_durable_before_dropping_the_old(
     monkeypatch.setattr(os, "rename", rename)
     handle.commit()
     assert events[:2] == ["sync", "rename _data.ol"]
+
+
+def test_old_data_that_cannot_be_deleted_keeps_the_decision(volume: Path) -> None:
+    """A file with the append-only attribute (chattr +a) cannot be unlinked:
+    the old data is given up (trash) but stays; a new swap is not refused
+    because of it, and recover_volume finishes it once the file can go."""
+    stuck = volume / "_data" / "audit.log"
+    stuck.write_text("append only\n")
+    subprocess.run(["chattr", "+a", str(stuck)], check=True)
+    try:
+        handle = swap_in(volume / "_data", staged_with(volume, "restored"))
+        handle.keep()
+        assert handle.state == "committed" and not handle.old.exists()
+        with pytest.raises(PermissionError):
+            handle.remove_old()
+        assert leftovers(volume) == [handle.trash.name]
+        second = swap_in(volume / "_data", staged_with(volume, "again"))  # not refused
+        second.rollback()
+        assert (volume / "_data/new.txt").read_text() == "restored"
+    finally:
+        for path in volume.glob("*/audit.log"):
+            subprocess.run(["chattr", "-a", str(path)], check=True)
+    assert recover_volume(volume) == "finished_commit"
+    assert leftovers(volume) == [] and os.listdir(volume / "_data") == ["new.txt"]
+
+
+def test_remove_old_also_finishes_an_earlier_restores_trash(volume: Path) -> None:
+    earlier = volume / f"{TRASH_PREFIX}earlier"
+    earlier.mkdir()
+    (earlier / "left.txt").write_text("from a restore that could not delete it")
+    handle = swap_in(volume / "_data", staged_with(volume, "restored"))
+    handle.commit()
+    assert leftovers(volume) == []

@@ -1,18 +1,24 @@
 """python manage.py backup create|verify|restore|list|cleanup
 
 Runs the same services as the API and the Celery tasks, in this process (no
-broker needed), with a progress bar when stderr is a terminal."""
+broker needed), with a progress bar when stderr is a terminal. SIGTERM and
+SIGINT end create, verify and restore the way a failure does (containers
+brought back, a restore rolled back, the run marked failed with why), then
+the command exits with 128 + the signal's number."""
 
 from __future__ import annotations
 
 import json
 import logging
+import signal
 import sys
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from engine.errors import Terminated
 from engine.progress import Progress
+from engine.termination import stop_on
 from snapshots.models import Snapshot
 from snapshots.services.backup import request_backup, run_backup
 from snapshots.services.restore import (
@@ -137,7 +143,18 @@ class Command(BaseCommand):
         sub.add_parser("cleanup", help="fail runs of dead workers, remove half-written files")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        getattr(self, f"_{options['action']}")(options)
+        action = options["action"]
+        if action not in ("create", "verify", "restore"):
+            getattr(self, f"_{action}")(options)
+            return
+        try:
+            with stop_on(signal.SIGTERM, signal.SIGINT):
+                getattr(self, f"_{action}")(options)
+        except Terminated as exc:
+            raise CommandError(
+                f"{action} {exc}: ended like a failure; its run says what was undone",
+                returncode=128 + exc.signum,
+            ) from None
 
     def _create(self, options: dict[str, Any]) -> None:
         run = request_backup(
