@@ -167,11 +167,6 @@ def _status(stack: ComposeStack, service: str) -> str:
     return container.status
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine/restore/orchestrate.py _roll_back does not stop again the containers the "
-    "restore started (issue 18, point 10); remove this mark with that change",
-)
 def test_failed_restore_leaves_a_stopped_database_stopped(
     fragile_wordpress: ComposeStack, docker_client: docker.DockerClient
 ) -> None:
@@ -189,7 +184,8 @@ def test_failed_restore_leaves_a_stopped_database_stopped(
     stack.container("mariadb").stop()
     run = _restore(stack.project, backup.backup_id, "--no-safety-backup")
     assert run.state == Run.State.FAILED
-    assert "did not stay running" in run.error and "cannot use this data" in run.error
+    assert "did not stay running (exit code" in run.error
+    assert "cannot use this data" not in run.error  # its log is not copied: it may hold rows
     assert run.result["database_rollback"] is False
     assert any("no safety backup was taken" in w for w in run.result["warnings"])
     rolled = run.result["rolled_back"]

@@ -139,7 +139,10 @@ def restore_app(
                 raise RestoreFailed(
                     f"restore failed: {_brief(exc)}; not rolled back here: {refused}", []
                 ) from exc
-            done, failed = _roll_back(client, changes, database_rollback, was_running)
+            stopped_before = [c for c in app.containers if c not in was_running]
+            done, failed = _roll_back(
+                client, changes, database_rollback, was_running, stopped_before
+            )
             message = f"restore failed: {_brief(exc)}"
             if failed:
                 message += f"; NOT rolled back: {'; '.join(failed)}"
@@ -239,8 +242,13 @@ def _start_and_check(client: docker.DockerClient, ids: list[str]) -> list[str]:
         while True:
             container.reload()
             if container.status != "running":
-                logs = container.logs(tail=5).decode(errors="replace").strip()
-                raise EngineError(f"container {container.name} did not stay running: {logs[-300:]}")
+                # Its exit code only: a container's log (a database's above
+                # all) may echo the rows it choked on.
+                code = container.attrs.get("State", {}).get("ExitCode")
+                raise EngineError(
+                    f"container {container.name} did not stay running (exit code {code}); "
+                    f"see `docker logs {container.name}`"
+                )
             health = container.attrs.get("State", {}).get("Health", {}).get("Status")
             if health in (None, "healthy"):
                 break
@@ -255,6 +263,7 @@ def _roll_back(
     changes: _Changes,
     database_rollback: DatabaseRollback | None,
     was_running: list[Any],
+    stopped_before: list[Any],
 ) -> tuple[list[str], list[str]]:
     """Put things back as they were. Every step is tried whatever happened
     to the others: any exception (an APIError, the engine unreachable or
@@ -298,6 +307,19 @@ def _roll_back(
                 done += [f"database {name}" for name in database_rollback()]
             except Exception as exc:
                 failure("databases (from the safety backup)", exc)
+    # A container stopped before the restore and running now was started by
+    # it (a database container, to load its dump; the database rollback
+    # above needed it too): it goes back to stopped.
+    for info in stopped_before:
+        try:
+            container = client.containers.get(info.id)
+            if container.status == "running":
+                container.stop(timeout=STOP_TIMEOUT_SECONDS)
+                done.append(f"stopped {info.name}")
+        except docker.errors.NotFound:
+            pass
+        except Exception as exc:
+            failure(f"stop {info.name} again", exc)
     for info in was_running:
         try:
             client.containers.get(info.id).start()
