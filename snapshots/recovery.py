@@ -46,6 +46,7 @@ from snapshots.storage_locations import get_storage, storage_names
 
 logger = logging.getLogger(__name__)
 ACTIVE = (Run.State.PENDING, Run.State.RUNNING)
+MAX_ATTEMPTS = 10  # recovery rounds for a run whose undoing keeps failing
 
 
 def dead_runs(host_id: str) -> list[Run]:
@@ -118,6 +119,20 @@ def recover_host(host_id: str | None = None) -> dict[str, Any]:
     }
 
 
+def hand_over(run: Run, lease: Lease, error: str, result: dict[str, Any]) -> None:
+    """RUN could not undo its own changes (the Docker engine unreachable in
+    the middle of a rollback): it stays `running`, the app busy, and is
+    marked dead at once, so its host's next recovery round (and the ones
+    after, while steps keep failing) finishes the undoing from its journal."""
+    Run.objects.filter(pk=run.pk).update(
+        error=f"{error}; this host's recovery retries what was not rolled back",
+        result=result, phase="awaiting recovery", heartbeat_at=db_ago(lease_seconds() + 1),
+    )  # fmt: skip
+    AppLock.objects.filter(app_id=lease.app_id, token=lease.token, fence=lease.fence).update(
+        expires_at=db_ago(1)
+    )
+
+
 def recover_run(run: Run) -> dict[str, Any] | None:
     """Finish or undo RUN (dead); None if it is not ours to recover (it came
     back to life, or another worker is recovering it)."""
@@ -149,6 +164,7 @@ def _claim_and_fail(
     run: Run, lease: Lease | None, report_json: dict[str, Any] | None
 ) -> dict[str, Any] | None:
     died_in = (run.result or {}).get("died_in") or run.phase or "no"
+    attempts = (run.result or {}).get("recovery_attempts", 0) + 1
     silent = Q(heartbeat_at__lt=db_ago(lease_seconds())) | Q(heartbeat_at__isnull=True)
     claimed = (
         Run.objects.filter(pk=run.pk, state=Run.State.RUNNING)
@@ -161,16 +177,23 @@ def _claim_and_fail(
     if report_json is None:
         with run_reporter(run, lease=lease):  # heartbeats while we undo
             report = undo(run)
+        # A failed step may be a passing fault (the engine restarting): tried
+        # again on the next rounds, a bounded number of times.
+        report.retry = report.retry or (bool(report.failed) and attempts < MAX_ATTEMPTS)
         report_json = report.to_json()
     reason = f"the worker running this {run.operation} died (in its {died_in} phase)"
-    result = {**(run.result or {}), "recovery": report_json, "died_in": died_in}
+    result = {
+        **(run.result or {}), "recovery": report_json, "died_in": died_in,
+        "recovery_attempts": attempts,
+    }  # fmt: skip
     if report_json["retry"]:
         # Left running (and the app busy) until what is in use is free.
+        waiting = report_json["left_for_operator"] + report_json["failed"]
         Run.objects.filter(pk=run.pk).update(
-            error=f"{reason}; waiting: {'; '.join(report_json['left_for_operator'])}",
+            error=f"{reason}; recovery waits and retries: {'; '.join(waiting)}",
             result=result, phase="recovery waiting",
         )  # fmt: skip
-        logger.warning("recovery of run %s waits: %s", run.pk, report_json["left_for_operator"])
+        logger.warning("recovery of run %s waits: %s", run.pk, waiting)
         return report_json
     if report_json["failed"] or report_json["left_for_operator"]:
         reason += "; recovery could not put everything back: see result.recovery"

@@ -24,6 +24,7 @@ import snapshots.services.restore as restore_service
 from engine.restore.volume_swap import OLD_PREFIX, TRASH_PREFIX, recover_volume
 from snapshots.locks import app_is_locked
 from snapshots.models import Run, Snapshot
+from snapshots.tasks import cleanup
 from tests.backup_helpers import backup_now
 from tests.engine.treegen import snapshot as tree_snapshot
 from tests.flaky_engine import FlakyEngine, request_to
@@ -77,7 +78,10 @@ def test_engine_unreachable_during_the_rollback_still_puts_the_volumes_back(
     """The engine goes away when the restore starts the app (after its volume
     was swapped and its database restored): starting fails, and so does every
     Docker call of the rollback. The volume is still put back (no Docker
-    needed), each Docker step is tried and listed as not rolled back."""
+    needed), each Docker step is tried and listed as not rolled back, and
+    the run is handed to this host's recovery, which finishes the rollback
+    (the database from the safety backup, the app started) once the engine
+    answers again."""
     _sql(wordpress, POSTS)
     backup = backup_now(wordpress.project)
     files = Path(docker_client.volumes.get(wordpress.volume("wordpress")).attrs["Mountpoint"])
@@ -91,7 +95,8 @@ def test_engine_unreachable_during_the_rollback_still_puts_the_volumes_back(
     run = _restore(wordpress.project, backup.backup_id)
     flaky.repair()
 
-    assert run.state == Run.State.FAILED
+    # Not over: the app is not as it was.
+    assert run.state == Run.State.RUNNING and run.phase == "awaiting recovery"
     assert run.result["rolled_back"] == [f"volume {wordpress.volume('wordpress')}"]
     not_back = run.result["not_rolled_back"]
     for container in wordpress.containers.values():
@@ -106,6 +111,17 @@ def test_engine_unreachable_during_the_rollback_still_puts_the_volumes_back(
     # the backup's rows, the app container was never started again.
     assert _sql(wordpress, "SELECT COUNT(*) FROM posts").strip() == "500"
     assert statuses(wordpress)["wordpress"] == "exited"
+    assert app_is_locked(wordpress.project)  # nobody else gets in meanwhile
+
+    # The engine answers again: the next recovery round finishes the job.
+    monkeypatch.undo()
+    recovery = cleanup()["recovered_runs"][str(run.pk)]
+    assert recovery["failed"] == [], recovery
+    run.refresh_from_db()
+    assert run.state == Run.State.FAILED and "put the app back" in run.error
+    assert _sql(wordpress, "SELECT COUNT(*) FROM posts").strip() == "10"
+    assert statuses(wordpress) == {"mariadb": "running", "wordpress": "running"}
+    assert tree_snapshot(files) == current_files
     assert not app_is_locked(wordpress.project)
 
 

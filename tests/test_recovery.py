@@ -147,7 +147,7 @@ def test_recovery_never_swaps_a_volume_under_a_container_outside_the_run(
         assert (data / "restored.txt").exists()  # untouched under the running container
         run.refresh_from_db()
         # The run stays, the app busy, until the volume is free.
-        assert run.state == Run.State.RUNNING and "waiting" in run.error
+        assert run.state == Run.State.RUNNING and "recovery waits" in run.error
         assert AppLock.objects.held().filter(app_id=odoo.project).exists()
         bystander.stop(timeout=5)
         Run.objects.filter(pk=run.pk).update(heartbeat_at=Now() - timedelta(hours=1))

@@ -51,6 +51,10 @@ HEALTHY_TIMEOUT_SECONDS = 120.0
 STOP_TIMEOUT_SECONDS = 30
 
 
+# Not rolled back by choice (no safety backup was asked for): nothing to retry.
+NO_DATABASE_ROLLBACK = "databases: no safety backup to roll them back from"
+
+
 class RestoreFailed(EngineError):
     """The restore failed and was rolled back: ROLLED_BACK says what was put
     back, NOT_ROLLED_BACK what could not be (and why)."""
@@ -61,6 +65,11 @@ class RestoreFailed(EngineError):
         super().__init__(message)
         self.rolled_back = rolled_back
         self.not_rolled_back = not_rolled_back or []
+
+    @property
+    def left_undone(self) -> list[str]:
+        """What could not be rolled back and could be on a retry."""
+        return [item for item in self.not_rolled_back if item != NO_DATABASE_ROLLBACK]
 
     @property
     def terminated(self) -> Terminated | None:
@@ -301,7 +310,7 @@ def _roll_back(
         done.append(f"volume {name}")
     if changes.databases:
         if database_rollback is None:
-            failed.append("databases: no safety backup to roll them back from")
+            failed.append(NO_DATABASE_ROLLBACK)
         else:
             try:
                 done += [f"database {name}" for name in database_rollback()]

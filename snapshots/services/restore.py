@@ -27,6 +27,7 @@ from engine.restore.orchestrate import (
 from engine.restore.plan import OpenStream, RestorePlan, make_plan, read_backup_json
 from snapshots.locks import Lease, acquire_app_lock, app_is_locked, release_app_lock
 from snapshots.models import AppBackupPolicy, Run, Snapshot
+from snapshots.recovery import hand_over
 from snapshots.run_journal import RunGuard
 from snapshots.run_reporter import run_reporter
 from snapshots.runs import claim_run, fail_run, finish_run
@@ -150,6 +151,7 @@ def run_restore(run_id: str, on_progress: Callable[[Progress], None] | None = No
     except EngineError as exc:
         fail_run(run, str(exc), result | {"duration_seconds": _since(started)})
         return run
+    handed_over = False
     try:
         snapshot = run.snapshot
         if snapshot is None:
@@ -165,7 +167,12 @@ def run_restore(run_id: str, on_progress: Callable[[Progress], None] | None = No
             "rolled_back": exc.rolled_back, "not_rolled_back": exc.not_rolled_back,
             "duration_seconds": _since(started),
         }  # fmt: skip
-        fail_run(run, str(exc), result)
+        if exc.left_undone:
+            # The app is not as it was: the run is not over until it is.
+            hand_over(run, lease, str(exc), result)
+            handed_over = True
+        else:
+            fail_run(run, str(exc), result)
         if exc.terminated is not None:
             raise exc.terminated from None
     except (EngineError, Terminated) as exc:  # before anything was changed
@@ -181,7 +188,9 @@ def run_restore(run_id: str, on_progress: Callable[[Progress], None] | None = No
         result["duration_seconds"] = _since(started)
         fail_run(run, f"internal error ({type(exc).__name__}); see the worker log", result)
     finally:
-        release_app_lock(lease)
+        if not handed_over:
+            release_app_lock(lease)
+    run.refresh_from_db()
     return run
 
 
