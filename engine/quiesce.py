@@ -77,6 +77,8 @@ def quiesced(
             left = _bring_back(touched, mode)
             if left:
                 exc.add_note(_left_message(left, mode))
+                # Read by the service: the run is not over while these are down.
+                exc.not_resumed = [name for name, _ in left]  # type: ignore[attr-defined]
             raise
     with deferred():
         left = _bring_back(touched, mode)

@@ -129,8 +129,8 @@ def test_a_slow_engine_when_resuming_still_resumes_the_others(
     small_app: Callable[..., ComposeStack], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The first unpause times out (ReadTimeout, not an APIError): the other
-    container is still unpaused, and the backup's error names the one left
-    paused and how to bring it back."""
+    container is still unpaused, the backup's error names the one left
+    paused and how to bring it back, and recovery then brings it back."""
     stack = small_app("web", "worker")
     flaky = FlakyEngine()
     flaky.fail_once(lambda request: request.path_url.endswith("/unpause"))
@@ -149,8 +149,18 @@ def test_a_slow_engine_when_resuming_still_resumes_the_others(
         next(k for k, c in stack.containers.items() if c is stuck): "paused",
         next(k for k, c in stack.containers.items() if c is other): "running",
     }
+    # The run is not over while a container is left paused: this host's
+    # recovery takes it and unpauses what the backup paused.
     run = Run.objects.get(snapshot=snapshot)
-    assert run.state == Run.State.FAILED and run.error == snapshot.error
+    assert run.state == Run.State.RUNNING and run.phase == "awaiting recovery"
+    assert app_is_locked(stack.project)
+    monkeypatch.undo()
+    recovery = cleanup()["recovered_runs"][str(run.pk)]
+    assert f"unpaused {stuck.name}" in recovery["done"], recovery
+    assert set(statuses(stack).values()) == {"running"}
+    run.refresh_from_db()
+    assert run.state == Run.State.FAILED and "put the app back" in run.error
+    assert not app_is_locked(stack.project)
 
 
 def test_engine_gone_after_a_stop_mode_backup_names_every_container_left_stopped(

@@ -21,6 +21,7 @@ from engine.quiesce import CONSISTENCY_MODES
 from engine.steps import StepGuard
 from snapshots.locks import Lease, acquire_app_lock, release_app_lock
 from snapshots.models import AppBackupPolicy, Run, Snapshot
+from snapshots.recovery import hand_over
 from snapshots.run_journal import RunGuard
 from snapshots.run_reporter import run_reporter
 from snapshots.runs import claim_run, fail_run, finish_run
@@ -104,7 +105,9 @@ def run_backup(
     try:
         return perform_backup(run, snapshot, lease, on_progress)
     finally:
-        release_app_lock(lease)
+        handed_over = Run.objects.filter(pk=run.pk, state=Run.State.RUNNING).exists()
+        if not handed_over:  # else the lease stays the run's, for its recovery
+            release_app_lock(lease)
 
 
 def perform_backup(
@@ -128,14 +131,14 @@ def perform_backup(
         snapshot.save()
         finish_run(run, _result(snapshot))
     except Terminated as exc:
-        _fail(run, snapshot, with_notes(str(exc), exc))
+        _fail(run, snapshot, with_notes(str(exc), exc), exc, lease)
         raise
     except EngineError as exc:
-        _fail(run, snapshot, with_notes(str(exc), exc))
+        _fail(run, snapshot, with_notes(str(exc), exc), exc, lease)
     except Exception as exc:
         logger.exception("backup run %s crashed", run.pk)
         error = f"internal error ({type(exc).__name__}); see the worker log"
-        _fail(run, snapshot, with_notes(error, exc))
+        _fail(run, snapshot, with_notes(error, exc), exc, lease)
     return snapshot
 
 
@@ -198,13 +201,27 @@ def _execute(
     snapshot.finished_at = timezone.now()
 
 
-def _fail(run: Run, snapshot: Snapshot, error: str) -> None:
+def _fail(
+    run: Run,
+    snapshot: Snapshot,
+    error: str,
+    exc: BaseException | None = None,
+    lease: Lease | None = None,
+) -> None:
+    """The snapshot failed, and so does the run; unless containers the backup
+    paused or stopped could not be brought back (EXC says which): then the
+    run is handed to this host's recovery, which retries from its journal."""
     error += _remove_stored_files(snapshot)
     snapshot.status = Snapshot.Status.FAILED
     snapshot.error = error
     snapshot.finished_at = timezone.now()
     snapshot.save(update_fields=["status", "error", "finished_at", "storage_key"])
-    fail_run(run, error, {"backup_id": snapshot.backup_id, "app_id": snapshot.app_id})
+    result = {"backup_id": snapshot.backup_id, "app_id": snapshot.app_id}
+    not_resumed = getattr(exc, "not_resumed", None)
+    if not_resumed and lease is not None:
+        hand_over(run, lease, error, result | {"not_resumed": not_resumed})
+    else:
+        fail_run(run, error, result)
 
 
 def _remove_stored_files(snapshot: Snapshot) -> str:
