@@ -1,0 +1,167 @@
+"""After a restore: roll back what it changed (it failed), or keep what it
+restored (it succeeded). Rolling back tries every step whatever happened to
+the others (the engine unreachable is one step's failure, not the end of
+the rollback) and says what could not be put back; keeping makes the
+decision for every volume first and treats deleting the old data as
+tidying, whose failure is a warning."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+
+from engine.errors import EngineError, Terminated
+from engine.restore.volume_swap import TRASH_PREFIX, SwapHandle, discard_stage
+from engine.termination import deferred, take_held
+
+logger = logging.getLogger(__name__)
+STOP_TIMEOUT_SECONDS = 30
+
+
+# Not rolled back by choice (no safety backup was asked for): nothing to retry.
+NO_DATABASE_ROLLBACK = "databases: no safety backup to roll them back from"
+
+
+@dataclass
+class Changes:
+    """What the restore changed so far: everything a rollback must undo."""
+
+    stages: dict[str, Path] = field(default_factory=dict)  # staging dirs not swapped in
+    swaps: dict[str, SwapHandle] = field(default_factory=dict)
+    databases: bool = False
+
+
+# Restores the databases from the safety backup: given by the service, which
+# knows where that backup is stored. None when no safety backup was taken.
+DatabaseRollback = Callable[[], list[str]]
+
+
+def roll_back(
+    client: docker.DockerClient,
+    changes: Changes,
+    database_rollback: DatabaseRollback | None,
+    was_running: list[Any],
+    stopped_before: list[Any],
+) -> tuple[list[str], list[str]]:
+    """Put things back as they were. Every step is tried whatever happened
+    to the others: any exception (an APIError, the engine unreachable or
+    slow, a filesystem error) is that step's failure. Returns what was put
+    back and what could not be, with why."""
+    done: list[str] = []
+    failed: list[str] = []
+
+    def failure(what: str, exc: Exception) -> None:
+        logger.error("rollback: %s: %s", what, brief(exc))
+        failed.append(f"{what}: {brief(exc)}")
+
+    for info in was_running:
+        try:
+            client.containers.get(info.id).stop(timeout=STOP_TIMEOUT_SECONDS)
+        except docker.errors.NotFound:
+            pass  # removed meanwhile: nothing of it runs on the volumes
+        except Exception as exc:  # keep going: every other step must still be tried
+            failure(f"stop {info.name}", exc)
+    for name, stage in changes.stages.items():  # extracted into, never swapped in
+        try:
+            discard_stage(stage)
+        except Exception as exc:
+            failure(f"remove the staging dir {stage} of volume {name}", exc)
+    for name, handle in changes.swaps.items():
+        try:
+            handle.rollback()
+        except Exception as exc:
+            if handle.state != "rolled_back":
+                kept = f" (its previous data is at {handle.old})" if handle.old.exists() else ""
+                failure(f"volume {name}{kept}", exc)
+                continue
+            # The old data is back; only deleting the restored data failed.
+            failure(f"remove the restored data {handle.staged} of volume {name}", exc)
+        done.append(f"volume {name}")
+    if changes.databases:
+        if database_rollback is None:
+            failed.append(NO_DATABASE_ROLLBACK)
+        else:
+            try:
+                done += [f"database {name}" for name in database_rollback()]
+            except Exception as exc:
+                failure("databases (from the safety backup)", exc)
+    # A container stopped before the restore and running now was started by
+    # it (a database container, to load its dump; the database rollback
+    # above needed it too): it goes back to stopped.
+    for info in stopped_before:
+        try:
+            container = client.containers.get(info.id)
+            if container.status == "running":
+                container.stop(timeout=STOP_TIMEOUT_SECONDS)
+                done.append(f"stopped {info.name}")
+        except docker.errors.NotFound:
+            pass
+        except Exception as exc:
+            failure(f"stop {info.name} again", exc)
+    for info in was_running:
+        try:
+            client.containers.get(info.id).start()
+            done.append(f"started {info.name}")
+        except Exception as exc:
+            failure(f"start {info.name}", exc)
+    return done, failed
+
+
+def keep_restored(swaps: dict[str, SwapHandle]) -> list[str]:
+    """After a successful restore: keep the restored data of every volume
+    (the decision), then delete the old data (tidying). Never raises: the
+    restore has succeeded. Returns warnings for what is left to finish."""
+    warnings: list[str] = []
+    with deferred():  # the decision is made for every volume, signal or not
+        for name, handle in swaps.items():
+            try:
+                handle.keep()
+            except Exception as exc:
+                logger.error("volume %s: could not give up the old data: %s", name, brief(exc))
+                warnings.append(
+                    f"volume {name}: restored and in use, but its previous data could not be "
+                    f"given up ({brief(exc)}): it is still at {handle.old}, where it makes "
+                    "the next restore of this app refuse (an unfinished swap); once the "
+                    f"restored data is confirmed, delete {handle.old} by hand"
+                )
+        stopped: BaseException | None = take_held()
+    for name, handle in swaps.items():
+        if handle.state != "committed":
+            continue
+        if stopped is not None:
+            why = f"not tried: {brief(stopped)}"
+        else:
+            try:
+                handle.remove_old()
+                continue
+            except (Exception, Terminated) as exc:  # a soft time limit or a signal included
+                why = brief(exc)
+                stopped = exc if isinstance(exc, Terminated) else None
+        left = ", ".join(str(path) for path in _trash_in(handle.data_dir.parent))
+        logger.warning("volume %s: old data not deleted (%s): %s", name, why, left)
+        warnings.append(
+            f"volume {name}: its previous data was not deleted ({why}); left in {left}, "
+            "which the next restore of this volume deletes (or recover_volume, or by hand)"
+        )
+    return warnings
+
+
+def _trash_in(volume_dir: Path) -> list[Path]:
+    try:
+        return sorted(p for p in volume_dir.iterdir() if p.name.startswith(TRASH_PREFIX))
+    except OSError:
+        return []
+
+
+def brief(exc: BaseException) -> str:
+    """An exception for a run's error: the engine's own messages as they are,
+    others with their type (a ConnectionError's text alone says little)."""
+    if isinstance(exc, EngineError | Terminated):
+        return str(exc)
+    return f"{type(exc).__name__}: {str(exc)[:200]}"
