@@ -18,10 +18,11 @@ from typing import Any
 import docker
 import pytest
 
+from backup_project.celery import app as celery_app
 from snapshots.models import AppBackupPolicy, AppLock, Run, Snapshot
 from snapshots.services.backup import request_backup, run_backup
-from snapshots.services.restore import RestoreOptions
-from snapshots.services.snapshots import start_restore
+from snapshots.services.restore import RestoreOptions, request_restore
+from snapshots.services.snapshots import RESTORE_TASK
 from snapshots.tasks import cleanup
 from storage.base import TEMP_MARKER
 from tests.conftest import REPO_ROOT, subprocess_env
@@ -207,7 +208,14 @@ def test_hard_time_limit_mid_restore_is_recovered_by_the_timer(
         stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:
-        run = start_restore(wordpress.project, backup_id, RestoreOptions())
+        run = request_restore(wordpress.project, backup_id, RestoreOptions())
+        # The message carries the sender's time limits (Celery's send_task
+        # takes them from the sender's task registry), so this test's own
+        # 300/330 s would override the worker's: send 3 s, hard only.
+        celery_app.send_task(
+            RESTORE_TASK, args=[str(run.pk)], task_id=str(run.pk), queue=celery_queue,
+            time_limit=3, soft_time_limit=None,
+        )  # fmt: skip
         deadline = time.monotonic() + 120
         while b"TimeLimitExceeded" not in (tmp_path / "worker.log").read_bytes():
             assert time.monotonic() < deadline, (tmp_path / "worker.log").read_text()[-3000:]
