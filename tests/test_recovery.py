@@ -12,13 +12,14 @@ from typing import Any
 
 import docker
 import pytest
+import redis
 from django.db.models.functions import Now
 
 from engine import steps
 from engine.restore.volume_swap import stage_dir_for, swap_in
 from snapshots.locks import acquire_app_lock
 from snapshots.models import AppLock, Run, Snapshot
-from snapshots.tasks import cleanup
+from snapshots.tasks import cleanup, recover_hosts_task
 from tests.engine.treegen import snapshot as tree_snapshot
 from tests.images import APP_IMAGE
 from tests.stacks import ComposeStack
@@ -161,3 +162,30 @@ def test_recovery_never_swaps_a_volume_under_a_container_outside_the_run(
         assert app.status == "running"
     finally:
         bystander.remove(force=True)
+
+
+def test_a_host_recovers_only_its_own_runs_and_beat_sends_the_others_theirs(
+    settings: Any,
+) -> None:
+    """A dead restore of host A is never touched by host B's recovery (B's
+    engine has none of A's containers or volumes); the periodic task sends
+    A's recovery to A's own queue."""
+    other = f"host-a-{Run.objects.count()}-{settings.BACKUP_HOST_ID}"
+    run = Run.objects.create(
+        operation=Run.Operation.RESTORE, app_id="app-on-a", state=Run.State.RUNNING,
+        host_id=other, heartbeat_at=Now() - timedelta(hours=1),
+        journal=[{"step": steps.SWAP, "volume": "v", "dir": "/nonexistent/on/host/a"}],
+    )  # fmt: skip
+    assert cleanup()["recovered_runs"] == {}
+    run.refresh_from_db()
+    assert run.state == Run.State.RUNNING
+
+    broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    queue = f"host.{other}"
+    broker.delete(queue)
+    try:
+        sent = recover_hosts_task()
+        assert other in sent["hosts"]
+        assert broker.llen(queue) == 1  # one recover_host message, for host A only
+    finally:
+        broker.delete(queue)
