@@ -189,3 +189,29 @@ def test_a_host_recovers_only_its_own_runs_and_beat_sends_the_others_theirs(
         assert broker.llen(queue) == 1  # one recover_host message, for host A only
     finally:
         broker.delete(queue)
+
+
+def test_an_unlabelled_volume_a_dead_restore_swapped_is_put_back(
+    docker_client: docker.DockerClient, settings: Any
+) -> None:
+    """An external volume (no Compose label: the old recovery listed volumes
+    by label and never saw it) is found through the run's journal."""
+    volume = docker_client.volumes.create(name=f"external-{Run.objects.count()}-{id(settings)}")
+    try:
+        data = Path(volume.attrs["Mountpoint"])
+        (data / "kept.txt").write_text("the data before the restore")
+        before = tree_snapshot(data)
+        staged = stage_dir_for(data)
+        (staged / "restored.txt").write_text("half-restored state")
+        swap_in(data, staged)
+        run = Run.objects.create(
+            operation=Run.Operation.RESTORE, app_id="app-with-external-volume",
+            state=Run.State.RUNNING, host_id=settings.BACKUP_HOST_ID,
+            heartbeat_at=Now() - timedelta(hours=1),
+            journal=[{"step": steps.SWAP, "volume": volume.name, "dir": str(data.parent)}],
+        )  # fmt: skip
+        recovery = cleanup()["recovered_runs"][str(run.pk)]
+        assert f"volume {volume.name}: rolled_back" in recovery["done"], recovery
+        assert tree_snapshot(data) == before
+    finally:
+        volume.remove(force=True)
