@@ -202,11 +202,11 @@ def _commit_with_sidecar(
     try:
         return sink.commit()
     except BaseException as exc:
+        note = " (nothing was stored)"
         try:
             storage.delete(sidecar_key)
-            note = " (nothing was stored)"
         except ObjectNotFound:
-            note = " (nothing was stored)"
+            pass
         except StorageError as cleanup:
             note = f"; its sidecar {sidecar_key} could not be removed: {cleanup}"
         if isinstance(exc, StorageError):

@@ -85,3 +85,16 @@ def with_notes(message: str, exc: BaseException) -> str:
     """MESSAGE followed by the notes added to EXC on its way up: what the
     cleanup after the failure could not undo (containers left paused...)."""
     return "; ".join([message, *getattr(exc, "__notes__", ())])
+
+
+def describe(exc: BaseException) -> str:
+    """An exception for a run's record: its type and the start of its text
+    (a ConnectionError's text alone says little)."""
+    return f"{type(exc).__name__}: {str(exc)[:200]}"
+
+
+def brief(exc: BaseException) -> str:
+    """Like describe, but the engine's own messages (and a signal's) as they are."""
+    if isinstance(exc, EngineError | Terminated):
+        return str(exc)
+    return describe(exc)

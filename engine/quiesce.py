@@ -23,7 +23,7 @@ import docker.errors
 from docker.models.containers import Container
 
 from engine import steps
-from engine.errors import EngineError
+from engine.errors import EngineError, describe
 from engine.inventory import AppInfo
 from engine.steps import StepGuard, no_guard
 from engine.termination import deferred
@@ -100,7 +100,7 @@ def _bring_back(touched: list[Container], mode: ConsistencyMode) -> list[tuple[s
         except Exception as exc:  # APIError, or the engine unreachable or slow
             if _is_back(container, mode):  # the pause or stop never happened
                 continue
-            why = f"{type(exc).__name__}: {str(exc)[:200]}"
+            why = describe(exc)
             logger.error("could not bring %s back after the backup: %s", container.name, why)
             left.append((container.name, why))
     return left

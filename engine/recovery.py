@@ -8,17 +8,17 @@ containers and volumes it touched, and holds the app's lease meanwhile."""
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import docker
 
-from engine.restore.volume_swap import OLD_PREFIX, TRASH_PREFIX, recover_volume
+from engine.errors import describe
+from engine.quiesce import STOP_TIMEOUT_SECONDS
+from engine.restore.volume_swap import recover_volume
 
 logger = logging.getLogger(__name__)
-STOP_TIMEOUT_SECONDS = 30
 
 
 @dataclass
@@ -41,10 +41,6 @@ class RecoveryReport:
         }
 
 
-def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {str(exc)[:200]}"
-
-
 def bring_back(client: docker.DockerClient, ids: Iterable[str], report: RecoveryReport) -> None:
     """Unpause the paused and start the stopped among IDS (containers that
     were running before the dead run touched them)."""
@@ -60,7 +56,7 @@ def bring_back(client: docker.DockerClient, ids: Iterable[str], report: Recovery
         except docker.errors.NotFound:
             report.failed.append(f"container {container_id[:12]} no longer exists")
         except Exception as exc:  # Docker unreachable, slow, refusing: say it, go on
-            report.failed.append(f"could not bring back {container_id[:12]}: {_describe(exc)}")
+            report.failed.append(f"could not bring back {container_id[:12]}: {describe(exc)}")
 
 
 def stop_running(client: docker.DockerClient, ids: Iterable[str], report: RecoveryReport) -> bool:
@@ -79,7 +75,7 @@ def stop_running(client: docker.DockerClient, ids: Iterable[str], report: Recove
             continue
         except Exception as exc:
             ok = False
-            report.failed.append(f"could not stop {container_id[:12]}: {_describe(exc)}")
+            report.failed.append(f"could not stop {container_id[:12]}: {describe(exc)}")
     return ok
 
 
@@ -91,19 +87,8 @@ def running_users(client: docker.DockerClient, volume: str, known: Iterable[str]
     return [c.name for c in users if c.id not in known_ids]
 
 
-def finish_commit(volume_dir: Path) -> str:
-    """The dead restore had decided to keep its restored data: an old copy
-    still beside `_data` is dropped (renamed to trash first, as commit does),
-    never put back."""
-    for name in os.listdir(volume_dir):
-        if name.startswith(OLD_PREFIX):
-            trash = volume_dir / (TRASH_PREFIX + name.removeprefix(OLD_PREFIX))
-            os.rename(volume_dir / name, trash)
-    return recover_volume(volume_dir)
-
-
 def settle_volume(volume_dir: Path, keep_restored: bool) -> str:
     """Finish (KEEP_RESTORED) or undo a dead restore's swap of one volume."""
     if not volume_dir.is_dir():
         return "gone"
-    return finish_commit(volume_dir) if keep_restored else recover_volume(volume_dir)
+    return recover_volume(volume_dir, keep_restored=keep_restored)

@@ -36,6 +36,7 @@ from django.db.models.functions import Now
 from engine import steps
 from engine.backup import archive_key
 from engine.docker_client import connect
+from engine.errors import describe
 from engine.recovery import RecoveryReport, bring_back, running_users, settle_volume, stop_running
 from snapshots.db_time import db_ago
 from snapshots.locks import Lease, lease_seconds, take_over_for_recovery
@@ -49,21 +50,24 @@ ACTIVE = (Run.State.PENDING, Run.State.RUNNING)
 MAX_ATTEMPTS = 10  # recovery rounds for a run whose undoing keeps failing
 
 
+def _silent() -> Q:
+    """Runs whose heartbeat stopped a lease ago or more (or never beat)."""
+    return Q(heartbeat_at__lt=db_ago(lease_seconds())) | Q(heartbeat_at__isnull=True)
+
+
 def dead_runs(host_id: str) -> list[Run]:
     """HOST_ID's running runs whose heartbeat stopped a lease ago or more."""
-    silent = Q(heartbeat_at__lt=db_ago(lease_seconds())) | Q(heartbeat_at__isnull=True)
     return list(
         Run.objects.filter(state=Run.State.RUNNING, host_id=host_id)
-        .filter(silent)
+        .filter(_silent())
         .select_related("snapshot")
     )
 
 
 def hosts_needing_recovery() -> list[str]:
-    silent = Q(heartbeat_at__lt=db_ago(lease_seconds())) | Q(heartbeat_at__isnull=True)
     hosts = (
         Run.objects.filter(state=Run.State.RUNNING)
-        .filter(silent)
+        .filter(_silent())
         .exclude(host_id="")
         .values_list("host_id")
     )
@@ -107,7 +111,7 @@ def recover_host(host_id: str | None = None) -> dict[str, Any]:
             outcome = recover_run(run)
         except Exception as exc:  # one run's recovery must not stop the others'
             logger.exception("recovery of run %s failed", run.pk)
-            outcome = {"error": f"{type(exc).__name__}: {str(exc)[:200]}"}
+            outcome = {"error": describe(exc)}
         if outcome is not None:
             recovered[str(run.pk)] = outcome
     return {
@@ -138,9 +142,12 @@ def recover_run(run: Run) -> dict[str, Any] | None:
     back to life, or another worker is recovering it)."""
     lease = take_over_for_recovery(run)
     if lease is None:
-        holder = AppLock.objects.filter(app_id=run.app_id).select_related("run").first()
-        holder_run = holder.run if holder is not None else None
-        if holder_run is not None and holder_run in dead_runs(holder_run.host_id):
+        holder = AppLock.objects.filter(app_id=run.app_id).first()
+        holder_is_dead = (
+            holder is not None
+            and Run.objects.filter(_silent(), pk=holder.run_id, state=Run.State.RUNNING).exists()
+        )
+        if holder_is_dead:
             return None  # recovered after the holder, in a later round
         # A live run holds the app: this one lost its lease long ago and
         # stopped at its next check, so none of its steps is left to undo.
@@ -165,10 +172,9 @@ def _claim_and_fail(
 ) -> dict[str, Any] | None:
     died_in = (run.result or {}).get("died_in") or run.phase or "no"
     attempts = (run.result or {}).get("recovery_attempts", 0) + 1
-    silent = Q(heartbeat_at__lt=db_ago(lease_seconds())) | Q(heartbeat_at__isnull=True)
     claimed = (
         Run.objects.filter(pk=run.pk, state=Run.State.RUNNING)
-        .filter(silent)
+        .filter(_silent())
         .update(heartbeat_at=Now(), phase="recovering", worker=worker_name())
     )
     if not claimed:

@@ -34,15 +34,21 @@ def _words(text: str) -> frozenset[str]:
     return frozenset(text.split())
 
 
+def scrub(text: str, *secrets: Secret | None) -> str:
+    """TEXT with every occurrence of the secrets replaced by ***: tool
+    messages sometimes echo a connection string or an option back."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret.reveal(), "***")
+    return text
+
+
 def error_line(engine: str, stderr: str, *secrets: Secret | None) -> str:
     """The safe error line of ENGINE's tool output STDERR (mysql, mariadb,
     postgres, mongo), with every secret replaced by ***; "" when the tool
     said nothing."""
-    for secret in secrets:
-        if secret:
-            stderr = stderr.replace(secret.reveal(), "***")
     extract = _BY_ENGINE.get(engine, _unknown_engine)
-    return extract(stderr)
+    return extract(scrub(stderr, *secrets))
 
 
 # -- MySQL and MariaDB ----------------------------------------------------------

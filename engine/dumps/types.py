@@ -94,15 +94,6 @@ def archive_name(container: str, stem: str, fmt: DumpFormat) -> str:
     return f"databases/{safe_name(container)}/{safe_name(stem)}{EXTENSIONS[fmt]}"
 
 
-def scrub(text: str, *secrets: Secret | None) -> str:
-    """TEXT with every occurrence of the secrets replaced by ***: tool
-    messages sometimes echo a connection string or an option back."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret.reveal(), "***")
-    return text
-
-
 def tail_lines(text: str, limit: int = 2000) -> str:
     """The end of a tool's stderr, short enough for an error message."""
     text = text.strip()

@@ -28,7 +28,7 @@ import docker.errors
 
 from engine import steps
 from engine.dumps import DumpFile, restore_database, wait_until_ready
-from engine.errors import EngineError, Terminated
+from engine.errors import EngineError, Terminated, brief
 from engine.inventory import AppInfo
 from engine.progress import Progress, ProgressCallback, no_progress
 from engine.restore.extract import extract_volumes
@@ -38,7 +38,6 @@ from engine.restore.settle import (
     STOP_TIMEOUT_SECONDS,
     Changes,
     DatabaseRollback,
-    brief,
     keep_restored,
     roll_back,
 )
@@ -134,7 +133,8 @@ def restore_app(
                 raise RestoreFailed(
                     f"restore failed: {brief(exc)}; not rolled back here: {refused}", []
                 ) from exc
-            stopped_before = [c for c in app.containers if c not in was_running]
+            # Stopped before the restore (one-offs that run are neither).
+            stopped_before = [c for c in app.containers if c.state != "running"]
             done, failed = roll_back(
                 client, changes, database_rollback, was_running, stopped_before
             )

@@ -16,12 +16,12 @@ from typing import Any
 import docker
 import docker.errors
 
-from engine.errors import EngineError, Terminated
+from engine.errors import Terminated, brief
+from engine.quiesce import STOP_TIMEOUT_SECONDS
 from engine.restore.volume_swap import TRASH_PREFIX, SwapHandle, discard_stage
 from engine.termination import deferred, take_held
 
 logger = logging.getLogger(__name__)
-STOP_TIMEOUT_SECONDS = 30
 
 
 # Not rolled back by choice (no safety backup was asked for): nothing to retry.
@@ -157,11 +157,3 @@ def _trash_in(volume_dir: Path) -> list[Path]:
         return sorted(p for p in volume_dir.iterdir() if p.name.startswith(TRASH_PREFIX))
     except OSError:
         return []
-
-
-def brief(exc: BaseException) -> str:
-    """An exception for a run's error: the engine's own messages as they are,
-    others with their type (a ConnectionError's text alone says little)."""
-    if isinstance(exc, EngineError | Terminated):
-        return str(exc)
-    return f"{type(exc).__name__}: {str(exc)[:200]}"

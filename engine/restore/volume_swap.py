@@ -73,7 +73,7 @@ class SwapHandle:
     @property
     def trash(self) -> Path:
         """Where the old data goes once the restored data is kept."""
-        return self.old.with_name(TRASH_PREFIX + self.old.name.removeprefix(OLD_PREFIX))
+        return trash_for(self.old)
 
     def commit(self) -> None:
         """Keep the restored data: the old data is deleted."""
@@ -159,11 +159,22 @@ def remove_trash(volume_dir: Path) -> bool:
     return bool(trash)
 
 
-def recover_volume(volume_dir: Path) -> Recovery:
+def trash_for(old: Path) -> Path:
+    """The trash name of an old-data dir `_data.old-<t>`: `_data.trash-<t>`."""
+    return old.with_name(TRASH_PREFIX + old.name.removeprefix(OLD_PREFIX))
+
+
+def recover_volume(volume_dir: Path, keep_restored: bool = False) -> Recovery:
     """After a crash, bring VOLUME_DIR (holding `_data`) back to a clean state:
-    an unfinished swap is rolled back, an unfinished commit completed and
-    staging leftovers deleted. Returns what was done ("clean" if nothing;
-    "no_data" if `_data` is missing and there was nothing to put back)."""
+    an unfinished swap is rolled back (or, KEEP_RESTORED: the restore had
+    decided to keep its data, so the old copy is dropped as commit drops it),
+    an unfinished commit completed and staging leftovers deleted. Returns
+    what was done ("clean" if nothing; "no_data" if `_data` is missing and
+    there was nothing to put back)."""
+    if keep_restored:
+        for name in os.listdir(volume_dir):
+            if name.startswith(OLD_PREFIX):
+                _rename(volume_dir / name, trash_for(volume_dir / name))
     names = os.listdir(volume_dir)
     olds = sorted(name for name in names if name.startswith(OLD_PREFIX))
     if len(olds) > 1:

@@ -356,12 +356,9 @@ def _restore(
         guard.note("safety_backup", {"backup_id": safety.backup_id})
     rollback = None
     if safety is not None and plan.databases:
-        spool = settings.BACKUP_SPOOL_DIR / f"rollback-{run.pk}"
 
         def rollback() -> list[str]:
-            return restore_databases_from_archive(
-                client=client, app=app, open_stream=_open_stream(safety), spool_dir=spool
-            )
+            return roll_back_databases_from(run, safety, client, app)
 
     outcome = restore_app(
         client=client, app=app, plan=plan, open_stream=open_stream, stop_app=options.stop_app,
@@ -379,11 +376,17 @@ def _restore(
     result["warnings"] += outcome.warnings
 
 
-def roll_back_databases_from(run: Run, safety: Snapshot) -> list[str]:
-    """Recovery's database rollback for a dead restore: load the databases
-    of RUN's app back from its SAFETY backup."""
-    client = connect(settings.DOCKER_HOST)
+def roll_back_databases_from(
+    run: Run,
+    safety: Snapshot,
+    client: docker.DockerClient | None = None,
+    app: AppInfo | None = None,
+) -> list[str]:
+    """Load the databases of RUN's app back from its SAFETY backup: a failed
+    restore's rollback (CLIENT and APP known), or recovery's for a dead one."""
+    client = client or connect(settings.DOCKER_HOST)
     return restore_databases_from_archive(
-        client=client, app=_current_app(client, run.app_id), open_stream=_open_stream(safety),
+        client=client, app=app or _current_app(client, run.app_id),
+        open_stream=_open_stream(safety),
         spool_dir=settings.BACKUP_SPOOL_DIR / f"rollback-{run.pk}",
     )  # fmt: skip
