@@ -13,6 +13,7 @@ import socket
 from pathlib import Path
 
 import dj_database_url
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
 from backup_project.env import Env
@@ -165,6 +166,8 @@ BACKUP_STALE_SECONDS = env.int("BACKUP_STALE_SECONDS", 300, minimum=10)
 BACKUP_PENDING_TIMEOUT_SECONDS = env.int("BACKUP_PENDING_TIMEOUT_SECONDS", 6 * 3600, minimum=60)
 # How often each worker looks for its host's runs to recover.
 BACKUP_RECOVERY_INTERVAL_SECONDS = env.int("BACKUP_RECOVERY_INTERVAL_SECONDS", 60, minimum=5)
+# How often beat looks for apps with no successful backup for longer than their schedules allow.
+BACKUP_MISSED_CHECK_SECONDS = env.int("BACKUP_MISSED_CHECK_SECONDS", 300, minimum=5)
 # Where the API sends backup/verify/restore tasks; empty: host.<BACKUP_HOST_ID>.
 BACKUP_TASK_QUEUE = env.str("BACKUP_TASK_QUEUE", "")
 # POST restore?wait=true blocks at most this long (keep it under gunicorn's timeout).
@@ -221,6 +224,18 @@ CELERY_BEAT_SCHEDULE = {
         "task": "snapshots.recover_hosts",
         "schedule": float(BACKUP_RECOVERY_INTERVAL_SECONDS),
         "options": {"queue": "default", "expires": float(BACKUP_RECOVERY_INTERVAL_SECONDS)},
+    },
+    # Beat itself notices an app whose backups stopped (dead worker, stopped host).
+    "check-missed-backups": {
+        "task": "schedules.check_missed_backups",
+        "schedule": float(BACKUP_MISSED_CHECK_SECONDS),
+        "options": {"queue": "default", "expires": float(BACKUP_MISSED_CHECK_SECONDS)},
+    },
+    # Retention also runs daily, not only after scheduled backups.
+    "apply-retention-daily": {
+        "task": "schedules.apply_retention_all",
+        "schedule": crontab(minute="30", hour="3"),
+        "options": {"queue": "default"},
     },
 }
 CELERY_TIMEZONE = "UTC"

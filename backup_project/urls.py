@@ -9,6 +9,8 @@ from backup_project.health import health
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/health", health, name="health"),
+    # Before snapshots: its catch-all answers endpoints nobody has.
+    path("api/v1/backup/", include("schedules.api.urls")),
     path("api/v1/backup/", include("snapshots.api.urls")),
     path("api/v1/schema", SpectacularAPIView.as_view(), name="schema"),
     path("api/v1/docs", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),

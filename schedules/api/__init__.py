@@ -1,0 +1,1 @@
+"""Schedules API: schedules, retention preview, notifications."""

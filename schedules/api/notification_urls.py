@@ -1,0 +1,3 @@
+"""Routes for notification (filled in by its module)."""
+
+urlpatterns: list = []

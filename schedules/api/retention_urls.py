@@ -1,0 +1,3 @@
+"""Routes for retention (filled in by its module)."""
+
+urlpatterns: list = []

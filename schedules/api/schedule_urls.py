@@ -1,0 +1,3 @@
+"""Routes for schedule (filled in by its module)."""
+
+urlpatterns: list = []
