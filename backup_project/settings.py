@@ -168,6 +168,22 @@ BACKUP_PENDING_TIMEOUT_SECONDS = env.int("BACKUP_PENDING_TIMEOUT_SECONDS", 6 * 3
 BACKUP_RECOVERY_INTERVAL_SECONDS = env.int("BACKUP_RECOVERY_INTERVAL_SECONDS", 60, minimum=5)
 # How often beat looks for apps with no successful backup for longer than their schedules allow.
 BACKUP_MISSED_CHECK_SECONDS = env.int("BACKUP_MISSED_CHECK_SECONDS", 300, minimum=5)
+# Fernet keys for notification target URLs stored in the database: the first
+# encrypts, all decrypt (rotation: manage.py rotate_secrets). Unset: one key
+# derived from SECRET_KEY. A malformed key stops startup.
+BACKUP_SECRET_KEYS = env.list("BACKUP_SECRET_KEYS", [])
+try:
+    from schedules.secrets import parse_keys
+
+    parse_keys(BACKUP_SECRET_KEYS)
+except ValueError as exc:
+    raise ImproperlyConfigured(str(exc)) from None
+# Notifications: seconds one delivery waits for its targets, attempts in all,
+# seconds before the first retry (doubled each time), and their queue.
+BACKUP_NOTIFY_TIMEOUT_SECONDS = env.int("BACKUP_NOTIFY_TIMEOUT_SECONDS", 20, minimum=1)
+BACKUP_NOTIFY_ATTEMPTS = env.int("BACKUP_NOTIFY_ATTEMPTS", 3, minimum=1)
+BACKUP_NOTIFY_RETRY_SECONDS = env.int("BACKUP_NOTIFY_RETRY_SECONDS", 30, minimum=0)
+BACKUP_NOTIFY_QUEUE = env.str("BACKUP_NOTIFY_QUEUE", "default")
 # Where the API sends backup/verify/restore tasks; empty: host.<BACKUP_HOST_ID>.
 BACKUP_TASK_QUEUE = env.str("BACKUP_TASK_QUEUE", "")
 # POST restore?wait=true blocks at most this long (keep it under gunicorn's timeout).
