@@ -11,6 +11,7 @@ from django.conf import settings
 from engine.errors import EngineError, Terminated
 from engine.progress import Progress
 from engine.verify import verify_backup
+from schedules.notifications import verify_failed
 from snapshots.models import Run, Snapshot
 from snapshots.run_reporter import run_reporter
 from snapshots.runs import claim_run, fail_run, finish_run
@@ -114,4 +115,6 @@ def run_verify(run_id: str, on_progress: Callable[[Progress], None] | None = Non
         logger.exception("verify run %s crashed", run.pk)
         fail_run(run, f"internal error ({type(exc).__name__}); see the worker log")
     run.refresh_from_db()
+    if run.state == Run.State.FAILED:
+        verify_failed(run)  # never raises
     return run
