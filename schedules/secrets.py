@@ -18,6 +18,7 @@ import binascii
 import json
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from cryptography.hazmat.primitives import hashes
@@ -178,3 +179,38 @@ def masked(token: str) -> list[str]:
         return [mask_target(url) for url in decrypt_targets(token)]
     except SecretsUnavailable:
         return ["(cannot be decrypted with the configured keys)"]
+
+
+@dataclass
+class RotationResult:
+    rotated: int = 0
+    unreadable: list[str] = field(default_factory=list)  # e.g. "schedule 4", "app wordpress"
+
+
+def rotate_all() -> RotationResult:
+    """Re-encrypt every stored target list (schedules' and apps') with the
+    first key, each row under a lock so a concurrent edit is not lost."""
+    from django.db import transaction
+
+    from schedules.models import AppNotificationTargets, Schedule
+
+    result = RotationResult()
+    sources = (
+        (Schedule, "notification_targets_encrypted", "schedule"),
+        (AppNotificationTargets, "targets_encrypted", "app"),
+    )
+    for model, column, label in sources:
+        for pk in model.objects.exclude(**{column: ""}).values_list("pk", flat=True):
+            with transaction.atomic():
+                row = model.objects.select_for_update().filter(pk=pk).first()
+                if row is None or not getattr(row, column):
+                    continue
+                try:
+                    setattr(row, column, rotate_token(getattr(row, column)))
+                except SecretsUnavailable:
+                    result.unreadable.append(f"{label} {pk}")
+                    continue
+                # update(): no auto_now bump, no save() side effects (beat projection).
+                model.objects.filter(pk=pk).update(**{column: getattr(row, column)})
+                result.rotated += 1
+    return result
