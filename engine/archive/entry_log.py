@@ -21,6 +21,7 @@ from engine.archive.layout import split_volume_member
 from engine.archive.manifest import ENTRY_SEPARATOR, Manifest, ManifestEntry
 
 SPILL_CHUNK = 1024 * 1024  # manifest.json is read back from disk in pieces this big
+CHANGED_NAMES_MAX = 100  # names kept for the result; the count goes on
 
 
 @dataclass
@@ -29,18 +30,26 @@ class ArchiveSummary:
 
     volumes: dict[str, dict[str, int]] = field(default_factory=dict)  # files, bytes
     entries: int = 0
+    # Members that changed while the backup read them: entries flagged
+    # changed_during_read, and members skipped for changing type mid-walk.
     changed_during_read: int = 0
+    changed_files: list[str] = field(default_factory=list)  # the first CHANGED_NAMES_MAX
 
     def add(self, entry: ManifestEntry) -> None:
         self.entries += 1
         if entry.changed_during_read:
-            self.changed_during_read += 1
+            self.note_changed(entry.path)
         if entry.type == "file":
             volume = split_volume_member(entry.path)
             if volume is not None:
                 counts = self.volumes.setdefault(volume[0], {"files": 0, "bytes": 0})
                 counts["files"] += 1
                 counts["bytes"] += entry.size
+
+    def note_changed(self, member: str) -> None:
+        self.changed_during_read += 1
+        if len(self.changed_files) < CHANGED_NAMES_MAX:
+            self.changed_files.append(member)
 
 
 class EntryLog:

@@ -3,9 +3,11 @@
 A tar header states the size before the content, but a live volume may
 change while we read it. Like GNU tar, we store exactly the size announced:
 a file that shrank is padded with zeros, one that grew is cut, and the entry
-is flagged `changed_during_read`. Holes of sparse files are not read from disk
-(SEEK_DATA/SEEK_HOLE): they are produced as zeros, which zstd compresses to
-almost nothing, so a 10 GB sparse disk image does not cost 10 GB of reads.
+is flagged `changed_during_read`; so is one written in place, whose size,
+mtime or ctime after the read differ from those before it. Holes of sparse
+files are not read from disk (SEEK_DATA/SEEK_HOLE): they are produced as
+zeros, which zstd compresses to almost nothing, so a 10 GB sparse disk image
+does not cost 10 GB of reads.
 """
 
 from __future__ import annotations
@@ -35,9 +37,14 @@ def data_segments(fd: int, size: int) -> list[tuple[int, int]]:
 class FixedSizeFileReader:
     """File-like over an open fd: yields exactly SIZE bytes and hashes them."""
 
-    def __init__(self, fd: int, size: int, sparse: bool, hashing: bool = True) -> None:
+    def __init__(
+        self, fd: int, size: int, sparse: bool, hashing: bool = True,
+        before: os.stat_result | None = None,
+    ) -> None:  # fmt: skip
+        """BEFORE: the fd's fstat taken before the read, which finish() compares."""
         self._fd = fd
         self._size = size
+        self._before = _identity(before) if before is not None else None
         self._pos = 0
         self.sha256 = hashlib.sha256()
         self._hashing = hashing  # False: the caller hashes what it is given
@@ -90,6 +97,17 @@ class FixedSizeFileReader:
         return bytes(buffer[: self.readinto(memoryview(buffer))])
 
     def finish(self) -> None:
-        """Note whether the file grew beyond the size we announced."""
-        if os.fstat(self._fd).st_size != self._size:
+        """Note whether the file changed while we read it. Like GNU tar ("file
+        changed as we read it"): its size, mtime or ctime is not what the fstat
+        before the read said; a write in place keeps the size but moves mtime
+        and ctime. Without BEFORE, only a size other than the announced one."""
+        after = os.fstat(self._fd)
+        if after.st_size != self._size or (
+            self._before is not None and _identity(after) != self._before
+        ):
             self.changed = True
+
+
+def _identity(st: os.stat_result) -> tuple[int, int, int]:
+    """What a write to the file changes (ctime too: a write that resets mtime)."""
+    return st.st_size, st.st_mtime_ns, st.st_ctime_ns

@@ -35,6 +35,15 @@ from engine.archive.tar_headers import (
     member_header,
     padding,
 )  # fmt: skip
+from engine.archive.walk import (
+    CHANGED,
+    DIR,
+    VANISHED,
+    MemberChanged,
+    open_member_file,
+    read_member_link,
+    walk_tree,
+)  # fmt: skip
 from engine.progress import Progress, ProgressCallback, no_progress
 
 CHUNK_SIZE = 4 * 1024 * 1024  # one read of a large file, one write to the compressor
@@ -184,44 +193,48 @@ class ArchiveWriter:
     # -- volumes ---------------------------------------------------------------
 
     def add_volume(self, volume: str, root: Path) -> None:
-        """Every entry under ROOT, depth first in name order, never following
-        symlinks. Entries that vanish while we walk (live apps) are skipped."""
+        """Every entry under ROOT, depth first in name order, walked relative to
+        directory fds (engine.archive.walk): nothing is followed, whatever the
+        app swaps in meanwhile. Entries that vanish while we walk (live apps)
+        are skipped; members that change type are skipped and noted as changed."""
         hardlinks: dict[tuple[int, int], str] = {}
-        stack: list[str] = ["."]
-        base = os.fspath(root)  # plain strings: pathlib costs ~10 µs an entry
-        while stack:
-            rel = stack.pop()
-            path = base if rel == "." else f"{base}/{rel}"
-            try:
-                st = os.lstat(path)
-            except FileNotFoundError:
-                self.manifest.skipped.append(
-                    {"path": volume_member(volume, rel), "reason": "vanished"}
-                )
-                continue
+        for kind, rel, parent, leaf, st in walk_tree(os.fspath(root)):
             name = volume_member(volume, rel)
-            if stat.S_ISDIR(st.st_mode):
+            if kind == VANISHED:
+                self.manifest.skipped.append({"path": name, "reason": "vanished"})
+            elif kind == CHANGED or st is None:
+                self._changed_type(name)
+            elif kind == DIR:
                 self._add_dir(name, st)
-                try:
-                    children = sorted(os.listdir(path), reverse=True)
-                except FileNotFoundError:
-                    continue
-                stack.extend(child if rel == "." else f"{rel}/{child}" for child in children)
-            elif stat.S_ISLNK(st.st_mode):
-                self._add_symlink(name, path, st)
-            elif stat.S_ISREG(st.st_mode):
-                key = (st.st_dev, st.st_ino)
-                if st.st_nlink > 1 and key in hardlinks:
-                    self._add_hardlink(name, hardlinks[key], st)
-                    continue
-                if self._add_volume_file(name, path, st) and st.st_nlink > 1:
-                    hardlinks[key] = name
             else:
-                # Sockets, FIFOs and devices cannot be restored safely: recorded, not stored.
-                kind = {stat.S_IFSOCK: "socket", stat.S_IFIFO: "fifo"}.get(
-                    stat.S_IFMT(st.st_mode), "device"
-                )
-                self.manifest.skipped.append({"path": name, "reason": kind})
+                self._add_member(name, parent, leaf, st, hardlinks)
+
+    def _add_member(
+        self, name: str, parent: int, leaf: str, st: os.stat_result,
+        hardlinks: dict[tuple[int, int], str],
+    ) -> None:  # fmt: skip
+        if stat.S_ISLNK(st.st_mode):
+            self._add_symlink(name, parent, leaf, st)
+        elif stat.S_ISREG(st.st_mode):
+            key = (st.st_dev, st.st_ino)
+            if st.st_nlink > 1 and key in hardlinks:
+                self._add_hardlink(name, hardlinks[key], st)
+                return
+            opened = self._add_volume_file(name, parent, leaf, st)
+            if opened is not None and opened.st_nlink > 1:
+                hardlinks[(opened.st_dev, opened.st_ino)] = name
+        else:
+            # Sockets, FIFOs and devices cannot be restored safely: recorded, not stored.
+            kind = {stat.S_IFSOCK: "socket", stat.S_IFIFO: "fifo"}.get(
+                stat.S_IFMT(st.st_mode), "device"
+            )
+            self.manifest.skipped.append({"path": name, "reason": kind})
+
+    def _changed_type(self, name: str) -> None:
+        # Listed as one type, found as another when opened (a directory
+        # swapped for a symlink, say): not followed, not stored, noted.
+        self.manifest.skipped.append({"path": name, "reason": "changed type during the backup"})
+        self._log.summary.note_changed(name)
 
     def _base_entry(self, name: str, kind: str, st: os.stat_result) -> ManifestEntry:
         return ManifestEntry(
@@ -235,12 +248,15 @@ class ArchiveWriter:
         self._header(entry, DIRTYPE)
         self._record(entry)
 
-    def _add_symlink(self, name: str, path: str, st: os.stat_result) -> None:
+    def _add_symlink(self, name: str, parent: int, leaf: str, st: os.stat_result) -> None:
         entry = self._base_entry(name, "symlink", st)
         try:
-            entry.link_target = os.readlink(path)
+            entry.link_target = read_member_link(parent, leaf)
         except FileNotFoundError:
             self.manifest.skipped.append({"path": name, "reason": "vanished"})
+            return
+        except MemberChanged:
+            self._changed_type(name)
             return
         self._header(entry, SYMTYPE)
         self._record(entry)
@@ -251,28 +267,38 @@ class ArchiveWriter:
         self._header(entry, LNKTYPE)
         self._record(entry)
 
-    def _add_volume_file(self, name: str, path: str, st: os.stat_result) -> bool:
+    def _add_volume_file(
+        self, name: str, parent: int, leaf: str, listed: os.stat_result
+    ) -> os.stat_result | None:
+        """Store LEAF of PARENT; the fstat of the file stored, None if none was."""
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NOATIME)
-        except PermissionError:  # O_NOATIME needs ownership unless root
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+            fd, st = open_member_file(parent, leaf)
         except FileNotFoundError:
             self.manifest.skipped.append({"path": name, "reason": "vanished"})
-            return False
+            return None
+        except MemberChanged:
+            self._changed_type(name)
+            return None
         try:
-            st = os.fstat(fd)  # the file we opened, not the one we listed
+            # The file we opened, not the one we listed: another regular file
+            # renamed over it is stored as it is, flagged as changed.
             entry = self._base_entry(name, "file", st)
-            self._add_from_fd(entry, fd, st)
+            swapped = (st.st_dev, st.st_ino) != (listed.st_dev, listed.st_ino)
+            self._add_from_fd(entry, fd, st, changed=swapped)
         finally:
             os.close(fd)
-        return True
+        return st
 
     # -- plumbing --------------------------------------------------------------
 
-    def _add_from_fd(self, entry: ManifestEntry, fd: int, st: os.stat_result) -> None:
+    def _add_from_fd(
+        self, entry: ManifestEntry, fd: int, st: os.stat_result, changed: bool = False
+    ) -> None:
+        """Store the file open on FD, ST its fstat before the read. CHANGED: it is
+        known to have changed already (flagged whatever the read finds)."""
         entry.size = size = st.st_size
         entry.sparse = st.st_blocks * 512 < size
-        reader = FixedSizeFileReader(fd, size, entry.sparse, hashing=False)
+        reader = FixedSizeFileReader(fd, size, entry.sparse, hashing=False, before=st)
         hasher = hashlib.sha256()
         self._header(entry, REGTYPE)
         if size <= BATCH_SIZE:  # small: joins the batch
@@ -294,7 +320,7 @@ class ArchiveWriter:
                 self._offset += n
         self._emit(padding(size))
         reader.finish()
-        entry.changed_during_read = reader.changed
+        entry.changed_during_read = reader.changed or changed
         self._record(entry, hasher)
         self._count(size)
 
