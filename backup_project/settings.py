@@ -168,6 +168,10 @@ BACKUP_PENDING_TIMEOUT_SECONDS = env.int("BACKUP_PENDING_TIMEOUT_SECONDS", 6 * 3
 BACKUP_RECOVERY_INTERVAL_SECONDS = env.int("BACKUP_RECOVERY_INTERVAL_SECONDS", 60, minimum=5)
 # How often beat looks for apps with no successful backup for longer than their schedules allow.
 BACKUP_MISSED_CHECK_SECONDS = env.int("BACKUP_MISSED_CHECK_SECONDS", 300, minimum=5)
+# A due backup with no completed snapshot this long after its time is reported missed.
+BACKUP_MISSED_GRACE_SECONDS = env.int("BACKUP_MISSED_GRACE_SECONDS", 2 * 3600, minimum=0)
+# A scheduled backup finding its app busy waits this long, then is recorded skipped.
+BACKUP_SCHEDULE_BUSY_WAIT_SECONDS = env.int("BACKUP_SCHEDULE_BUSY_WAIT_SECONDS", 1800, minimum=0)
 # Fernet keys for notification target URLs stored in the database: the first
 # encrypts, all decrypt (rotation: manage.py rotate_secrets). Unset: one key
 # derived from SECRET_KEY. A malformed key stops startup.

@@ -1,0 +1,81 @@
+"""Reads of schedules: lists, one by id, and what each shows (next run,
+last run, last result), computed from the firings and their snapshots."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.utils import timezone
+
+from schedules.models import Schedule, ScheduleFiring
+from schedules.timing import Timing, next_due
+from snapshots.models import Snapshot
+from snapshots.selectors import NotFound
+
+
+@dataclass(frozen=True)
+class ScheduleState:
+    next_run_at: datetime | None
+    last_run_at: datetime | None
+    last_result: str | None  # completed | failed | skipped | running | pending; None: never ran
+    last_error: str
+    last_backup_id: str | None
+
+
+def get_schedule(schedule_id: object) -> Schedule:
+    try:
+        pk = int(str(schedule_id))
+    except ValueError:
+        raise NotFound("not a schedule id: expected a number") from None
+    schedule = Schedule.objects.filter(pk=pk).first()
+    if schedule is None:
+        raise NotFound(f"no schedule {pk}")
+    return schedule
+
+
+def list_schedules(app_id: str | None = None) -> list[Schedule]:
+    rows = Schedule.objects.all()
+    if app_id is not None:
+        rows = rows.filter(app_id=app_id)
+    return list(rows.order_by("app_id", "id"))
+
+
+def firing_result(firing: ScheduleFiring) -> str:
+    """The firing's state, or its snapshot's end when the settle has not
+    come yet (the firing row lags the snapshot by one task)."""
+    snapshot = firing.snapshot
+    ended = (Snapshot.Status.COMPLETED, Snapshot.Status.FAILED)
+    if firing.state == ScheduleFiring.State.RUNNING and snapshot and snapshot.status in ended:
+        return snapshot.status
+    return firing.state
+
+
+def schedule_state(schedule: Schedule, now: datetime | None = None) -> ScheduleState:
+    moment = now or timezone.now()
+    upcoming = next_due(Timing.of(schedule), moment) if schedule.enabled else None
+    last = (
+        ScheduleFiring.objects.select_related("snapshot")
+        .filter(schedule=schedule)
+        .order_by("-created_at", "-id")
+        .first()
+    )
+    if last is None:
+        return ScheduleState(upcoming, None, None, "", None)
+    result = firing_result(last)
+    error = last.error or (last.snapshot.error if last.snapshot and result == "failed" else "")
+    return ScheduleState(
+        next_run_at=upcoming,
+        last_run_at=last.started_at or last.created_at,
+        last_result=result,
+        last_error=error,
+        last_backup_id=last.snapshot.backup_id if last.snapshot else None,
+    )
+
+
+def recent_firings(schedule: Schedule, limit: int = 20) -> list[ScheduleFiring]:
+    return list(
+        ScheduleFiring.objects.select_related("snapshot")
+        .filter(schedule=schedule)
+        .order_by("-scheduled_for")[:limit]
+    )
