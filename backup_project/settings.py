@@ -168,6 +168,10 @@ BACKUP_PENDING_TIMEOUT_SECONDS = env.int("BACKUP_PENDING_TIMEOUT_SECONDS", 6 * 3
 BACKUP_RECOVERY_INTERVAL_SECONDS = env.int("BACKUP_RECOVERY_INTERVAL_SECONDS", 60, minimum=5)
 # How often beat looks for apps with no successful backup for longer than their schedules allow.
 BACKUP_MISSED_CHECK_SECONDS = env.int("BACKUP_MISSED_CHECK_SECONDS", 300, minimum=5)
+# Retention's short rules: failed snapshots and pre-restore safety snapshots are
+# removed this many days after they were made (schedules/retention.py).
+BACKUP_RETENTION_FAILED_DAYS = env.int("BACKUP_RETENTION_FAILED_DAYS", 7, minimum=1)
+BACKUP_RETENTION_PRE_RESTORE_DAYS = env.int("BACKUP_RETENTION_PRE_RESTORE_DAYS", 14, minimum=1)
 # A due backup with no completed snapshot this long after its time is reported missed.
 BACKUP_MISSED_GRACE_SECONDS = env.int("BACKUP_MISSED_GRACE_SECONDS", 2 * 3600, minimum=0)
 # A scheduled backup finding its app busy waits this long, then is recorded skipped.
