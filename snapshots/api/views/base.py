@@ -7,7 +7,6 @@ from typing import Any
 
 from drf_spectacular.utils import extend_schema
 from rest_framework.exceptions import ValidationError
-from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import Serializer
@@ -16,6 +15,7 @@ from rest_framework.views import APIView
 from snapshots.api.authentication import ApiKeyAuthentication, HasApiKey
 from snapshots.api.envelope import EnvelopeRenderer, JsonOnly, reply
 from snapshots.api.exceptions import envelope_exception_handler
+from snapshots.api.parsers import BoundedJSONParser
 from snapshots.api.serializers import TaskAcceptedSerializer
 from snapshots.models import Run
 from snapshots.selectors import NotFound
@@ -25,7 +25,7 @@ class ApiView(APIView):
     authentication_classes = [ApiKeyAuthentication]
     permission_classes = [HasApiKey]
     renderer_classes = [EnvelopeRenderer]
-    parser_classes = [JSONParser]
+    parser_classes = [BoundedJSONParser]  # JSON only, nesting bounded (400, not 500)
     content_negotiation_class = JsonOnly
     # Method ("get") -> the serializer of its query string; self.query holds
     # the validated values.
