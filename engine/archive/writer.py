@@ -14,12 +14,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import queue
 import stat
-import threading
 import time
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from engine.archive.entry_log import ArchiveSummary, EntryLog
 from engine.archive.file_reader import FixedSizeFileReader
@@ -44,81 +42,10 @@ from engine.archive.walk import (
     read_member_link,
     walk_tree,
 )  # fmt: skip
+from engine.archive.writer_thread import CHUNK_SIZE, Writable, WriterThread
 from engine.progress import Progress, ProgressCallback, no_progress
 
-CHUNK_SIZE = 4 * 1024 * 1024  # one read of a large file, one write to the compressor
 BATCH_SIZE = 1024 * 1024  # headers and small files are gathered up to this size
-
-
-class Writable(Protocol):
-    def write(self, data: bytes) -> int: ...
-
-
-_Item = tuple[Any, list[tuple[Any, int, int]], memoryview | None]
-
-
-class _WriterThread:
-    """The second stage: hashes file data and feeds the output (compressor →
-    encryptor → storage) in its own thread, while the caller's thread walks
-    and reads. hashlib, os.preadv and zstd release the GIL, so the two run on
-    two cores. Large-file chunks come from a small pool of reused buffers."""
-
-    def __init__(self, out: Writable, buffers: int = 6) -> None:
-        self._out = out
-        self._queue: queue.Queue[_Item | None] = queue.Queue(maxsize=buffers + 4)
-        self._free: queue.Queue[memoryview] = queue.Queue()
-        for _ in range(buffers):
-            self._free.put(memoryview(bytearray(CHUNK_SIZE)))
-        self._error: BaseException | None = None
-        self._discard = False
-        # Items handed over and items finished: an entry's digest is final
-        # once the item holding its last bytes is finished (see EntryLog).
-        self.submitted = 0
-        self.completed = 0
-        self._thread = threading.Thread(target=self._run, name="archive-writer", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while (item := self._queue.get()) is not None:
-            data, hashes, recycle = item
-            if self._error is None and not self._discard:
-                try:
-                    view = memoryview(data)
-                    for hasher, start, end in hashes:
-                        hasher.update(view[start:end])
-                    self._out.write(data)
-                except BaseException as exc:
-                    self._error = exc
-            if recycle is not None:
-                self._free.put(recycle)
-            self.completed += 1
-            self._queue.task_done()
-        self._queue.task_done()  # the None that stopped us: drain() never waits on it
-
-    def check(self) -> None:
-        if self._error is not None:
-            raise self._error
-
-    def put(self, data: Any, hashes: list[Any], recycle: memoryview | None = None) -> None:
-        self.check()
-        self.submitted += 1
-        self._queue.put((data, hashes, recycle))
-
-    def buffer(self) -> memoryview:
-        return self._free.get()
-
-    def recycle(self, buffer: memoryview) -> None:
-        self._free.put(buffer)
-
-    def drain(self) -> None:
-        """Wait until everything queued is written (or discarded)."""
-        self._queue.join()
-        self.check()
-
-    def stop(self, discard: bool = False) -> None:
-        self._discard = self._discard or discard
-        self._queue.put(None)
-        self._thread.join()
 
 
 class ArchiveWriter:
@@ -135,7 +62,7 @@ class ArchiveWriter:
     ) -> None:
         """SPILL_DIR: keep finished manifest entries in a temp file there
         instead of in manifest.entries (flat memory for big volumes)."""
-        self._pipe = _WriterThread(out)
+        self._pipe = WriterThread(out)
         # Headers and small files are gathered in a pooled buffer, read in place.
         self._batch = self._pipe.buffer()
         self._fill = 0
