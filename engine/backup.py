@@ -32,6 +32,7 @@ from engine.inventory import AppInfo, DatabaseInfo
 from engine.output_thread import OutputThread
 from engine.progress import Progress, ProgressCallback, no_progress
 from engine.quiesce import ConsistencyMode, quiesced
+from engine.restore.database_volumes import database_volumes_of
 from engine.secret import Secret
 from engine.steps import StepGuard, no_guard
 from storage.base import AtomicWriter, ObjectInfo, Storage
@@ -274,6 +275,8 @@ def _backup_info(
             for c in app.containers
         ],
         "volumes": [{"name": v.name, "labels": v.labels} for v in app.volumes],
+        # So a restore leaves them alone even once their container is gone.
+        "database_volumes": database_volumes_of(app),
         "databases": [d.to_json() for d in dumps],
         "config_files": [c.archive_name for c in app.config_files]
         if options.include_config

@@ -41,9 +41,16 @@ class RecoveryReport:
         }
 
 
-def bring_back(client: docker.DockerClient, ids: Iterable[str], report: RecoveryReport) -> None:
+def bring_back(
+    client: docker.DockerClient,
+    ids: Iterable[str],
+    report: RecoveryReport,
+    paused: Iterable[str] = (),
+) -> None:
     """Unpause the paused and start the stopped among IDS (containers that
-    were running before the dead run touched them)."""
+    were running before the dead run touched them, or PAUSED: paused, which
+    a restore stopped and which are paused again once they run)."""
+    repause = set(paused)
     for container_id in dict.fromkeys(ids):
         try:
             container = client.containers.get(container_id)
@@ -53,6 +60,9 @@ def bring_back(client: docker.DockerClient, ids: Iterable[str], report: Recovery
             elif container.status != "running":
                 container.start()
                 report.done.append(f"started {container.name}")
+            if container_id in repause:
+                container.pause()
+                report.done.append(f"paused {container.name} again")
         except docker.errors.NotFound:
             report.failed.append(f"container {container_id[:12]} no longer exists")
         except Exception as exc:  # Docker unreachable, slow, refusing: say it, go on

@@ -257,7 +257,8 @@ def _undo_restore(
                 report.failed.append(f"volume {volume}: {type(exc).__name__}: {exc}")
         if databases and not committed:
             _roll_back_databases(run, journal, report)
-    bring_back(client, was_running, report)
+    paused = [c for e in journal if e.get("step") == steps.STOP for c in e.get("paused", [])]
+    bring_back(client, was_running, report, paused=paused)  # paused ones paused again
     # A database container that was stopped before the restore was started
     # by it, to load its dump (and by the rollback above): stopped again.
     started_by_restore = [e["container"] for e in databases if e["container"] not in was_running]

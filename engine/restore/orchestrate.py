@@ -29,22 +29,23 @@ import docker.errors
 from engine import steps
 from engine.dumps import DumpFile, restore_database, wait_until_ready
 from engine.errors import EngineError, Terminated, brief
-from engine.inventory import AppInfo
+from engine.inventory import AppInfo, ContainerInfo
 from engine.progress import Progress, ProgressCallback, no_progress
 from engine.restore.extract import extract_volumes
 from engine.restore.plan import OpenStream, RestorePlan
 from engine.restore.settle import (
     NO_DATABASE_ROLLBACK,
-    STOP_TIMEOUT_SECONDS,
     Changes,
     DatabaseRollback,
     keep_restored,
     roll_back,
+    stop_container,
 )
 from engine.restore.volume_swap import (
     stage_dir_for,
     swap_in,
 )
+from engine.restore.volume_users import LIVE_STATES, containers_to_stop, refuse_foreign_users
 from engine.steps import StepGuard, no_guard
 from engine.termination import deferred
 
@@ -84,6 +85,9 @@ class RestoreOutcome:
     database_restored: bool = False
     databases: list[str] = field(default_factory=list)
     started_containers: list[str] = field(default_factory=list)
+    stopped_containers: list[str] = field(default_factory=list)
+    # stop_app=False (--no-stop) could not be followed: volumes were swapped.
+    no_stop_ignored: bool = False
     # Restored, but: old data not deleted yet, or not even given up.
     warnings: list[str] = field(default_factory=list)
 
@@ -103,18 +107,31 @@ def restore_app(
     """GUARD is called before every step that changes the app (stop, each
     volume swap, each database, start, commit, rollback): see engine.steps.
     A guard that refuses the rollback (the lease is lost) leaves the undoing
-    to the new lease holder, the run's recovery."""
-    was_running = [c for c in app.containers if c.state == "running" and not c.one_off]
+    to the new lease holder, the run's recovery.
+
+    Raw volume data can only be swapped under stopped containers (a live one
+    keeps the old directory mounted): with volumes to swap the app's live
+    containers are stopped even with STOP_APP false (the outcome says so),
+    paused ones included (paused again afterwards), and any other container
+    mounting a swapped volume makes the restore refuse (volume_users)."""
+    stopping = stop_app or bool(plan.raw_volumes)
+    if stopping:
+        was_running = containers_to_stop(app)
+    else:  # nothing stopped: what runs is checked to keep running
+        was_running = [c for c in app.containers if c.state == "running" and not c.one_off]
+    ids = [c.id for c in was_running]
+    paused = [c.id for c in was_running if c.state == "paused"]
     outcome = RestoreOutcome(skipped_volumes=dict(plan.skipped_volumes))
     changes = Changes()
     spool_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     try:
-        if stop_app or plan.raw_volumes:
-            # Raw volume data can only be swapped under stopped containers:
-            # a running one keeps the old directory mounted.
-            guard(steps.STOP, {"containers": [c.id for c in was_running]})
-            _stop(client, [c.id for c in was_running], progress)
-        _restore_volumes(client, app, plan, open_stream, spool_dir, progress, changes, guard)
+        if stopping:
+            # "paused": recovery pauses these again once it started them.
+            guard(steps.STOP, {"containers": ids, "paused": paused})
+            _stop(client, ids, progress)
+            outcome.stopped_containers = [c.name for c in was_running]
+            outcome.no_stop_ignored = not stop_app
+        _restore_volumes(client, app, plan, open_stream, spool_dir, progress, changes, guard, ids)
         outcome.restored_volumes = sorted(changes.swaps)
         if plan.databases:
             changes.databases = True
@@ -122,8 +139,8 @@ def restore_app(
             outcome.database_restored = True
         shutil.rmtree(spool_dir, ignore_errors=True)  # the dumps are loaded
         progress(Progress("starting"))
-        guard(steps.START, {"containers": [c.id for c in was_running]})
-        outcome.started_containers = _start_and_check(client, [c.id for c in was_running])
+        guard(steps.START, {"containers": ids, "paused": paused})
+        outcome.started_containers = _start_and_check(client, was_running)
     except BaseException as exc:
         with deferred():  # a signal now waits for the rollback, then the error is raised
             shutil.rmtree(spool_dir, ignore_errors=True)
@@ -134,7 +151,9 @@ def restore_app(
                     f"restore failed: {brief(exc)}; not rolled back here: {refused}", []
                 ) from exc
             # Stopped before the restore (one-offs that run are neither).
-            stopped_before = [c for c in app.containers if c.state != "running"]
+            stopped_before = [
+                c for c in app.containers if c.id not in ids and c.state not in LIVE_STATES
+            ]
             done, failed = roll_back(
                 client, changes, database_rollback, was_running, stopped_before
             )
@@ -146,14 +165,21 @@ def restore_app(
     # may still refuse the decision (the lease is lost: its new holder makes
     # it); after that, nothing can undo the restore or fail it.
     guard(steps.COMMIT, {})
-    outcome.warnings = keep_restored(changes.swaps)
+    if outcome.no_stop_ignored:
+        outcome.warnings.append(
+            f"--no-stop (stop_app=false) was not followed: volumes "
+            f"{', '.join(outcome.restored_volumes)} were swapped, which needs every container "
+            f"mounting them stopped; stopped, then started again: "
+            f"{', '.join(outcome.stopped_containers) or 'none'}"
+        )
+    outcome.warnings += keep_restored(changes.swaps)
     return outcome
 
 
 def _stop(client: docker.DockerClient, ids: list[str], progress: ProgressCallback) -> None:
     progress(Progress("stopping"))
     for container_id in ids:
-        client.containers.get(container_id).stop(timeout=STOP_TIMEOUT_SECONDS)
+        stop_container(client.containers.get(container_id))
 
 
 def _volume_data_dir(
@@ -179,10 +205,13 @@ def _restore_volumes(
     progress: ProgressCallback,
     changes: Changes,
     guard: StepGuard,
+    stopped: list[str],
 ) -> None:
     """Extract the planned volumes into staging dirs, then swap each in.
     CHANGES records each staging dir and each swap as soon as it exists, so
-    a failure at any point leaves the rollback knowing all of them."""
+    a failure at any point leaves the rollback knowing all of them. Checked
+    again just before the swaps: no container outside STOPPED (ids) came to
+    mount a volume meanwhile (the service checked before the safety backup)."""
     data_dirs = {
         name: _volume_data_dir(client, app, name, plan.backup) for name in plan.raw_volumes
     }
@@ -193,6 +222,7 @@ def _restore_volumes(
     progress(Progress("extracting"))
     with open_stream() as stream:
         extract_volumes(stream, dict(changes.stages), spool_dir=spool_dir, progress=progress)
+    refuse_foreign_users(client, app, data_dirs, stopped, changed="nothing was swapped")
     with deferred():  # a swap made must be recorded
         for name, data_dir in data_dirs.items():
             guard(steps.SWAP, {"volume": name, "dir": str(data_dir.parent)})
@@ -225,16 +255,19 @@ def _restore_databases(
     return restored
 
 
-def _start_and_check(client: docker.DockerClient, ids: list[str]) -> list[str]:
-    containers = [client.containers.get(i) for i in ids]
+def _start_and_check(client: docker.DockerClient, infos: list[ContainerInfo]) -> list[str]:
+    """Start INFOS again, check that those that were running or paused stay
+    up (a restarting one was not staying up before), then pause again the
+    ones that were paused."""
+    containers = [client.containers.get(info.id) for info in infos]
     for container in containers:
         container.reload()
         if container.status != "running":
             container.start()
     time.sleep(STAY_UP_SECONDS)
     deadline = time.monotonic() + HEALTHY_TIMEOUT_SECONDS
-    for container in containers:
-        while True:
+    for info, container in zip(infos, containers, strict=True):
+        while info.state != "restarting":
             container.reload()
             if container.status != "running":
                 # Its exit code only: a container's log (a database's above
@@ -250,6 +283,9 @@ def _start_and_check(client: docker.DockerClient, ids: list[str]) -> list[str]:
             if health == "unhealthy" or time.monotonic() > deadline:
                 raise EngineError(f"container {container.name} is {health} after the restore")
             time.sleep(1)
+    for info, container in zip(infos, containers, strict=True):
+        if info.state == "paused":
+            container.pause()
     return [c.name for c in containers]
 
 

@@ -18,6 +18,7 @@ import docker
 from engine.archive.layout import BACKUP_JSON
 from engine.errors import ArchiveError, EngineError
 from engine.inventory import AppInfo, DatabaseInfo
+from engine.restore.database_volumes import data_dir_engine, recorded_database_volumes
 
 OpenStream = Callable[[], AbstractContextManager[BinaryIO]]
 
@@ -73,6 +74,10 @@ def make_plan(
     for service, db in current_dbs.items():
         for volume in _mounted_volumes(client, db.container.id):
             db_volumes[volume] = service
+    # Its container may be gone: backup.json, and the data there now, say so too.
+    for volume, service in recorded_database_volumes(backup).items():
+        db_volumes.setdefault(volume, service)
+    mountpoints = {v.name: v.mountpoint for v in app.volumes}
     if restore_database:
         for service, dumps in dumps_by_service.items():
             if service not in current_dbs:
@@ -84,10 +89,14 @@ def make_plan(
             plan.databases[service] = (current_dbs[service], dumps)
     for volume in (v["name"] for v in backup.get("volumes", [])):
         service = db_volumes.get(volume)
-        if service is None:
+        engine = None
+        if service is None and not restore_database:
+            engine = data_dir_engine(mountpoints.get(volume, ""))
+        if service is None and engine is None:
             plan.raw_volumes.append(volume)
         elif not restore_database:
-            plan.skipped_volumes[volume] = "database volume; database restore not requested"
+            what = f"holds a {engine} data directory" if engine else "database volume"
+            plan.skipped_volumes[volume] = f"{what}; database restore not requested: left as it is"
         elif service in plan.databases:
             # The logical dump is the consistent copy; raw files of a live
             # database may be torn. The dump replaces the data instead.

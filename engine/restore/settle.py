@@ -15,6 +15,7 @@ from typing import Any
 
 import docker
 import docker.errors
+from docker.models.containers import Container
 
 from engine.errors import Terminated, brief
 from engine.quiesce import STOP_TIMEOUT_SECONDS
@@ -62,7 +63,7 @@ def roll_back(
 
     for info in was_running:
         try:
-            client.containers.get(info.id).stop(timeout=STOP_TIMEOUT_SECONDS)
+            stop_container(client.containers.get(info.id))
         except docker.errors.NotFound:
             pass  # removed meanwhile: nothing of it runs on the volumes
         except Exception as exc:  # keep going: every other step must still be tried
@@ -106,11 +107,26 @@ def roll_back(
             failure(f"stop {info.name} again", exc)
     for info in was_running:
         try:
-            client.containers.get(info.id).start()
+            container = client.containers.get(info.id)
+            container.reload()
+            if container.status != "running":
+                container.start()
             done.append(f"started {info.name}")
+            if info.state == "paused":  # as it was before the restore
+                container.pause()
+                done.append(f"paused {info.name} again")
         except Exception as exc:
             failure(f"start {info.name}", exc)
     return done, failed
+
+
+def stop_container(container: Container) -> None:
+    """Stop CONTAINER, a paused one included (unpaused first: a frozen
+    process cannot take the stop signal)."""
+    container.reload()
+    if container.status == "paused":
+        container.unpause()
+    container.stop(timeout=STOP_TIMEOUT_SECONDS)
 
 
 def keep_restored(swaps: dict[str, SwapHandle]) -> list[str]:

@@ -25,18 +25,25 @@ from engine.restore.orchestrate import (
     restore_databases_from_archive,
 )
 from engine.restore.plan import OpenStream, RestorePlan, make_plan, read_backup_json
+from engine.restore.volume_users import containers_to_stop, refuse_foreign_users
 from snapshots.locks import Lease, acquire_app_lock, app_is_locked, release_app_lock
 from snapshots.models import AppBackupPolicy, Run, Snapshot
 from snapshots.recovery import hand_over
 from snapshots.run_journal import RunGuard
 from snapshots.run_reporter import run_reporter
 from snapshots.runs import claim_run, fail_run, finish_run
-from snapshots.services.backup import perform_backup, request_backup
 from snapshots.services.encryption import (
     EncryptionNotConfigured,
     identities,
     passphrase,
     write_options,
+)
+from snapshots.services.restore_safety import (
+    needs_safety_backup,
+    take_safety_backup,
+    uncovered_message,
+    uncovered_volumes,
+    volumes_holding_data,
 )
 from snapshots.services.verify import verify_snapshot
 from snapshots.storage_locations import get_storage
@@ -297,19 +304,6 @@ def _no_rollback(
     )
 
 
-def _safety_backup(run: Run, progress: ProgressCallback, lease: Lease) -> Snapshot:
-    """Step 2: a normal full backup of the current state, marked pre-restore."""
-    progress(Progress("safety backup"))
-    safety_run = request_backup(run.app_id, purpose=Snapshot.Purpose.PRE_RESTORE)
-    claimed = claim_run(str(safety_run.pk))
-    if claimed is None or claimed.snapshot is None:
-        raise RestoreRefused("could not start the safety backup")
-    safety = perform_backup(claimed, claimed.snapshot, lease, progress)
-    if safety.status != Snapshot.Status.COMPLETED:
-        raise RestoreRefused(f"the safety backup failed ({safety.error}); nothing was changed")
-    return safety
-
-
 def _current_app(client: docker.DockerClient, app_id: str) -> AppInfo:
     try:
         return get_app(client, app_id)
@@ -332,7 +326,12 @@ def _restore(
     app = _current_app(client, run.app_id)
     open_stream = _open_stream(snapshot)
     plan = make_plan(client, app, read_backup_json(open_stream), options.restore_database)
-    take_safety = options.backup_before_restore and bool(app.containers)
+    if plan.raw_volumes:  # before anything is touched, the safety backup included
+        refuse_foreign_users(client, app, plan.raw_volumes, [c.id for c in containers_to_stop(app)])
+    holding = volumes_holding_data(client, plan)
+    take_safety = options.backup_before_restore and needs_safety_backup(app, holding)
+    if take_safety and (uncovered := uncovered_volumes(app, holding)):
+        raise RestoreRefused(uncovered_message(run.app_id, uncovered))
     # Before anything is touched: could a failure give the databases back?
     if plan.databases:
         result["database_rollback"] = take_safety
@@ -343,7 +342,7 @@ def _restore(
             )
         elif gap := _predicted_rollback_gap(run.app_id):
             _no_rollback(run, options, plan, gap, result)
-    safety = _safety_backup(run, progress, lease) if take_safety else None
+    safety = take_safety_backup(run, progress, lease) if take_safety else None
     result["safety_backup_id"] = safety.backup_id if safety else None
     if (
         safety is not None

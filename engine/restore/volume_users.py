@@ -1,0 +1,83 @@
+"""Who mounts the volumes a restore swaps, and which of them it stops.
+
+A volume's data is swapped by renaming directories: a container that runs
+(or is paused, or restarting) keeps the directory it mounted, which after
+the swap is the old data, deleted once the restore commits; it is left on
+an empty, deleted directory. So every live container that mounts a swapped
+volume must be stopped first, whatever its state:
+
+- the app's own containers are stopped like the rest of the app (a paused
+  one is unpaused, stopped, and after the restore started and paused again,
+  as it was);
+- a container of another app (or of no app), or a one-off container of
+  this app (`docker compose run`: starting it again would rerun its
+  command), is never stopped by the restore: the restore refuses before it
+  touches anything, naming those containers. Stopping another app would be
+  downtime nobody asked for, under a lock the restore does not hold (that
+  app may be in its own backup); its operator stops it and restores again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import docker
+
+from engine.discovery import PROJECT_LABEL
+from engine.errors import EngineError
+from engine.inventory import AppInfo, ContainerInfo
+
+# States in which a container holds its mounts.
+LIVE_STATES = ("running", "paused", "restarting")
+
+
+class VolumeInUse(EngineError):
+    """A container the restore does not stop mounts a volume it would swap."""
+
+
+def containers_to_stop(app: AppInfo) -> list[ContainerInfo]:
+    """The app's containers a restore stops (and brings back afterwards):
+    every live one but its one-offs."""
+    return [c for c in app.containers if c.state in LIVE_STATES and not c.one_off]
+
+
+def foreign_users(
+    client: docker.DockerClient, app: AppInfo, volumes: Iterable[str], own: Iterable[str]
+) -> list[str]:
+    """Each live container mounting one of VOLUMES that is not among OWN
+    (ids the restore stops), as "name (what it is, state) on volume"."""
+    own_ids = set(own)
+    found: dict[str, str] = {}
+    mounted: dict[str, list[str]] = {}
+    for volume in volumes:
+        for container in client.containers.list(all=True, filters={"volume": volume}):
+            if container.id in own_ids or container.status not in LIVE_STATES:
+                continue
+            project = container.labels.get(PROJECT_LABEL)
+            if project == app.app_id:
+                what = f"a one-off container of app {project}"
+            elif project:
+                what = f"app {project}"
+            else:
+                what = "no Compose app"
+            found[container.name] = f"{container.name} ({what}, {container.status})"
+            mounted.setdefault(container.name, []).append(volume)
+    return [f"{found[name]} mounts {', '.join(mounted[name])}" for name in sorted(found)]
+
+
+def refuse_foreign_users(
+    client: docker.DockerClient,
+    app: AppInfo,
+    volumes: Iterable[str],
+    own: Iterable[str],
+    changed: str = "nothing was changed",
+) -> None:
+    """Raise VolumeInUse naming the containers outside the restore that
+    mount a volume it would swap (CHANGED: what the message says of the app)."""
+    users = foreign_users(client, app, list(volumes), own)
+    if users:
+        raise VolumeInUse(
+            f"restore of app {app.app_id} refused: a restore would swap volumes under "
+            f"containers it does not stop, leaving them on an emptied directory: "
+            f"{'; '.join(users)}. Stop them (docker stop), then restore again; {changed}"
+        )
