@@ -32,6 +32,7 @@ from schedules.retention import (
 )
 from snapshots.models import Run, Snapshot
 from snapshots.services.snapshots import SnapshotInUse, delete_snapshot
+from snapshots.storage_locations import UnknownStorageLocation
 
 logger = logging.getLogger(__name__)
 
@@ -235,7 +236,7 @@ def _remove(outcome: RetentionOutcome, backup_id: str) -> None:
 def _describe(exc: Exception) -> str:
     """Our own errors word themselves; others (a storage client's, which may
     carry an endpoint or a key id) are named by type only."""
-    if isinstance(exc, (EngineError, OSError)):
+    if isinstance(exc, (EngineError, OSError, UnknownStorageLocation)):
         return f"{type(exc).__name__}: {exc}"
     return f"{type(exc).__name__} (its message is not recorded: it may hold a credential)"
 
