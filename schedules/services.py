@@ -114,6 +114,7 @@ def _apply(schedule: Schedule, changes: dict[str, Any]) -> bool:
         leaves_cron = changes.get("frequency") not in (None, "cron")
         if leaves_cron and "cron_expression" not in changes:
             schedule.cron_expression = ""
+        schedule.time = parse_time(schedule.time)  # the model's default is a string
         timing = validate(Timing.of(schedule))
         if "notification_targets" in changes:
             schedule.notification_targets_encrypted = _targets(changes["notification_targets"])
