@@ -179,7 +179,7 @@ def _write_archive(
         encrypted=options.encrypted,
         consistency=options.consistency,
         contents=_contents(writer.summary, manifest.skipped, info),
-        warnings=list(info["warnings"]),
+        warnings=list(info["warnings"]) + changed_warnings(writer.summary),
     )
 
 
@@ -311,4 +311,18 @@ def _contents(
         + sum(d.get("size", 0) for d in info["databases"]),
         "skipped": skipped[:100],
         "changed_during_read": summary.changed_during_read,
+        "changed_files": list(summary.changed_files),  # the first 100 (see the warning)
     }
+
+
+def changed_warnings(summary: ArchiveSummary) -> list[str]:
+    """A warning when files changed while being read. Warnings are logged, and
+    file names are the app's data: the names go in contents.changed_files."""
+    count = summary.changed_during_read
+    if not count:
+        return []
+    return [
+        f"{count} file(s) changed while the backup read them (written to, replaced or changed "
+        "type; listed in contents.changed_files): their copy may be inconsistent. A backup "
+        "with consistency pause or stop reads them while the app is not running."
+    ]
