@@ -97,10 +97,12 @@ def mask_target(url: str) -> str:
 def secret_fragments(url: str) -> set[str]:
     """Every piece of URL that could be secret, in the forms it may appear
     in a message (as written, percent-decoded, percent-encoded)."""
-    pieces: set[str] = {url}
+    # Not the whole URL: its pieces go, and what is left (scheme, public
+    # host) is then masked like any URL, so a message still says where.
+    pieces: set[str] = set()
     match = _URL.match(url.strip())
     if match is None:
-        pieces.add(url.strip())
+        pieces.update({url, url.strip()})
     else:
         userinfo = match["userinfo"] or ""
         pieces.add(userinfo)
@@ -124,11 +126,24 @@ def secret_fragments(url: str) -> set[str]:
 
 
 def scrub(text: str, urls: Iterable[str] = ()) -> str:
-    """TEXT with every URL in it masked and every secret piece of URLS
-    (longest first, so a password inside a longer token goes too) replaced."""
+    """TEXT with every URL in it masked, and every secret piece of URLS
+    replaced (longest first, so a password inside a longer token goes too)
+    in the text between those URLs."""
     fragments: set[str] = set()
     for url in urls:
         fragments |= secret_fragments(url)
-    for fragment in sorted(fragments, key=len, reverse=True):
-        text = text.replace(fragment, MASK)
-    return _URL_IN_TEXT.sub(lambda found: mask_target(found.group(0)), text)
+    ordered = sorted(fragments, key=len, reverse=True)
+
+    def clean(part: str) -> str:
+        for fragment in ordered:
+            part = part.replace(fragment, MASK)
+        return part
+
+    pieces: list[str] = []
+    position = 0
+    for found in _URL_IN_TEXT.finditer(text):
+        pieces.append(clean(text[position : found.start()]))
+        pieces.append(mask_target(found.group(0)))
+        position = found.end()
+    pieces.append(clean(text[position:]))
+    return "".join(pieces)
