@@ -134,6 +134,15 @@ def _targets(urls: object) -> str:
         raise InvalidSchedule("notification_targets", str(exc)) from None
 
 
+def check(schedule: Schedule | None, values: dict[str, Any]) -> None:
+    """ScheduleInvalid unless VALUES would be accepted (on SCHEDULE, or as a
+    new schedule); saves nothing (the admin's form validates with it)."""
+    if schedule is None and "app_id" not in values:
+        raise ScheduleInvalid({"app_id": "app_id is required"})
+    draft = Schedule(app_id="") if schedule is None else Schedule.objects.get(pk=schedule.pk)
+    _apply(draft, dict(values))
+
+
 def create_schedule(values: dict[str, Any]) -> Schedule:
     """A new schedule from VALUES (app_id and the fields of EDITABLE)."""
     if "app_id" not in values:

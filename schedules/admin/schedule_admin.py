@@ -1,1 +1,171 @@
-"""Admin: schedules."""
+"""Admin: schedules in the product's own terms ("daily at 02:00
+Europe/Berlin", next run, last run, last result), with enable, disable and
+run-now actions. Saving and deleting go through schedules.services, so the
+beat projection follows; the raw django-celery-beat tables are not shown
+(a PeriodicTask edited by hand would be overwritten at the next change of
+its schedule, and the settings' entries are rewritten by beat at start)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django_celery_beat import models as beat_models
+
+from schedules import services
+from schedules.models import Schedule, ScheduleFiring
+from schedules.secrets import masked
+from schedules.selectors import firing_result, schedule_state
+from snapshots.admin import AppIdFilter
+
+WEEKDAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
+FORM_FIELDS = [
+    "app_id", "name", "enabled", "frequency", "time", "timezone", "weekday", "day_of_month",
+    "cron_expression", "jitter_seconds", "backup_type", "storage_location", "consistency",
+    "encrypt", "retention_days", "keep_last", "keep_daily", "keep_weekly", "keep_monthly",
+    "keep_yearly", "notify_on_success",
+]  # fmt: skip
+
+for model in (
+    beat_models.PeriodicTask, beat_models.CrontabSchedule, beat_models.IntervalSchedule,
+    beat_models.SolarSchedule, beat_models.ClockedSchedule,
+):  # fmt: skip
+    if admin.site.is_registered(model):
+        admin.site.unregister(model)
+
+
+def describe(schedule: Schedule) -> str:
+    """The timetable in words."""
+    at = f"{schedule.time:%H:%M}" if not isinstance(schedule.time, str) else schedule.time
+    tz = schedule.timezone
+    if schedule.frequency == Schedule.Frequency.WEEKLY and schedule.weekday is not None:
+        return f"every {WEEKDAYS[schedule.weekday]} at {at} {tz}"
+    if schedule.frequency == Schedule.Frequency.MONTHLY:
+        day = schedule.day_of_month or 31
+        which = "the last day" if day == 31 else f"day {day}"
+        short = " (or the month's last)" if 28 < day < 31 else ""
+        return f"monthly on {which}{short} at {at} {tz}"
+    if schedule.frequency == Schedule.Frequency.CRON:
+        return f"cron '{schedule.cron_expression}' {tz}"
+    return f"daily at {at} {tz}"
+
+
+class ScheduleForm(forms.ModelForm):
+    """The model's fields plus the target URLs, write-only: the field starts
+    empty (the stored ones are listed masked); empty keeps them."""
+
+    new_targets = forms.CharField(
+        label="notification targets", required=False,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 80, "autocomplete": "off"}),
+        help_text="One Apprise URL per line; stored encrypted, never shown. Empty: keep.",
+    )  # fmt: skip
+    clear_targets = forms.BooleanField(label="remove all targets", required=False)
+
+    class Meta:
+        model = Schedule
+        fields = FORM_FIELDS
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        values = {name: data.get(name) for name in FORM_FIELDS if name in data}
+        for name in ("cron_expression", "consistency", "name"):
+            values[name] = values.get(name) or ""
+        urls = [line.strip() for line in (data.get("new_targets") or "").splitlines()]
+        if data.get("clear_targets"):
+            values["notification_targets"] = []
+        elif any(urls):
+            values["notification_targets"] = [url for url in urls if url]
+        existing = self.instance if self.instance.pk else None
+        try:
+            services.check(existing, values)
+        except services.ScheduleInvalid as exc:
+            for field, message in exc.errors.items():
+                self.add_error(field if field in self.fields else None, message)
+        self.service_values = values
+        return data
+
+
+@admin.register(Schedule)
+class ScheduleAdmin(admin.ModelAdmin):
+    form = ScheduleForm
+    list_display = [
+        "__str__", "app_id", "timetable", "enabled", "next_run", "last_run", "last_result",
+        "storage_location", "backup_type",
+    ]  # fmt: skip
+    list_filter = [AppIdFilter, "enabled", "frequency", "storage_location"]
+    search_fields = ["app_id", "name"]
+    readonly_fields = ["timetable", "next_run", "last_run", "last_result", "targets_masked",
+                       "recent_firings"]  # fmt: skip
+    actions = ["enable", "disable", "run_now"]
+
+    @admin.display(description="when")
+    def timetable(self, schedule: Schedule) -> str:
+        return describe(schedule) if schedule.pk else "—"
+
+    @admin.display(description="next run")
+    def next_run(self, schedule: Schedule) -> str:
+        state = schedule_state(schedule) if schedule.pk else None
+        return f"{state.next_run_at:%Y-%m-%d %H:%M} UTC" if state and state.next_run_at else "—"
+
+    @admin.display(description="last run")
+    def last_run(self, schedule: Schedule) -> str:
+        state = schedule_state(schedule) if schedule.pk else None
+        return f"{state.last_run_at:%Y-%m-%d %H:%M} UTC" if state and state.last_run_at else "never"
+
+    @admin.display(description="last result")
+    def last_result(self, schedule: Schedule) -> str:
+        state = schedule_state(schedule) if schedule.pk else None
+        if state is None or state.last_result is None:
+            return "—"
+        return f"{state.last_result}: {state.last_error}" if state.last_error else state.last_result
+
+    @admin.display(description="targets (masked)")
+    def targets_masked(self, schedule: Schedule) -> str:
+        return ", ".join(masked(schedule.notification_targets_encrypted)) or "—"
+
+    @admin.display(description="recent firings")
+    def recent_firings(self, schedule: Schedule) -> str:
+        rows = ScheduleFiring.objects.select_related("snapshot").filter(schedule=schedule)[:10]
+        return (
+            "; ".join(f"{f.scheduled_for:%Y-%m-%d %H:%M} {firing_result(f)}" for f in rows) or "—"
+        )
+
+    def save_model(self, request: HttpRequest, obj: Schedule, form: Any, change: bool) -> None:
+        values = form.service_values
+        if change:
+            saved = services.update_schedule(obj, values)
+        else:
+            saved = services.create_schedule(values)
+        obj.pk = obj.id = saved.pk
+
+    def delete_model(self, request: HttpRequest, obj: Schedule) -> None:
+        services.delete_schedule(obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Schedule]) -> None:
+        for schedule in queryset:
+            services.delete_schedule(schedule)
+
+    @admin.action(description="Enable selected schedules")
+    def enable(self, request: HttpRequest, queryset: QuerySet[Schedule]) -> None:
+        for schedule in queryset:
+            services.set_enabled(schedule, True)
+        self.message_user(request, f"{queryset.count()} schedule(s) enabled", messages.SUCCESS)
+
+    @admin.action(description="Disable selected schedules")
+    def disable(self, request: HttpRequest, queryset: QuerySet[Schedule]) -> None:
+        for schedule in queryset:
+            services.set_enabled(schedule, False)
+        self.message_user(request, f"{queryset.count()} schedule(s) disabled", messages.SUCCESS)
+
+    @admin.action(description="Run selected schedules now")
+    def run_now(self, request: HttpRequest, queryset: QuerySet[Schedule]) -> None:
+        for schedule in queryset:
+            try:
+                services.run_now(schedule)
+            except services.AlreadyFiring as exc:
+                self.message_user(request, str(exc), messages.WARNING)
+            else:
+                self.message_user(request, f"{schedule}: backup queued", messages.SUCCESS)
