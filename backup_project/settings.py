@@ -196,6 +196,16 @@ BACKUP_NOTIFY_QUEUE = env.str("BACKUP_NOTIFY_QUEUE", "default")
 BACKUP_TASK_QUEUE = env.str("BACKUP_TASK_QUEUE", "")
 # POST restore?wait=true blocks at most this long (keep it under gunicorn's timeout).
 BACKUP_API_WAIT_SECONDS = env.int("BACKUP_API_WAIT_SECONDS", 100, minimum=1)
+# Off-site copies: S3 locations by name ("s3" from BACKUP_S3_*, more from
+# BACKUP_S3_LOCATIONS), parsed strictly in backup_project/s3_settings.py.
+from backup_project.s3_settings import s3_locations  # noqa: E402
+
+BACKUP_S3_STORAGES = s3_locations(env)
+# A multipart upload that no run owns and older than this is aborted by the
+# cleanup (S3 keeps, and bills, its parts for ever otherwise).
+BACKUP_S3_ORPHAN_SECONDS = env.int("BACKUP_S3_ORPHAN_SECONDS", 24 * 3600, minimum=600)
+# After an upload, read the whole object back (not only HEAD: size and SHA-256 metadata).
+BACKUP_S3_DEEP_CHECK = env.bool("BACKUP_S3_DEEP_CHECK", False)
 
 # --- Celery ---------------------------------------------------------------
 # Empty broker URL = embedded mode: a filesystem transport under DATA_DIR, good

@@ -193,3 +193,4 @@ class AppBackupPolicy(models.Model):
 
 
 from snapshots.models_api import ApiKey  # noqa: E402, F401
+from snapshots.models_offsite import OffsiteCopy, UploadPart  # noqa: E402, F401

@@ -108,7 +108,9 @@ def recover_host(host_id: str | None = None) -> dict[str, Any]:
     holders = set(AppLock.objects.held().values_list("run_id", flat=True))
     for run in sorted(dead_runs(host), key=lambda r: r.pk not in holders):
         try:
-            outcome = recover_run(run)
+            outcome = (
+                _resume_upload(run) if run.operation == Run.Operation.UPLOAD else recover_run(run)
+            )
         except Exception as exc:  # one run's recovery must not stop the others'
             logger.exception("recovery of run %s failed", run.pk)
             outcome = {"error": describe(exc)}
@@ -121,6 +123,13 @@ def recover_host(host_id: str | None = None) -> dict[str, Any]:
         "swept_spool": sweep_spool(),
         "swept_partials": sweep_partials(),
     }
+
+
+def _resume_upload(run: Run) -> dict[str, Any] | None:
+    """An upload changes no app: resumed where it stopped, not undone."""
+    from snapshots.services.offsite import resume_dead_upload
+
+    return resume_dead_upload(run)
 
 
 def hand_over(run: Run, lease: Lease, error: str, result: dict[str, Any]) -> None:

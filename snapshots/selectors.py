@@ -20,6 +20,7 @@ from engine.docker_client import connect
 from engine.errors import AppNotFound
 from engine.inventory import ConfigFile, ContainerInfo, DatabaseInfo, VolumeInfo
 from snapshots.models import Run, Snapshot
+from snapshots.selectors_offsite import location_filter
 from snapshots.storage_locations import get_storage, storage_names
 from storage.base import Storage
 
@@ -71,7 +72,10 @@ class SnapshotFilters:
 
     def apply(self, rows: QuerySet[Snapshot]) -> QuerySet[Snapshot]:
         wanted = {name: value for name, value in self.__dict__.items() if value is not None}
-        return rows.filter(**wanted)
+        location = wanted.pop("storage_location", None)
+        rows = rows.filter(**wanted)
+        # `s3` also lists `local+s3` snapshots (they have a copy there too).
+        return rows if location is None else rows.filter(location_filter(location))
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from snapshots.recovery import fail_stale_pending, hosts_needing_recovery, recov
 from snapshots.services.backup import run_backup
 from snapshots.services.restore import run_restore
 from snapshots.services.verify import run_verify
+from snapshots.tasks_offsite import upload_snapshot_task  # noqa: F401 - registers it
 from snapshots.worker_shutdown import operation
 
 logger = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ from snapshots.storage_locations import storage_names
 # A Compose project name (engine.discovery checks the same), and a storage
 # location's name: in the schema, so clients and fuzzers know them too.
 APP_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
-LOCATION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+LOCATION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$"  # "+": local+s3
 
 
 def storage_location_field(**kwargs: Any) -> serializers.ChoiceField:
@@ -92,10 +92,16 @@ class SnapshotDetailSerializer(SnapshotSerializer):
         read_only=True, help_text="what the archive holds: volumes, databases, config files"
     )
     children = serializers.SerializerMethodField()
+    copies = serializers.SerializerMethodField()
 
     class Meta(SnapshotSerializer.Meta):
-        fields = [*SnapshotSerializer.Meta.fields, "contents", "children"]
+        fields = [*SnapshotSerializer.Meta.fields, "contents", "children", "copies"]
         read_only_fields = fields
+
+    @extend_schema_field(serializers.ListField(child=serializers.DictField()))
+    def get_copies(self, snapshot: Snapshot) -> list[dict[str, Any]]:
+        """Where its copies are: local, and each off-site copy with its state."""
+        return list(self.context.get("copies", []))
 
     @extend_schema_field(serializers.ListField(child=serializers.CharField()))
     def get_children(self, snapshot: Snapshot) -> list[str]:
@@ -106,6 +112,7 @@ class SnapshotDetailSerializer(SnapshotSerializer):
         row = super().to_representation(snapshot)
         row["contents"] = snapshot.contents
         row["children"] = self.get_children(snapshot)
+        row["copies"] = self.get_copies(snapshot)
         return row
 
 

@@ -26,6 +26,7 @@ from snapshots.run_journal import RunGuard
 from snapshots.run_reporter import run_reporter
 from snapshots.runs import claim_run, fail_run, finish_run
 from snapshots.services.encryption import write_options
+from snapshots.services.offsite import queue_upload
 from snapshots.services.overrides import database_overrides
 from snapshots.storage_locations import get_storage
 
@@ -130,6 +131,7 @@ def perform_backup(
         snapshot.status = Snapshot.Status.COMPLETED
         snapshot.save()
         finish_run(run, _result(snapshot))
+        queue_upload(snapshot)  # `local+s3` or `s3`: copied off-site by an upload run
     except Terminated as exc:
         _fail(run, snapshot, with_notes(str(exc), exc), exc, lease)
         raise

@@ -16,6 +16,7 @@ from engine.docker_client import connect
 from engine.errors import EngineError, ObjectNotFound
 from snapshots.models import Run, Snapshot
 from snapshots.services.backup import request_backup
+from snapshots.services.offsite import abort_uploads
 from snapshots.services.restore import RestoreOptions, request_restore
 from snapshots.services.verify import request_verify, run_verify
 from snapshots.storage_locations import get_storage
@@ -127,6 +128,7 @@ def delete_snapshot(snapshot: Snapshot) -> DeletedSnapshot:
         if locked is None:
             raise SnapshotInUse(f"snapshot {snapshot.backup_id} was already deleted")
         _refuse_if_in_use(locked)
+        abort_uploads(locked.pk)  # open multipart uploads of its off-site copies
         try:
             locked.delete()
         except ProtectedError:  # a child appeared since the check
@@ -156,6 +158,7 @@ def _refuse_if_in_use(snapshot: Snapshot) -> None:
 def _remove_files(snapshot: Snapshot) -> tuple[int, list[str]]:
     if not snapshot.storage_key:
         return 0, []  # a failed backup never stored anything
+    # `local+s3` and `s3`: every copy, local and off-site (storage.copies).
     storage = get_storage(snapshot.storage_location)
     freed = 0
     removed = []

@@ -19,6 +19,7 @@ from snapshots.api.serializers import (
     TaskAcceptedSerializer,
 )
 from snapshots.api.views.base import ApiView, accepted
+from snapshots.selectors_offsite import where
 from snapshots.services.snapshots import delete_snapshot, start_backup
 
 
@@ -70,7 +71,8 @@ class SnapshotDetailView(ApiView):
     def get(self, request: Request, backup_id: str) -> Response:
         snapshot = selectors.get_snapshot(backup_id)
         children = selectors.children_of(snapshot)
-        return reply(SnapshotDetailSerializer(snapshot, context={"children": children}).data)
+        context = {"children": children, "copies": where(snapshot)}
+        return reply(SnapshotDetailSerializer(snapshot, context=context).data)
 
     @extend_schema(
         tags=["snapshots"],

@@ -11,6 +11,7 @@ from snapshots.api.envelope import reply
 from snapshots.api.schema import envelope, responses
 from snapshots.api.serializers import StorageUsageSerializer
 from snapshots.api.views.base import ApiView
+from snapshots.selectors_offsite import location_usage
 
 
 class StorageView(ApiView):
@@ -18,7 +19,14 @@ class StorageView(ApiView):
         tags=["storage"],
         operation_id="storage_retrieve",
         summary="Storage usage",
+        description="Totals and per app count each completed snapshot once. `locations` lists "
+        "every location: each backend (`local`, each S3 location) with the snapshots that "
+        "have a copy there (an off-site copy once verified; S3 has no free space: null), then "
+        "each compound (`local+s3`) and each location the rows name but no longer configured, "
+        "with the snapshots stored so.",
         responses=responses({200: envelope("StorageUsageEnvelope", StorageUsageSerializer())}),
     )
     def get(self, request: Request) -> Response:
-        return reply(StorageUsageSerializer(selectors.storage_usage()).data)
+        usage = selectors.storage_usage()
+        usage["locations"] = location_usage()
+        return reply(StorageUsageSerializer(usage).data)

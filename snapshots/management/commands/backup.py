@@ -21,6 +21,7 @@ from engine.progress import Progress
 from engine.termination import stop_on
 from snapshots.models import Snapshot
 from snapshots.services.backup import request_backup, run_backup
+from snapshots.services.offsite import follow_upload
 from snapshots.services.restore import (
     RestoreOptions,
     RestoreRefused,
@@ -172,6 +173,13 @@ class Command(BaseCommand):
         )
         for warning in snapshot.warnings:
             self.stdout.write(self.style.WARNING(f"warning: {warning}"))
+        upload_bar = ProgressBar(sys.stderr)  # `local+s3`, `s3`: the off-site copy, here
+        upload = follow_upload(snapshot, upload_bar)
+        upload_bar.done()
+        if upload is not None and upload.state != upload.State.COMPLETED:
+            raise failure(f"off-site copy of {snapshot.backup_id}", upload.error, upload.pk)
+        if upload is not None:
+            self.stdout.write(f"copied off-site: {', '.join(upload.options.get('targets', []))}")
 
     def _verify(self, options: dict[str, Any]) -> None:
         snapshot = Snapshot.objects.filter(backup_id=options["backup_id"]).first()

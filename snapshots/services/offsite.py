@@ -1,0 +1,421 @@
+"""Off-site copies: after a backup stored as `local+<s3>` or `<s3>`
+completes, an upload run copies its archive and sidecar to each off-site
+location, resumably (the parts the server acknowledged are rows: a run
+that died resumes and sends only the rest), and checks the object (size
+and SHA-256 by HEAD; a read-back too when asked). For `<s3>` alone the
+local copy is removed once every off-site copy is verified.
+
+A failed upload (wrong credentials, a missing bucket, an unreachable
+endpoint): the copy is marked failed with the reason, naming the location
+and never a secret. A `local+<s3>` snapshot stays a completed local
+snapshot whose off-site copy failed (its local copy is as good as ever and
+a later upload can be asked for); an `<s3>` snapshot, which was to have no
+local copy, is failed like a backup that could not store its archive, and
+its staged local files are removed."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models.functions import Now
+from django.utils import timezone
+
+from engine.errors import EngineError, ObjectNotFound, StorageError, Terminated
+from engine.progress import Progress
+from snapshots.db_time import db_ago
+from snapshots.locks import lease_seconds
+from snapshots.models import Run, Snapshot
+from snapshots.models_offsite import OffsiteCopy
+from snapshots.offsite_ledger import DjangoPartLedger
+from snapshots.run_reporter import run_reporter
+from snapshots.runs import claim_run, fail_run, finish_run
+from snapshots.selectors_offsite import where
+from snapshots.storage_locations import (
+    LOCAL,
+    get_backend,
+    keeps_local_copy,
+    offsite_targets,
+)
+from storage.base import Storage
+from storage.keys import validate_key
+
+logger = logging.getLogger(__name__)
+
+UPLOAD_TASK = "snapshots.upload_snapshot"
+MAX_RESUMES = 5  # dead-worker resumes of one upload run before it is failed
+_BLOCK = 1024 * 1024
+
+
+class UploadRefused(EngineError):
+    """The snapshot cannot be uploaded (not completed, no off-site location)."""
+
+
+def upload_queue(snapshot: Snapshot) -> str:
+    """The app's host queue: the archive to upload is on that host's disk."""
+    return settings.BACKUP_TASK_QUEUE or f"host.{snapshot.host_id}"
+
+
+# -- requesting ------------------------------------------------------------------
+
+
+def request_upload(snapshot: Snapshot, *, deep_check: bool | None = None) -> Run:
+    """The pending upload run and a copy row per off-site location."""
+    targets = offsite_targets(snapshot.storage_location)
+    if not targets:
+        raise UploadRefused(f"snapshot {snapshot.backup_id} is stored locally only")
+    if snapshot.status != Snapshot.Status.COMPLETED or not snapshot.storage_key:
+        raise UploadRefused(f"snapshot {snapshot.backup_id} is {snapshot.status}")
+    deep = settings.BACKUP_S3_DEEP_CHECK if deep_check is None else deep_check
+    with transaction.atomic():
+        run = Run.objects.create(
+            operation=Run.Operation.UPLOAD, app_id=snapshot.app_id, snapshot=snapshot,
+            host_id=snapshot.host_id, options={"targets": targets, "deep_check": deep},
+        )  # fmt: skip
+        for target in targets:
+            OffsiteCopy.objects.update_or_create(
+                snapshot=snapshot, location=target,
+                defaults={"key": snapshot.storage_key, "run": run, "error": "",
+                          "state": OffsiteCopy.State.PENDING},
+            )  # fmt: skip
+    return run
+
+
+def queue_upload(snapshot: Snapshot) -> Run | None:
+    """After a backup completed: its upload run, sent to the host's queue
+    once the rows are committed. None for a local-only snapshot. Never
+    raises: the backup is done whatever happens to its copy (a failure is
+    on the upload run and the copy rows)."""
+    if not offsite_targets(snapshot.storage_location):
+        return None
+    try:
+        run = request_upload(snapshot)
+    except Exception as exc:
+        logger.exception("could not request the upload of %s", snapshot.backup_id)
+        Snapshot.objects.filter(pk=snapshot.pk).update(
+            error=f"its off-site upload could not be requested ({type(exc).__name__})"
+        )
+        return None
+    transaction.on_commit(lambda: send_upload(run, snapshot))
+    return run
+
+
+def send_upload(run: Run, snapshot: Snapshot) -> None:
+    from backup_project.celery import app as celery_app
+
+    try:
+        celery_app.send_task(
+            UPLOAD_TASK, args=[str(run.pk)], task_id=str(run.pk), queue=upload_queue(snapshot)
+        )
+    except Exception as exc:  # kombu raises many types for "no broker"
+        # The type only: a broker error's text may carry the broker URL.
+        logger.error("could not queue the upload run %s: %s", run.pk, type(exc).__name__)
+        # Left pending: `backup upload`/recovery can still run it; it is
+        # failed after BACKUP_PENDING_TIMEOUT_SECONDS otherwise.
+
+
+# -- running -----------------------------------------------------------------------
+
+
+def run_upload(run_id: str, on_progress: Callable[[Progress], None] | None = None) -> Run:
+    """Do a pending upload run. Returns the run, completed or failed. Stopped
+    by a signal (a worker shutting down), the run is left for this host's
+    recovery, which resumes it, and the Terminated is raised again."""
+    run = claim_run(run_id)
+    if run is None:
+        return Run.objects.get(pk=run_id)
+    snapshot = run.snapshot
+    try:
+        if snapshot is None or snapshot.status != Snapshot.Status.COMPLETED:
+            raise UploadRefused("the snapshot was deleted or is no longer completed")
+        # The reporter stops (its last report written) before the final state.
+        with run_reporter(run, on_progress) as progress:
+            result = _upload_all(run, snapshot, progress)
+        finish_run(run, result)
+    except Terminated as exc:
+        _leave_for_recovery(run, str(exc))
+        raise
+    except EngineError as exc:
+        if _resumable(run, exc):
+            _leave_for_recovery(run, str(exc))
+        else:
+            _fail_upload(run, snapshot, str(exc))
+    except Exception as exc:
+        logger.exception("upload run %s crashed", run.pk)
+        _fail_upload(run, snapshot, f"internal error ({type(exc).__name__}); see the worker log")
+    run.refresh_from_db()
+    return run
+
+
+def _upload_all(
+    run: Run, snapshot: Snapshot, progress: Callable[[Progress], None]
+) -> dict[str, Any]:
+    archive = local_path(snapshot.storage_key)
+    sidecar = local_path(f"{snapshot.storage_key}.sha256")
+    deep = bool(run.options.get("deep_check"))
+    results: dict[str, Any] = {}
+    for copy in OffsiteCopy.objects.filter(snapshot=snapshot, run=run).order_by("location"):
+        if copy.state == OffsiteCopy.State.VERIFIED:
+            results[copy.location] = {"state": copy.state, "skipped": "already verified"}
+            continue
+        results[copy.location] = _upload_copy(copy, snapshot, archive, sidecar, deep, progress)
+    removed: list[str] = []
+    if not keeps_local_copy(snapshot.storage_location):
+        removed = _remove_local(snapshot)
+    return {
+        "backup_id": snapshot.backup_id, "app_id": snapshot.app_id,
+        "storage_location": snapshot.storage_location, "copies": results,
+        "local_removed": removed, "where": where(snapshot),
+    }  # fmt: skip
+
+
+def _upload_copy(
+    copy: OffsiteCopy,
+    snapshot: Snapshot,
+    archive: Path,
+    sidecar: Path,
+    deep: bool,
+    progress: Callable[[Progress], None],
+) -> dict[str, Any]:
+    backend = get_backend(copy.location)
+    ledger = DjangoPartLedger(copy.pk)
+    started = time.monotonic()
+    phase = f"uploading to {copy.location}"
+    progress(Progress(phase, 0, snapshot.size_bytes))
+
+    def report(done: int, total: int) -> None:
+        progress(Progress(phase, done, total))
+
+    info = copy_file(backend, archive, copy.key, ledger, snapshot.sha256, report)
+    copy_file(backend, sidecar, f"{copy.key}.sha256", None, None, None)
+    if deep:
+        progress(Progress(f"checking the copy on {copy.location}", 0, info.size))
+        check_copy(backend, copy.key, snapshot.sha256)
+    OffsiteCopy.objects.filter(pk=copy.pk).update(
+        state=OffsiteCopy.State.VERIFIED, bytes_done=info.size, size_bytes=info.size,
+        sha256=snapshot.sha256, verified_at=Now(), error="", upload_id="", marker="",
+    )  # fmt: skip
+    seconds = time.monotonic() - started
+    return {
+        "state": OffsiteCopy.State.VERIFIED, "key": copy.key, "size_bytes": info.size,
+        "parts_resumed": ledger.resumed_parts, "parts_sent": ledger.recorded_parts,
+        "deep_checked": deep, "seconds": round(seconds, 3),
+        "mib_per_second": round(info.size / 1048576 / seconds, 1) if seconds > 0 else None,
+    }  # fmt: skip
+
+
+def local_path(key: str) -> Path:
+    """Where LocalStorage keeps KEY (the upload reads parts at their offsets)."""
+    validate_key(key)
+    return Path(settings.BACKUP_ROOT) / key
+
+
+def copy_file(
+    backend: Storage,
+    path: Path,
+    key: str,
+    ledger: DjangoPartLedger | None,
+    sha256: str | None,
+    progress: Callable[[int, int], None] | None,
+) -> Any:
+    """Copy the local file PATH to KEY on BACKEND: resumably through the S3
+    backend's upload_file, else (a backend without it: memory, local) as one
+    stream through its atomic writer, checked by reading it back."""
+    if not path.is_file():
+        raise ObjectNotFound(f"the local copy {path.name} is missing: nothing to upload")
+    upload = getattr(backend, "upload_file", None)
+    if upload is not None:
+        return upload(path, key, ledger=ledger, sha256=sha256, progress=progress)
+    digest = hashlib.sha256()
+    total = path.stat().st_size
+    done = 0
+    with path.open("rb") as source, backend.open_writer(key) as sink:
+        while block := source.read(_BLOCK):
+            sink.write(block)
+            digest.update(block)
+            done += len(block)
+            if progress is not None:
+                progress(done, total)
+        info = sink.commit()
+    if sha256 is not None and digest.hexdigest() != sha256:
+        raise StorageError(f"{path.name} changed while it was being copied to {backend.name!r}")
+    return info
+
+
+def check_copy(backend: Storage, key: str, sha256: str) -> None:
+    """A deep check: the object read back has the snapshot's SHA-256."""
+    verify = getattr(backend, "verify", None)
+    if verify is not None:
+        verify(key, sha256, deep=True)
+        return
+    digest = hashlib.sha256()
+    with backend.open(key) as stream:
+        while block := stream.read(_BLOCK):
+            digest.update(block)
+    if digest.hexdigest() != sha256:
+        raise StorageError(f"storage {backend.name!r}: {key} reads back with another SHA-256")
+
+
+def _remove_local(snapshot: Snapshot) -> list[str]:
+    """The `<s3>`-only snapshot's staged local files, now that every copy is verified."""
+    pending = OffsiteCopy.objects.filter(snapshot=snapshot).exclude(
+        state=OffsiteCopy.State.VERIFIED
+    )
+    if pending.exists():
+        return []
+    local = get_backend(LOCAL)
+    removed = []
+    for key in (f"{snapshot.storage_key}.sha256", snapshot.storage_key):
+        try:
+            local.delete(key)
+            removed.append(key)
+        except ObjectNotFound:
+            continue
+    return removed
+
+
+# -- failing, resuming ------------------------------------------------------------
+
+
+def _leave_for_recovery(run: Run, reason: str) -> None:
+    """Stopped by a signal: the upload is resumable, so the run stays running
+    and is marked dead at once; this host's recovery resumes it."""
+    Run.objects.filter(pk=run.pk, state=Run.State.RUNNING).update(
+        error=f"{reason}; this host's recovery resumes the upload",
+        phase="awaiting resume", heartbeat_at=db_ago(lease_seconds() + 1),
+    )  # fmt: skip
+
+
+def _resumable(run: Run, exc: EngineError) -> bool:
+    """A network failure that outlasted the backend's retries in the middle
+    of an upload: worth resuming later (recovery's next round, about a
+    minute on), a bounded number of times. A failure before any upload was
+    open (wrong credentials, a missing bucket, an unreachable endpoint) is
+    not: it fails at once, with its reason."""
+    from storage.s3_config import is_transient
+
+    cause = exc.__cause__
+    started = OffsiteCopy.objects.filter(run=run).exclude(upload_id="").exists()
+    resumes = int((run.result or {}).get("resumes", 0))
+    return cause is not None and is_transient(cause) and started and resumes < MAX_RESUMES
+
+
+def _fail_upload(run: Run, snapshot: Snapshot | None, error: str) -> None:
+    """The copies not verified are failed (their multipart uploads aborted
+    where the server still answers); an `<s3>`-only snapshot fails with them."""
+    aborted = abort_uploads(run.snapshot_id, only_run=run) if snapshot is not None else []
+    OffsiteCopy.objects.filter(run=run).exclude(state=OffsiteCopy.State.VERIFIED).update(
+        state=OffsiteCopy.State.FAILED, error=error
+    )
+    result: dict[str, Any] = {"aborted_uploads": aborted}
+    if snapshot is not None:
+        result |= {"backup_id": snapshot.backup_id, "app_id": snapshot.app_id}
+        if not keeps_local_copy(snapshot.storage_location):
+            result["snapshot_failed"] = True
+            _fail_snapshot(snapshot, error)
+        result["where"] = where(snapshot)
+    fail_run(run, f"off-site upload failed: {error}", result)
+    logger.warning("upload run %s of %s failed: %s", run.pk, run.app_id, error)
+
+
+def _fail_snapshot(snapshot: Snapshot, error: str) -> None:
+    """An `<s3>`-only snapshot whose copy failed: failed, and like any
+    failed backup it keeps no file (it was to have no local copy)."""
+    removed = []
+    storage = get_backend(LOCAL)
+    for key in (f"{snapshot.storage_key}.sha256", snapshot.storage_key):
+        try:
+            storage.delete(key)
+            removed.append(key)
+        except ObjectNotFound:
+            continue
+        except EngineError as exc:
+            logger.error("removing %s of failed %s: %s", key, snapshot.backup_id, exc)
+    note = f"; the staged local archive was removed ({', '.join(removed)})" if removed else ""
+    Snapshot.objects.filter(pk=snapshot.pk).update(
+        status=Snapshot.Status.FAILED,
+        error=f"its off-site copy could not be stored: {error}{note}",
+        finished_at=timezone.now(),
+    )
+    snapshot.refresh_from_db()
+
+
+def abort_uploads(snapshot_id: int | None, only_run: Run | None = None) -> list[str]:
+    """Abort the open multipart uploads of SNAPSHOT_ID's copies (a run that
+    can no longer resume, a deleted snapshot). Best effort: an upload the
+    server cannot be asked about now is left to the sweeper (a day)."""
+    rows = OffsiteCopy.objects.filter(snapshot_id=snapshot_id).exclude(upload_id="")
+    if only_run is not None:
+        rows = rows.filter(run=only_run)
+    aborted = []
+    for copy in rows:
+        try:
+            backend = get_backend(copy.location)
+            drop = getattr(backend, "drop_upload", None)
+            if drop is not None:
+                drop(copy.marker or None, copy.key, copy.upload_id)
+            DjangoPartLedger(copy.pk).forget(copy.upload_id)
+            aborted.append(f"{copy.location}:{copy.key}")
+        except Exception as exc:
+            logger.warning(
+                "could not abort the upload of %s to %s (%s); the sweeper will",
+                copy.key, copy.location, type(exc).__name__,
+            )  # fmt: skip
+    return aborted
+
+
+def resume_dead_upload(run: Run) -> dict[str, Any] | None:
+    """Recovery's answer to a dead upload run (kill -9, a worker restart):
+    it goes back to pending and to this host's queue, to resume where it
+    stopped; after MAX_RESUMES it is failed and its uploads aborted. None
+    if another recovery took it first."""
+    from snapshots.recovery import _silent
+
+    resumes = int((run.result or {}).get("resumes", 0)) + 1
+    if resumes > MAX_RESUMES:
+        claimed = Run.objects.filter(_silent(), pk=run.pk, state=Run.State.RUNNING).update(
+            heartbeat_at=Now()
+        )
+        if not claimed:
+            return None
+        run.refresh_from_db()
+        _fail_upload(run, run.snapshot, f"the worker died {MAX_RESUMES} times during the upload")
+        return {"resumed": False, "failed": True, "resumes": resumes - 1}
+    claimed = Run.objects.filter(_silent(), pk=run.pk, state=Run.State.RUNNING).update(
+        state=Run.State.PENDING, worker="", phase="resuming", heartbeat_at=None,
+        result={**(run.result or {}), "resumes": resumes},
+    )  # fmt: skip
+    if not claimed:
+        return None
+    run.refresh_from_db()
+    if run.snapshot is not None:
+        transaction.on_commit(lambda: send_upload(run, run.snapshot))  # type: ignore[arg-type]
+    logger.warning("upload run %s: its worker died; resuming it (%d)", run.pk, resumes)
+    return {"resumed": True, "resumes": resumes}
+
+
+# -- reading ---------------------------------------------------------------------
+
+
+def follow_upload(
+    snapshot: Snapshot, on_progress: Callable[[Progress], None], poll_seconds: float = 0.5
+) -> Run | None:
+    """For the command line: run SNAPSHOT's pending upload here (a worker
+    that gets its message later finds it claimed), or, if a worker already
+    has it, follow its row until it ends. None if it has no upload."""
+    run = snapshot.runs.filter(operation=Run.Operation.UPLOAD).order_by("-created_at").first()
+    if run is None:
+        return None
+    if run.state == Run.State.PENDING:
+        run = run_upload(str(run.pk), on_progress=on_progress)
+    while run.state in (Run.State.PENDING, Run.State.RUNNING):
+        on_progress(Progress(run.phase or "uploading", run.bytes_done, run.bytes_total))
+        time.sleep(poll_seconds)
+        run.refresh_from_db()
+    return run
