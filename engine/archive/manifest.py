@@ -32,7 +32,10 @@ class ManifestEntry:
     link_target: str | None = None  # symlink target, or hardlink's first member
     sha256: str | None = None  # content hash of files
     sparse: bool = False  # the source had holes; restore recreates them
-    changed_during_read: bool = False  # live backup: file changed while being read
+    # Live backup: the file changed while being read (its size, mtime or ctime
+    # after the read differ from before it, or another file was renamed over it
+    # between listing and opening): the stored copy may be inconsistent.
+    changed_during_read: bool = False
     # Identity of the source file, for incremental change detection.
     dev: int | None = None
     ino: int | None = None
