@@ -10,6 +10,7 @@ scripts/ensure_tools.sh
 scripts/ensure_docker.sh
 scripts/testimages/build.sh
 scripts/ensure_services.sh
+scripts/ensure_s3_servers.sh
 
 echo "[test] ruff" >&2
 .venv/bin/ruff check .

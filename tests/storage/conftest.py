@@ -3,6 +3,8 @@
 The conformance suite asks for `storage` and runs once per entry of BACKENDS.
 A new backend (S3 on moto, a retry wrapper) joins the suite by adding one
 entry here; tests that need a tiny backend to fill up use SMALL_BACKENDS.
+S3 runs against two real servers (tests/s3_servers.py), started once per
+session: moto's server and s3rver, a fresh bucket for every test.
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ import pytest
 from storage.base import Storage
 from storage.local import LocalStorage
 from storage.memory import MemoryStorage
+from storage.s3 import S3Storage
+from storage.s3_config import MIB, S3Config
+from tests.s3_servers import S3Server, moto_server, s3rver_server
 
 # What the "small" backends can hold: room for a few hundred KiB, not for MiBs.
 SMALL_CAPACITY = 1024 * 1024
@@ -58,8 +63,59 @@ SMALL_BACKENDS: dict[str, BackendFactory] = {
 }
 
 
-@pytest.fixture(params=list(BACKENDS))
+# Backend name -> the session fixture of its server. moto's keys get a
+# location prefix, s3rver's do not: both ways of naming objects are covered.
+S3_BACKENDS: dict[str, tuple[str, str]] = {
+    "s3-moto": ("s3_moto", "backups/"),
+    "s3-s3rver": ("s3_s3rver", ""),
+}
+# S3's smallest part: streamed writes of a few MiB already go multipart.
+TEST_PART_SIZE = 5 * MIB
+
+
+def s3_storage_on(
+    server: S3Server, name: str = "s3", prefix: str = "", **settings: object
+) -> S3Storage:
+    """An S3Storage on a fresh bucket of SERVER; SETTINGS override S3Config's."""
+    values: dict[str, object] = {
+        "bucket": server.new_bucket(),
+        "endpoint_url": server.endpoint_url,
+        "access_key": server.access_key,
+        "secret_key": server.secret_key,
+        "prefix": prefix,
+        "part_size": TEST_PART_SIZE,
+        "connect_timeout": 2.0,
+        "read_timeout": 5.0,
+        "name": name,
+    }
+    values.update(settings)
+    return S3Storage(S3Config(**values))  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def s3_moto() -> Iterator[S3Server]:
+    with moto_server() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def s3_s3rver() -> Iterator[S3Server]:
+    with s3rver_server() as server:
+        yield server
+
+
+@pytest.fixture(params=list(S3_BACKENDS))
+def s3_server(request: pytest.FixtureRequest) -> S3Server:
+    """Each real S3 server in turn."""
+    return request.getfixturevalue(S3_BACKENDS[request.param][0])
+
+
+@pytest.fixture(params=list(BACKENDS) + list(S3_BACKENDS))
 def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Storage]:
+    if request.param in S3_BACKENDS:
+        fixture, prefix = S3_BACKENDS[request.param]
+        yield s3_storage_on(request.getfixturevalue(fixture), request.param, prefix)
+        return
     with BACKENDS[request.param](tmp_path) as backend:
         yield backend
 
