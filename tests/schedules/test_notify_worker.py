@@ -55,6 +55,16 @@ def _wait_for_state(pk: int, states: set[str], timeout: float = 60) -> Notificat
     pytest.fail(f"notification {pk} stayed {row.state}: {row.error}")
 
 
+def _wait_for_log(path: Path, text: str, timeout: float = 20) -> str:
+    """The worker's log once it holds TEXT (its line is written just after
+    the row is updated)."""
+    deadline = time.monotonic() + timeout
+    while text not in (log := path.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert text in log, log[-3000:]
+    return log
+
+
 def test_the_worker_delivers_and_retries_a_refusing_target(
     notify_worker: subprocess.Popen[bytes], http_receiver: HttpReceiver, closed_port: int,
     tmp_path: Path, caplog: pytest.LogCaptureFixture,
@@ -70,8 +80,8 @@ def test_the_worker_delivers_and_retries_a_refusing_target(
     assert "refused" in done.error.lower()
     # The answering target was told once, not once per retry.
     assert [r["body"]["title"] for r in http_receiver.received] == ["Backup failed: app1"]
-    log = (tmp_path / "worker.log").read_text()
-    assert "schedules.send_notification" in log and "failed, giving up" in log
+    log = _wait_for_log(tmp_path / "worker.log", "failed, giving up")
+    assert "schedules.send_notification" in log
     assert_no_secret(log, "the worker's log")
     assert_no_secret(done.error + repr(done.targets), "the row")
 
@@ -95,9 +105,11 @@ def test_a_corrupted_archive_tells_of_a_failed_verify(
     with storage.open_writer(f"{snapshot.storage_key}.sha256") as writer:
         writer.write(f"{snapshot.sha256}  {backup_id}.tar.zst\n".encode())
     run = start_deep_verify(snapshot)
-    [received] = http_receiver.wait_for(1, timeout=60)
+    received = http_receiver.wait_for(1, timeout=60)[0]
     assert Run.objects.get(pk=run.pk).state == "failed"
     assert received["body"]["title"] == f"Verify failed: app1 {backup_id}"
     assert "does not match" in received["body"]["message"]
     row = Notification.objects.get(event="verify_failed")
     assert _wait_for_state(row.pk, {"sent", "failed"}).state == "sent"
+    time.sleep(1)
+    assert len(http_receiver.received) == 1, http_receiver.received
