@@ -151,10 +151,10 @@ def decide(
         for policy in ruled:
             for backup_id, reason in _policy_keeps(scheduled, policy, newest):
                 keep[backup_id].append(reason)
+        unkept = f"scheduled snapshot kept by no rule of {', '.join(p.label for p in ruled)}"
         for snap in scheduled:
             if not keep[snap.backup_id]:
-                names = ", ".join(p.label for p in ruled)
-                drop[snap.backup_id].append(f"scheduled snapshot kept by no rule of {names}")
+                drop[snap.backup_id].append(unkept)
     _never_break(ordered, completed, keep)
 
     decisions = []
@@ -227,12 +227,16 @@ def _within(snap: SnapshotFacts, policy: Policy, newest: datetime) -> bool:
     return days is not None and snap.time > newest - timedelta(days=days)
 
 
-# (rule, the bucket a local time falls in, the bucket in words)
-_BUCKETS: tuple[tuple[str, Callable[[datetime], str]], ...] = (
-    ("keep_daily", lambda t: f"day {t:%Y-%m-%d}"),
-    ("keep_weekly", lambda t: "week {}-W{:02d}".format(*t.isocalendar()[:2])),
-    ("keep_monthly", lambda t: f"month {t:%Y-%m}"),
-    ("keep_yearly", lambda t: f"year {t:%Y}"),
+# (rule, the bucket a local time falls in as a cheap key, the bucket in words)
+_BUCKETS: tuple[tuple[str, Callable[[datetime], object], Callable[[datetime], str]], ...] = (
+    ("keep_daily", lambda t: (t.year, t.month, t.day), lambda t: f"day {t:%Y-%m-%d}"),
+    (
+        "keep_weekly",
+        lambda t: t.isocalendar()[:2],
+        lambda t: "week {}-W{:02d}".format(*t.isocalendar()[:2]),
+    ),
+    ("keep_monthly", lambda t: (t.year, t.month), lambda t: f"month {t:%Y-%m}"),
+    ("keep_yearly", lambda t: t.year, lambda t: f"year {t:%Y}"),
 )
 
 
@@ -241,30 +245,34 @@ def _policy_keeps(
 ) -> Iterable[tuple[str, str]]:
     """(backup_id, reason) for each snapshot POLICY keeps, restic's way:
     newest first, keep_last keeps the first N; each bucket rule keeps the
-    newest snapshot of each of the last N days (weeks, …) that have one."""
+    newest snapshot of each of the last N days (weeks, …) that have one.
+    Stops at the first snapshot past every rule: what is older keeps nothing."""
     zone = ZoneInfo(policy.timezone) if policy.timezone not in ("", "UTC") else UTC
     where = f"({policy.label}, {zone})"
-    counts = {rule: getattr(policy, rule) or 0 for rule, _ in _BUCKETS}
-    last: dict[str, str] = {}
+    buckets = [(rule, key, words, getattr(policy, rule) or 0) for rule, key, words in _BUCKETS]
+    counts = {rule: count for rule, _, _, count in buckets}
+    last: dict[str, object] = {}
+    days = policy.retention_days
+    cutoff = newest - timedelta(days=days) if newest is not None and days is not None else None
+    keep_last = policy.keep_last or 0
     for index, snap in enumerate(scheduled):
-        if policy.keep_last and index < policy.keep_last:
-            yield snap.backup_id, f"keep_last {policy.keep_last}: number {index + 1} {where}"
-        if newest is not None and _within(snap, policy, newest):
-            yield (
-                snap.backup_id,
-                f"within retention_days {policy.retention_days} of the newest snapshot {where}",
-            )
-        if not any(counts.values()):
-            continue
-        local = snap.time.astimezone(zone)
-        for rule, bucket in _BUCKETS:
+        within = cutoff is not None and snap.time > cutoff
+        if index >= keep_last and not within and not any(counts.values()):
+            return
+        if index < keep_last:
+            yield snap.backup_id, f"keep_last {keep_last}: number {index + 1} {where}"
+        if within:
+            yield snap.backup_id, f"within retention_days {days} of the newest snapshot {where}"
+        local = None
+        for rule, key, words, total in buckets:
             if counts[rule] <= 0:
                 continue
-            value = bucket(local)
+            local = local or snap.time.astimezone(zone)
+            value = key(local)
             if last.get(rule) != value:
                 last[rule] = value
                 counts[rule] -= 1
-                yield snap.backup_id, f"{rule} {getattr(policy, rule)}: newest of {value} {where}"
+                yield snap.backup_id, f"{rule} {total}: newest of {words(local)} {where}"
 
 
 def _never_break(

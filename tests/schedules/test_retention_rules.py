@@ -73,7 +73,9 @@ def test_never_break_rules(snapshots: list[SnapshotFacts], chosen: list[Policy])
         d.reasons and all(isinstance(r, str) and r for r in d.reasons) for d in by_id.values()
     )
     completed = sorted(
-        (s for s in snapshots if s.status == "completed"), key=lambda s: s.time, reverse=True
+        (s for s in snapshots if s.status == "completed"),
+        key=lambda s: (s.time, s.backup_id),
+        reverse=True,  # ties: by id, as decide() does
     )
     if completed:
         assert by_id[completed[0].backup_id].keep
