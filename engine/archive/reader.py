@@ -10,12 +10,18 @@ members (hash_thread.py), all straight from the read-ahead chunks.
 manifest.json comes last, so what each member looked like is written to a
 temporary file as we go (member_log.py), manifest.json's bytes are spooled
 to another, and the two are then compared in one streaming pass
-(manifest_check.py, reading the manifest with manifest_stream.py)."""
+(manifest_check.py, reading the manifest with manifest_stream.py).
+
+Every member also goes through restore's own member checks
+(engine.restore.checks.MemberChecks, as a restore of every volume), so
+"valid" means "restorable": the first member restore would refuse is
+reported with restore's words. Those checks keep no record per file, so the
+one that needs earlier members (a hardlink's source is an earlier regular
+file) is settled after the pass, from the member log."""
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import tempfile
 import time
@@ -35,6 +41,7 @@ from engine.archive.read_ahead import Source
 from engine.archive.tar_reader import Member, TarReader
 from engine.errors import ArchiveError, DecryptionError
 from engine.progress import Progress, ProgressCallback, no_progress
+from engine.restore.checks import MemberChecks, check_hardlink_source, parse_backup_json
 
 READ_CHUNK = 1 << 20  # read-ahead chunk of the tar stream
 READ_AHEAD = 16  # chunks decompressed ahead of the parser
@@ -87,6 +94,9 @@ def scan_archive(
             report.errors.append(f"archive is unreadable or truncated: {exc}")
             return report
         report.errors += [f"duplicate member {name!r}" for name in duplicate_names(log)]
+        if (refusal := scanner.refusal()) is not None:
+            report.errors.append(refusal)
+        report.errors = list(dict.fromkeys(report.errors))  # a duplicate is also a refusal
         if scanner.manifest_file is None:
             report.errors.append("manifest.json is missing (archive truncated?)")
             return report
@@ -128,6 +138,11 @@ class _Scanner:
         self.waiting: deque[tuple[Any, ...]] = deque()
         self.source = Source(stream, READ_CHUNK, READ_AHEAD)
         self.hasher = HashThread()
+        # Restore's checks, until the first member restore would refuse: the
+        # members after it are not checked (restore stops there too).
+        self.checks = MemberChecks()
+        self.refused: tuple[int, str] | None = None  # (member index, restore's reason)
+        self.backup_read = False
 
     def __enter__(self) -> _Scanner:
         return self
@@ -146,18 +161,21 @@ class _Scanner:
 
     def _members(self) -> None:
         reader = TarReader(self.source)
-        report, log, waiting = self.report, self.log, self.waiting
+        log, waiting = self.log, self.waiting
         index = bytes_done = 0
         last_report = time.monotonic()
         while (member := reader.next()) is not None:
             name = member.name
+            if self.refused is None:
+                try:
+                    self.checks.check(member)
+                except ArchiveError as exc:
+                    self._refuse(index, str(exc))
             if self.manifest_file is not None:
-                report.errors.append(f"member {name!r} after manifest.json")
+                pass  # not compared with anything; the checks refuse it
             elif name == MANIFEST_JSON:
                 self.manifest_file = self._spool_manifest(member)
             else:
-                if name == BACKUP_JSON and index != 0:
-                    report.errors.append("backup.json is not the first member")
                 digest = self._content_digest(member) if member.kind == "file" else None
                 record = (name, member.kind, member.size, member.mode, member.uid, member.gid,
                           member.mtime_ns, member.linkname, digest)  # fmt: skip
@@ -171,6 +189,39 @@ class _Scanner:
             if time.monotonic() - last_report >= PROGRESS_SECONDS:
                 last_report = time.monotonic()
                 self.progress(Progress("verifying", bytes_done))
+
+    def _refuse(self, index: int, reason: str) -> None:
+        if self.refused is None:
+            self.refused = (index, reason)
+
+    def refusal(self) -> str | None:
+        """Once the pass is over: the first member restore would refuse, in
+        tar order, and why (None: restore accepts every member)."""
+        refused_at = self.refused[0] if self.refused is not None else None
+        checks = self.checks
+        pending = [h for h in checks.hardlinks if refused_at is None or h[0] < refused_at]
+        if pending:
+            kinds = self._first_kinds({source for _, _, source in pending})
+            for index, name, source in pending:
+                first = kinds.get(source)
+                try:
+                    kind = first[1] if first and first[0] < index else None
+                    check_hardlink_source(name, source, kind)
+                except ArchiveError as exc:
+                    return str(exc)
+        if self.refused is not None:
+            return self.refused[1]
+        missing = checks.empty_volumes()
+        return missing[0] if missing else None
+
+    def _first_kinds(self, names: set[str]) -> dict[str, tuple[int, str]]:
+        """name -> (index, kind) of its first member, for NAMES (the log holds
+        every member before manifest.json, in tar order)."""
+        found: dict[str, tuple[int, str]] = {}
+        for index, seen in enumerate(self.log):
+            if seen.name in names and seen.name not in found:
+                found[seen.name] = (index, seen.kind)
+        return found
 
     def _log_ready(self) -> None:
         """Move the waiting records whose digest is known to the log, in order."""
@@ -193,7 +244,15 @@ class _Scanner:
             raw = self.source.read(member.size)
             if len(raw) != member.size:
                 raise ArchiveError(f"archive truncated inside member {name!r}")
-            self.report.backup = json.loads(raw)
+            if not self.backup_read:  # a second one is a duplicate: the first counts
+                self.backup_read = True
+                try:
+                    if self.refused is None:  # backup.json is then the first member
+                        self.report.backup = self.checks.accept_backup_json(raw)
+                    else:
+                        self.report.backup = parse_backup_json(raw)
+                except ArchiveError as exc:
+                    self._refuse(self.checks.index, str(exc))
             return hashlib.sha256(raw).hexdigest()
         if self.dump_dir is not None and name.startswith(_DATABASES_PREFIX):
             copy_to = self.dump_dir / f"dump-{len(self.report.dump_files)}"

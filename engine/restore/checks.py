@@ -1,16 +1,23 @@
 """Checking tar members for restore, before anything is written for them.
 
 The members come from engine.archive.tar_reader (the parser shared with
-deep verification). The checks here are pure: a member's name, type and link
-target either say where it goes or raise ArchiveError naming it. The
-filesystem side is in safe_fs.py.
+deep verification). MemberChecks is THE check of each member, in tar order:
+restore's extractor runs it before writing anything, and deep verification
+(engine.archive.reader) runs the same one, as a restore of every volume
+would, so an archive verify calls valid is one restore accepts, and both
+refuse a hostile one with the same message. A member's name, type and link
+target either say where it goes or raise ArchiveError naming it; the only
+state kept is backup.json's volume list and the names of directory members
+(not one record per file: deep verification's memory must not grow with the
+number of members). The filesystem side is in safe_fs.py.
 """
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Container, Mapping
-from typing import Literal, NamedTuple
+from collections.abc import Callable, Collection, Container, Mapping
+from typing import Any, Literal, NamedTuple
 
 from engine.archive.layout import BACKUP_JSON, CONFIG_DIR, DATABASES_DIR, MANIFEST_JSON, VOLUMES_DIR
 from engine.archive.manifest import Manifest
@@ -18,11 +25,18 @@ from engine.archive.tar_reader import Kind, Member
 from engine.errors import ArchiveError
 
 NAME_MAX = 255  # bytes in one path component (Linux)
-PATH_MAX = 4095  # bytes in a whole path, without the final NUL
+PATH_MAX = 4095  # bytes in a symlink's target (the kernel's bound)
+# Bytes in a whole member name. Not PATH_MAX: extraction opens one component
+# at a time (safe_fs.Tree), so deeper trees restore (a backup archives them:
+# engine.archive.walk); this only bounds what one member may make us hold.
+MAX_MEMBER_NAME = 64 << 10
+MAX_JSON = 1 << 30  # backup.json / manifest.json of a few million files still fits
 
 # Where a member goes. "volume": into a target volume; "spool": a database or
 # config file handed to the caller; "skip": read past (a volume not asked for).
 Area = Literal["volume", "spool", "skip", "backup", "manifest"]
+# The kind of the earlier member of a name, None if no earlier member has it.
+EarlierKind = Callable[[str], "str | None"]
 
 
 class Placement(NamedTuple):  # a tuple: made for every member, so cheap
@@ -58,7 +72,7 @@ def split_name(name: str, what: str = "member") -> tuple[str, ...]:
         and "//" not in name
         and "/." not in name
         and "\0" not in name
-        and len(name) <= PATH_MAX // 4
+        and len(name) <= MAX_MEMBER_NAME // 4
         and (len(name) <= NAME_MAX // 4 or max(map(len, parts)) <= NAME_MAX // 4)
     ):
         return parts
@@ -68,7 +82,7 @@ def split_name(name: str, what: str = "member") -> tuple[str, ...]:
         raise ArchiveError(f"{what} {name!r} contains a NUL byte")
     if name.startswith("/"):
         raise ArchiveError(f"{what} {name!r} is an absolute path")
-    if len(name) > PATH_MAX // 4 and len(os.fsencode(name)) > PATH_MAX:
+    if len(name) > MAX_MEMBER_NAME // 4 and len(os.fsencode(name)) > MAX_MEMBER_NAME:
         raise ArchiveError(f"{what} {name[:60]!r}... is too long ({len(name)} characters)")
     for part in parts:
         if part in ("", ".", ".."):
@@ -119,19 +133,184 @@ def place(
     raise ArchiveError(f"unexpected member {name!r} (not part of the archive format)")
 
 
-def hardlink_source(member: Member, here: Placement, seen: Mapping[str, Seen]) -> str:
+def hardlink_source(member: Member, here: Placement, earlier_kind: EarlierKind | None) -> str:
     """The normalised member name a hardlink points to: an earlier regular
-    file of the same volume, never a directory, symlink or another volume."""
+    file of the same volume, never a directory, symlink or another volume.
+    EARLIER_KIND(name): the kind of the earlier member NAME, None if none;
+    without it (deep verification keeps no per-member state) only what the
+    names say is checked here, and the caller passes the kind it finds later
+    to check_hardlink_source."""
     source = "/".join(split_name(member.linkname, f"hardlink {member.name!r} target"))
-    earlier = seen.get(source)
-    if earlier is None:
-        raise ArchiveError(f"hardlink {member.name!r} points to {source!r}, not an earlier member")
-    if earlier.kind != "file":
-        raise ArchiveError(f"hardlink {member.name!r} points to {source!r}, a {earlier.kind}")
     parts = source.split("/")
-    if here.area not in ("volume", "skip") or parts[0] != VOLUMES_DIR or parts[1] != here.root:
+    if (
+        here.area not in ("volume", "skip")
+        or len(parts) < 2
+        or parts[0] != VOLUMES_DIR
+        or parts[1] != here.root
+    ):
         raise ArchiveError(f"hardlink {member.name!r} points outside its volume ({source!r})")
+    if earlier_kind is not None:
+        check_hardlink_source(member.name, source, earlier_kind(source))
     return source
+
+
+def check_hardlink_source(name: str, source: str, kind: str | None) -> None:
+    """Hardlink NAME to SOURCE, whose earlier member is of KIND (None: no
+    earlier member has that name)."""
+    if kind is None:
+        raise ArchiveError(f"hardlink {name!r} points to {source!r}, not an earlier member")
+    if kind != "file":
+        raise ArchiveError(f"hardlink {name!r} points to {source!r}, a {kind}")
+
+
+def parse_backup_json(raw: bytes) -> dict[str, Any]:
+    """backup.json's content, checked to have the shape every reader relies
+    on (an object; volumes, containers and databases lists of objects with
+    their fields), so a hostile or damaged one is an ArchiveError here, not
+    an AttributeError or KeyError wherever it is read."""
+    try:
+        backup = json.loads(raw)
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep
+        raise ArchiveError(f"{BACKUP_JSON} is unreadable: {exc}") from None
+    if not isinstance(backup, dict):
+        raise ArchiveError(f"{BACKUP_JSON} is invalid: a JSON {_json_type(backup)}, not an object")
+    for key, fields in _BACKUP_LISTS.items():
+        listed = backup.get(key, [])
+        if not isinstance(listed, list):
+            raise ArchiveError(f"{BACKUP_JSON} is invalid: {key} is not a list")
+        for number, item in enumerate(listed):
+            if key == "volumes" and isinstance(item, str):
+                continue  # early archives listed volume names only
+            if not isinstance(item, dict):
+                raise ArchiveError(f"{BACKUP_JSON} is invalid: {key}[{number}] is not an object")
+            for field, types in fields.items():
+                value = item.get(field, _MISSING)
+                if type(value) not in types:
+                    raise ArchiveError(
+                        f"{BACKUP_JSON} is invalid: {key}[{number}].{field} is missing or a "
+                        f"JSON {_json_type(value)}"
+                    )
+    return backup
+
+
+_MISSING = object()
+# What the readers take from each list's items (restore's plan, the dump
+# checks, the extractor): field -> the JSON types it may have.
+_BACKUP_LISTS: dict[str, dict[str, tuple[type, ...]]] = {
+    "volumes": {"name": (str,)},
+    "containers": {"name": (str,), "service": (str, type(None))},
+    "databases": {
+        "container": (str,), "engine": (str,), "server_version": (str,),
+        "database": (str, type(None)), "format": (str,), "size": (int,), "sha256": (str,),
+        "archive_name": (str,),
+    },
+}  # fmt: skip
+
+
+def _json_type(value: object) -> str:
+    if value is _MISSING:
+        return "nothing"
+    names = {dict: "object", list: "list", str: "string", int: "number", float: "number",
+             bool: "boolean", type(None): "null"}  # fmt: skip
+    return names.get(type(value), type(value).__name__)
+
+
+class Checked(NamedTuple):
+    parts: tuple[str, ...]
+    name: str  # normalised: "/".join(parts)
+    spot: Placement
+    linkname: str  # a hardlink's normalised source member; else the tar's linkname
+
+
+class MemberChecks:
+    """Every member of one archive, in tar order: check() it before anything
+    is done with it (ArchiveError names the first problem).
+
+    TARGETS: the volumes being restored; None = every volume backup.json
+    lists (deep verification: a restore of them all). SPOOLING: databases/
+    and config/ members have a place to go. SKIP_OTHER: members with no
+    place (volumes not restored) are read past instead of refused.
+    EARLIER_KIND: see hardlink_source; None defers that one check to the
+    caller (self.hardlinks lists what is left to check)."""
+
+    def __init__(
+        self,
+        targets: Collection[str] | None = None,
+        *,
+        spooling: bool = True,
+        skip_other: bool = False,
+        earlier_kind: EarlierKind | None = None,
+    ) -> None:
+        self._targets = targets
+        self._spooling = spooling
+        self._skip_other = skip_other
+        self._earlier_kind = earlier_kind
+        self.backup: dict[str, Any] | None = None
+        self.archived_volumes: set[str] = set()
+        self.manifest_seen = False
+        self._dirs: set[str] = set()  # names of the volumes' directory members so far
+        self._volumes_seen: set[str] = set()
+        self.index = -1  # of the member last checked, in tar order
+        self.hardlinks: list[tuple[int, str, str]] = []  # deferred: (index, name, source)
+
+    def check(self, member: Member) -> Checked:
+        self.index += 1
+        parts = split_name(member.name)
+        name, kind = member.name, member.kind  # split_name refuses any non-normal name
+        if self.manifest_seen:
+            raise ArchiveError(f"member {name!r} comes after manifest.json")
+        if self.backup is None and parts != (BACKUP_JSON,):
+            raise ArchiveError(f"backup.json must be the first member, not {name!r}")
+        targets = self.archived_volumes if self._targets is None else self._targets
+        spot = place(parts, targets, self.archived_volumes, self._spooling, self._skip_other)
+        area = spot.area
+        if area == "volume":
+            self._volume_member(member, spot, name)
+        elif area == "spool" and kind != "file":
+            raise ArchiveError(f"member {name!r} must be a regular file, not a {kind}")
+        elif area in ("backup", "manifest"):
+            if kind != "file" or member.size > MAX_JSON:
+                raise ArchiveError(f"{name} is not a plausible JSON file")
+            if area == "backup" and self.backup is not None:
+                raise ArchiveError(f"duplicate member {name!r}")
+            self.manifest_seen = area == "manifest"
+        linkname = member.linkname
+        if kind == "hardlink":
+            linkname = hardlink_source(member, spot, self._earlier_kind)
+            if self._earlier_kind is None:
+                self.hardlinks.append((self.index, name, linkname))
+        return Checked(parts, name, spot, linkname)
+
+    def _volume_member(self, member: Member, spot: Placement, name: str) -> None:
+        kind = member.kind
+        self._volumes_seen.add(spot.root)
+        if not spot.parts:  # the volume root
+            if kind != "dir":
+                raise ArchiveError(f"volume root {name!r} is not a directory")
+        elif name.rpartition("/")[0] not in self._dirs:
+            # Also what keeps anything from being written through a symlink:
+            # a symlink member is never a directory member.
+            raise ArchiveError(f"member {name!r}: its parent is not an earlier directory member")
+        if kind == "dir":
+            self._dirs.add(name)
+        elif kind == "symlink":
+            check_symlink_target(name, member.linkname)
+
+    def accept_backup_json(self, raw: bytes) -> dict[str, Any]:
+        """backup.json's bytes (the member check() placed as "backup")."""
+        backup = parse_backup_json(raw)
+        self.archived_volumes = {
+            v["name"] if isinstance(v, dict) else v for v in backup.get("volumes", [])
+        }
+        self.backup = backup
+        return backup
+
+    def empty_volumes(self) -> list[str]:
+        """Once every member is checked: one error per volume to restore
+        that no member belonged to."""
+        targets = self.archived_volumes if self._targets is None else self._targets
+        missing = sorted(set(targets) - self._volumes_seen)
+        return [f"volume {volume!r} has no member in the archive" for volume in missing]
 
 
 def compare_manifest(

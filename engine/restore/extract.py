@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import json
 import os
 import time
 from collections.abc import Mapping
@@ -37,18 +36,15 @@ from engine.archive.tar_reader import Member, TarReader
 from engine.errors import ArchiveError, EngineError
 from engine.progress import Progress, ProgressCallback, no_progress
 from engine.restore.checks import (
+    MemberChecks,
     Placement,
     Seen,
-    check_symlink_target,
     compare_manifest,
-    hardlink_source,
-    place,
     split_name,
 )
 from engine.restore.safe_fs import Tree, write_file
 from engine.restore.stream import Hasher
 
-MAX_JSON = 1 << 30  # manifest.json of a few million files still fits
 # Errors that mean "something is in the way": the archive or the staging dir is hostile.
 _REFUSALS = {errno.EEXIST, errno.ELOOP, errno.ENOTDIR, errno.EISDIR, errno.EXDEV}
 
@@ -127,7 +123,6 @@ class _Extractor:
         self.seen: dict[str, Seen] = {}
         self.backup: dict[str, Any] | None = None
         self.manifest: Manifest | None = None
-        self.archived_volumes: set[str] = set()
         self.stats = {volume: VolumeStats() for volume in targets}
         self.report_spooled: dict[str, Path] = {}
         self.skipped = 0
@@ -154,6 +149,16 @@ class _Extractor:
             self._close_trees()
             raise
         self.hasher = Hasher()
+        # The member checks deep verification runs too: one function, so what
+        # verify calls valid, this accepts.
+        self.checks = MemberChecks(
+            self.trees.keys(), spooling=spool_dir is not None, skip_other=skip_other,
+            earlier_kind=self._earlier_kind,
+        )  # fmt: skip
+
+    def _earlier_kind(self, name: str) -> str | None:
+        earlier = self.seen.get(name)
+        return None if earlier is None else earlier.kind
 
     def close(self) -> None:
         self.hasher.close()
@@ -166,19 +171,11 @@ class _Extractor:
     # -- one member ------------------------------------------------------------
 
     def member(self, member: Member, source: Source) -> None:
-        parts = split_name(member.name)
-        name, kind = "/".join(parts), member.kind
+        name, kind = member.name, member.kind
         if name in self.seen:
             raise ArchiveError(f"duplicate member {name!r}")
-        if self.manifest is not None:
-            raise ArchiveError(f"member {name!r} comes after manifest.json")
-        if self.backup is None and parts != ("backup.json",):
-            raise ArchiveError(f"backup.json must be the first member, not {name!r}")
-        spot = place(parts, self.trees, self.archived_volumes, self.spool is not None,
-                     self.skip_other)  # fmt: skip
-        linkname = member.linkname
-        if kind == "hardlink":
-            linkname = hardlink_source(member, spot, self.seen)
+        checked = self.checks.check(member)  # raises for anything hostile
+        spot, linkname = checked.spot, checked.linkname
         if spot.area in ("backup", "manifest"):
             self._json_member(member, spot, name, source)
         elif spot.area == "volume":
@@ -196,23 +193,19 @@ class _Extractor:
             self.progress(Progress("restoring", self.bytes_done, self.bytes_total, name))
 
     def _json_member(self, member: Member, spot: Placement, name: str, source: Source) -> None:
-        if member.kind != "file" or member.size > MAX_JSON:
-            raise ArchiveError(f"{name} is not a plausible JSON file")
-        raw = source.read(member.size)
+        raw = source.read(member.size)  # at most MAX_JSON: checked
         if len(raw) != member.size:
             raise ArchiveError(f"archive truncated inside {name}")
-        try:
-            if spot.area == "manifest":
+        if spot.area == "manifest":
+            try:
                 self.manifest = Manifest.from_bytes(raw)
-                return
-            backup = json.loads(raw)
-            listed = backup.get("volumes") or []
-            self.archived_volumes = {v["name"] if isinstance(v, dict) else v for v in listed}
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise ArchiveError(f"{name} is unreadable: {exc!r}") from exc
-        self.backup = backup
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                raise ArchiveError(f"{name} is unreadable: {exc!r}") from exc
+            return
+        self.backup = self.checks.accept_backup_json(raw)
         self.hasher.digests[name] = hashlib.sha256(raw).hexdigest()
-        missing = sorted(set(self.trees) - self.archived_volumes) if listed else []
+        listed = self.backup.get("volumes")
+        missing = sorted(set(self.trees) - self.checks.archived_volumes) if listed else []
         if missing:
             raise ArchiveError(f"the archive has no volume {missing[0]!r}")
 
@@ -221,15 +214,10 @@ class _Extractor:
     ) -> None:
         tree, parts, stats = self.trees[spot.root], spot.parts, self.stats[spot.root]
         kind, mtime = member.kind, member.mtime_ns
-        if not parts:  # the volume root: the staging dir itself
-            if kind != "dir":
-                raise ArchiveError(f"volume root {name!r} is not a directory")
+        if not parts:  # the volume root (a directory: checked): the staging dir itself
             self.dir_meta.append((tree, parts, member, name))
             return
-        if parts[:-1] not in tree.dirs:
-            raise ArchiveError(f"member {name!r}: its parent is not an earlier directory member")
-        if kind == "symlink":
-            check_symlink_target(name, member.linkname)
+        # Its parent is an earlier directory member (checked), so tree.dirs has it.
         tree.trim()
         leaf = parts[-1]
         try:
@@ -261,8 +249,6 @@ class _Extractor:
     def _spool_member(
         self, member: Member, parts: tuple[str, ...], name: str, source: Source
     ) -> None:
-        if member.kind != "file":
-            raise ArchiveError(f"member {name!r} must be a regular file, not a {member.kind}")
         spool, spool_dir = self.spool, self.spool_dir
         if spool is None or spool_dir is None:  # place() only spools with a spool dir
             raise ArchiveError(f"member {name!r} has nowhere to go")
@@ -282,7 +268,9 @@ class _Extractor:
         if self.manifest is None or self.backup is None:
             raise ArchiveError("manifest.json is missing (archive truncated?)")
         errors, mtimes = compare_manifest(self.manifest, self.seen, digests)
-        errors += [f"volume {v!r} has no member in the archive" for v in self._empty_volumes()]
+        errors += [
+            f"volume {v!r} has no member in the archive" for v in self.checks.empty_volumes()
+        ]
         if errors:
             more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
             raise ArchiveError(f"archive does not match its manifest: {errors[0]}{more}")
@@ -305,12 +293,6 @@ class _Extractor:
             backup=self.backup, manifest=self.manifest, volumes=self.stats,
             spooled=self.report_spooled, skipped_members=self.skipped,
         )  # fmt: skip
-
-    def _empty_volumes(self) -> list[str]:
-        prefixes = {f"{VOLUMES_DIR}/{volume}" for volume in self.trees}
-        for name in self.seen:
-            prefixes.discard("/".join(name.split("/", 2)[:2]))
-        return sorted(prefix.split("/", 1)[1] for prefix in prefixes)
 
     def _fix_files(self, mtimes: dict[str, int]) -> None:
         """Where the manifest knows better than the tar header: exact mtimes,

@@ -6,7 +6,6 @@ their dumps, and whether that is possible at all."""
 
 from __future__ import annotations
 
-import json
 import tarfile
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -18,6 +17,7 @@ import docker
 from engine.archive.layout import BACKUP_JSON
 from engine.errors import ArchiveError, EngineError
 from engine.inventory import AppInfo, DatabaseInfo
+from engine.restore.checks import parse_backup_json
 from engine.restore.database_volumes import data_dir_engine, recorded_database_volumes
 
 OpenStream = Callable[[], AbstractContextManager[BinaryIO]]
@@ -47,7 +47,8 @@ def read_backup_json(open_stream: OpenStream) -> dict[str, Any]:
                 extracted = tar.extractfile(member)
                 if extracted is None:
                     raise ArchiveError("backup.json is not a regular file")
-                return json.loads(extracted.read())
+                # Shape checked: a JSON list is an ArchiveError, not an AttributeError later.
+                return parse_backup_json(extracted.read())
         except (tarfile.TarError, ValueError, EOFError) as exc:
             raise ArchiveError(f"archive is unreadable: {exc}") from exc
 

@@ -133,6 +133,7 @@ def test_a_write_in_place_of_the_same_size_is_flagged(
     done = _write_in_place_after_open(monkeypatch, victim, offset=size // 2)
     out = io.BytesIO()
     writer = ArchiveWriter(out, Manifest(backup_id="b"))
+    writer.add_backup_json({"volumes": [{"name": "v"}]})  # restorable: verify checks as restore
     writer.add_volume("v", volume)
     writer.close()
     monkeypatch.undo()

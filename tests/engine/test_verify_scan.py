@@ -261,12 +261,13 @@ def test_backup_json_must_come_first() -> None:
     members = _basic()
     members[0], members[1] = members[1], members[0]
     report = _scan(_handmade(members))
-    assert report.errors == ["backup.json is not the first member"]
+    # Restore's words: deep verification runs restore's member checks.
+    assert report.errors == ["backup.json must be the first member, not 'volumes/v'"]
 
 
 def test_members_after_the_manifest() -> None:
     report = _scan(_handmade(_basic(), after=[_member("config/late", b"x")]))
-    assert report.errors == ["member 'config/late' after manifest.json"]
+    assert report.errors == ["member 'config/late' comes after manifest.json"]
 
 
 def test_a_missing_manifest_means_truncation() -> None:

@@ -66,6 +66,7 @@ def _volume(tmp_path: Path, host: Path) -> Path:
 def _backup(volume: Path) -> tuple[bytes, ArchiveWriter]:
     out = io.BytesIO()
     writer = ArchiveWriter(out, Manifest(backup_id="b"))
+    writer.add_backup_json({"volumes": [{"name": "v"}]})  # restorable: verify checks as restore
     writer.add_volume("v", volume)
     writer.close()
     return out.getvalue(), writer
@@ -76,7 +77,9 @@ def _assert_no_host_member(raw: bytes) -> list[tarfile.TarInfo]:
     with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as tar:
         members = tar.getmembers()
         for member in members:
-            assert member.name == "manifest.json" or member.name.startswith("volumes/v")
+            assert member.name in ("backup.json", "manifest.json") or member.name.startswith(
+                "volumes/v"
+            )
             assert not member.name.rsplit("/", 1)[-1].startswith("key"), member.name
             if member.isfile():
                 handle = tar.extractfile(member)
