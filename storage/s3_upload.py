@@ -281,7 +281,8 @@ def _complete(
             MultipartUpload={"Parts": parts},
         )
     except Exception as exc:
-        if error_code(exc) in _GONE_CODES:
+        # Some servers answer a vanished upload with a 500 (moto): ask ListParts.
+        if error_code(exc) in _GONE_CODES or _list_parts(storage, state) is _GONE:
             # Cannot resume any more: abort, so no orphaned parts stay behind.
             _abandon(storage, ledger, state)
             raise StorageError(
