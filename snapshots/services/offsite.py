@@ -137,7 +137,7 @@ def run_upload(run_id: str, on_progress: Callable[[Progress], None] | None = Non
         # The reporter stops (its last report written) before the final state.
         with run_reporter(run, on_progress) as progress:
             result = _upload_all(run, snapshot, progress)
-        finish_run(run, result)
+        finish_run(run, result | {"resumes": (run.result or {}).get("resumes", 0)})
     except Terminated as exc:
         _leave_for_recovery(run, str(exc))
         raise
