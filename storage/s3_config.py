@@ -185,7 +185,12 @@ def is_transient(exc: BaseException) -> bool:
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
         return error_code(exc) in TRANSIENT_CODES or status >= 500
     # urllib3 and http.client errors surface while reading a body.
-    return type(exc).__name__ in {"ProtocolError", "IncompleteRead", "ResponseStreamingError"}
+    return type(exc).__name__ in {
+        "ProtocolError",
+        "IncompleteRead",
+        "IncompleteReadError",
+        "ResponseStreamingError",
+    }
 
 
 def is_unsupported(exc: BaseException) -> bool:
