@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from schedules.models import Notification, Schedule
 from schedules.runner import notify, owed_due
+from schedules.selectors import describe
 from schedules.timing import Timing, period_before
 from snapshots.models import Snapshot
 
@@ -77,9 +78,9 @@ def check_missed_backups(now: datetime | None = None) -> list[Missed]:
         notify(
             Notification.Event.BACKUP_MISSED, schedule,
             f"No backup of {schedule.app_id} since its schedule was due",
-            f"The backup due {missed.due:%Y-%m-%d %H:%M} UTC ({schedule}) has not produced a "
-            f"completed snapshot in '{schedule.storage_location}'; {since}. Is the worker of "
-            "its host running?",
+            f"The backup due {missed.due:%Y-%m-%d %H:%M} UTC ({describe(schedule)}) has not "
+            f"produced a completed snapshot in '{schedule.storage_location}'; {since}. "
+            "Is the worker of its host running?",
         )  # fmt: skip
         told.append(missed)
     return told

@@ -23,6 +23,25 @@ class ScheduleState:
     last_backup_id: str | None
 
 
+WEEKDAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
+
+
+def describe(schedule: Schedule) -> str:
+    """The timetable in words."""
+    at = f"{schedule.time:%H:%M}" if not isinstance(schedule.time, str) else schedule.time
+    tz = schedule.timezone
+    if schedule.frequency == Schedule.Frequency.WEEKLY and schedule.weekday is not None:
+        return f"every {WEEKDAYS[schedule.weekday]} at {at} {tz}"
+    if schedule.frequency == Schedule.Frequency.MONTHLY:
+        day = schedule.day_of_month or 31
+        which = "the last day" if day == 31 else f"day {day}"
+        short = " (or the month's last)" if 28 < day < 31 else ""
+        return f"monthly on {which}{short} at {at} {tz}"
+    if schedule.frequency == Schedule.Frequency.CRON:
+        return f"cron '{schedule.cron_expression}' {tz}"
+    return f"daily at {at} {tz}"
+
+
 def get_schedule(schedule_id: object) -> Schedule:
     try:
         pk = int(str(schedule_id))

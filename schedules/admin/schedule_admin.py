@@ -18,10 +18,9 @@ from django_celery_beat import models as beat_models
 from schedules import services
 from schedules.models import Schedule, ScheduleFiring
 from schedules.secrets import masked
-from schedules.selectors import firing_result, schedule_state
+from schedules.selectors import describe, firing_result, schedule_state
 from snapshots.admin import AppIdFilter
 
-WEEKDAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 FORM_FIELDS = [
     "app_id", "name", "enabled", "frequency", "time", "timezone", "weekday", "day_of_month",
     "cron_expression", "jitter_seconds", "backup_type", "storage_location", "consistency",
@@ -35,22 +34,6 @@ for model in (
 ):  # fmt: skip
     if admin.site.is_registered(model):
         admin.site.unregister(model)
-
-
-def describe(schedule: Schedule) -> str:
-    """The timetable in words."""
-    at = f"{schedule.time:%H:%M}" if not isinstance(schedule.time, str) else schedule.time
-    tz = schedule.timezone
-    if schedule.frequency == Schedule.Frequency.WEEKLY and schedule.weekday is not None:
-        return f"every {WEEKDAYS[schedule.weekday]} at {at} {tz}"
-    if schedule.frequency == Schedule.Frequency.MONTHLY:
-        day = schedule.day_of_month or 31
-        which = "the last day" if day == 31 else f"day {day}"
-        short = " (or the month's last)" if 28 < day < 31 else ""
-        return f"monthly on {which}{short} at {at} {tz}"
-    if schedule.frequency == Schedule.Frequency.CRON:
-        return f"cron '{schedule.cron_expression}' {tz}"
-    return f"daily at {at} {tz}"
 
 
 class ScheduleForm(forms.ModelForm):

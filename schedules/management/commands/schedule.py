@@ -13,9 +13,9 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from schedules import selectors, services
-from schedules.admin.schedule_admin import describe
 from schedules.models import Schedule
 from schedules.secrets import masked
+from schedules.selectors import describe
 from snapshots.selectors import NotFound
 
 INT_OPTIONS = (
