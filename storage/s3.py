@@ -196,7 +196,13 @@ class S3Storage:
         return self._head(key)
 
     def _head(self, key: str) -> dict[str, Any]:
-        return self.call(f"reading {key}", key, "head_object", Key=self.object_key(key))
+        try:
+            return self.call(f"reading {key}", key, "head_object", Key=self.object_key(key))
+        except ObjectNotFound:
+            # A HEAD has no body: a missing bucket is a bare 404 too. Only a
+            # miss pays for the second request that tells them apart.
+            self.call(f"reading {key}", "", "head_bucket")
+            raise
 
     # -- listing and removing ------------------------------------------------------
 
@@ -220,7 +226,7 @@ class S3Storage:
             params: dict[str, Any] = {"Prefix": self.object_key(prefix)}
             if token:
                 params["ContinuationToken"] = token
-            page = self.call("listing", prefix, "list_objects_v2", **params)
+            page = self.call(f"listing {prefix!r}", "", "list_objects_v2", **params)
             for item in page.get("Contents", []):
                 yield item["Key"][cut:], item
             if not page.get("IsTruncated"):

@@ -203,7 +203,7 @@ def s3_error(config: S3Config, exc: BaseException, doing: str, key: str = "") ->
     code = error_code(exc)
     if code in _MISSING_CODES and key:
         return ObjectNotFound(f"no object {key!r} in storage {config.name!r}")
-    if code == "NoSuchBucket":
+    if code == "NoSuchBucket" or (code in _MISSING_CODES and not key):
         reason = f"the bucket {config.bucket!r} does not exist"
     elif code in _AUTH_CODES:
         reason = f"access denied ({code}): check the location's access key id and secret key"
