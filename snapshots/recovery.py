@@ -127,7 +127,7 @@ def recover_host(host_id: str | None = None) -> dict[str, Any]:
 
 def _resume_upload(run: Run) -> dict[str, Any] | None:
     """An upload changes no app: resumed where it stopped, not undone."""
-    from snapshots.services.offsite import resume_dead_upload
+    from snapshots.services.offsite_recovery import resume_dead_upload
 
     return resume_dead_upload(run)
 

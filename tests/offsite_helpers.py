@@ -104,9 +104,15 @@ class SlowRelay:
     """A TCP relay to TARGET_PORT that passes at most RATE bytes per second
     towards the server (the upload direction); the answers go at full speed."""
 
-    def __init__(self, target_port: int, rate: int) -> None:
+    def __init__(self, target_port: int, rate: int, cut_after: int | None = None) -> None:
         self.target_port = target_port
         self.rate = rate
+        # After this many bytes up, every connection is cut and new ones are
+        # refused: the network gone in the middle of an upload.
+        self.cut_after = cut_after
+        self.sent = 0
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
         self._stop = threading.Event()
@@ -123,6 +129,8 @@ class SlowRelay:
             except OSError:
                 return
             server = socket.create_connection(("127.0.0.1", self.target_port))
+            with self._lock:
+                self._sockets += [client, server]
             threading.Thread(target=self._pipe, args=(client, server, True), daemon=True).start()
             threading.Thread(target=self._pipe, args=(server, client, False), daemon=True).start()
 
@@ -131,6 +139,10 @@ class SlowRelay:
             while data := source.recv(64 * 1024):
                 sink.sendall(data)
                 if slow:
+                    self.sent += len(data)
+                    if self.cut_after is not None and self.sent > self.cut_after:
+                        self.cut()
+                        return
                     time.sleep(len(data) / self.rate)
         except OSError:
             pass
@@ -139,6 +151,13 @@ class SlowRelay:
                 with contextlib.suppress(OSError):
                     s.shutdown(socket.SHUT_RDWR)
                 s.close()
+
+    def cut(self) -> None:
+        self.close()
+        with self._lock:
+            for s in self._sockets:
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
 
     def close(self) -> None:
         self._stop.set()

@@ -20,9 +20,19 @@ from snapshots.recovery import recover_host
 from snapshots.selectors_offsite import where
 from snapshots.services import offsite as offsite_service
 from snapshots.services.offsite import request_upload, run_upload
+from snapshots.services.offsite_recovery import MAX_RESUMES
 from snapshots.services.snapshots import delete_snapshot, verify_now
 from snapshots.storage_locations import get_storage, storage_names
-from tests.offsite_helpers import PART_MB, moto, offsite, s3_object, stored_snapshot
+from tests.offsite_helpers import (
+    PART_MB,
+    SlowRelay,
+    configure_s3,
+    moto,
+    offsite,
+    s3_env,
+    s3_object,
+    stored_snapshot,
+)
 
 # transaction=True: the progress relay writes the run row on a thread (and connection) of its own.
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -165,3 +175,56 @@ def test_deep_check_on_request_reads_the_object_back(
     assert run.state == Run.State.COMPLETED, run.error
     assert read_back == [snapshot.storage_key] and run.result["copies"]["s3"]["deep_checked"]
     assert hashlib.sha256(data).hexdigest() == snapshot.sha256
+
+
+def test_network_cut_mid_upload_is_resumed_sending_only_the_rest(
+    offsite: dict[str, Any], settings: Any
+) -> None:
+    """The network goes away after two parts and stays away past the
+    backend's retries: the run is left for recovery (not failed), which
+    queues it again; run once the network is back, it sends only the rest."""
+    settings.BACKUP_LEASE_SECONDS = 4
+    server = offsite["server"]
+    relay = SlowRelay(server.port, rate=50 * MIB, cut_after=int(2.5 * PART_MB * MIB))
+    configure_s3(settings, s3_env(server, offsite["bucket"], endpoint=relay.url)
+                 | {"BACKUP_S3_CONCURRENCY": "1"})  # fmt: skip
+    data = os.urandom(5 * PART_MB * MIB)
+    snapshot = stored_snapshot(data, location="local+s3")
+    run = upload(snapshot)
+    relay.close()
+    assert run.state == Run.State.RUNNING and "storage 's3'" in run.error, run.error
+    copy = OffsiteCopy.objects.get(snapshot=snapshot)
+    assert copy.state == OffsiteCopy.State.UPLOADING
+    kept = UploadPart.objects.filter(copy=copy).count()
+    assert 1 <= kept < 5
+
+    assert recover_host()["recovered_runs"][str(run.pk)] == {"resumed": True, "resumes": 1}
+    assert Run.objects.get(pk=run.pk).state == Run.State.PENDING
+    configure_s3(settings, offsite["env"])  # the network is back
+    run = run_upload(str(run.pk))
+    assert run.state == Run.State.COMPLETED, run.error
+    result = run.result["copies"]["s3"]
+    assert result["parts_resumed"] == kept and result["parts_sent"] <= 5 - kept
+    body, _ = s3_object(offsite["client"], offsite["bucket"], snapshot.storage_key)
+    assert body == data
+
+
+def test_an_upload_interrupted_too_often_is_failed_and_aborted(offsite: dict[str, Any]) -> None:
+    snapshot = stored_snapshot(os.urandom(1000), location="local+s3")
+    run = request_upload(snapshot)
+    client, bucket = offsite["client"], offsite["bucket"]
+    upload_id = client.create_multipart_upload(Bucket=bucket, Key=snapshot.storage_key)["UploadId"]
+    OffsiteCopy.objects.filter(snapshot=snapshot).update(
+        upload_id=upload_id, state=OffsiteCopy.State.UPLOADING
+    )
+    Run.objects.filter(pk=run.pk).update(  # dead (no heartbeat), resumed 5 times already
+        state=Run.State.RUNNING, result={"resumes": MAX_RESUMES}, heartbeat_at=None
+    )
+    outcome = recover_host()["recovered_runs"][str(run.pk)]
+    assert outcome == {"resumed": False, "failed": True, "resumes": MAX_RESUMES}
+    run.refresh_from_db()
+    assert run.state == Run.State.FAILED and "interrupted 5 times" in run.error
+    assert OffsiteCopy.objects.get(snapshot=snapshot).state == OffsiteCopy.State.FAILED
+    assert client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    snapshot.refresh_from_db()
+    assert snapshot.status == Snapshot.Status.COMPLETED  # local+s3: the local copy stands

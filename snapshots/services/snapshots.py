@@ -16,7 +16,7 @@ from engine.docker_client import connect
 from engine.errors import EngineError, ObjectNotFound
 from snapshots.models import Run, Snapshot
 from snapshots.services.backup import request_backup
-from snapshots.services.offsite import abort_uploads
+from snapshots.services.offsite_recovery import abort_uploads
 from snapshots.services.restore import RestoreOptions, request_restore
 from snapshots.services.verify import request_verify, run_verify
 from snapshots.storage_locations import get_storage
