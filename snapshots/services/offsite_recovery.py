@@ -129,7 +129,8 @@ def resume_dead_upload(run: Run) -> dict[str, Any] | None:
         if not claimed:
             return None
         run.refresh_from_db()
-        fail_upload(run, run.snapshot, f"the upload was interrupted {MAX_RESUMES} times (its worker died or the network failed); given up")
+        why = f"the upload was interrupted {MAX_RESUMES} times (worker deaths, network failures)"
+        fail_upload(run, run.snapshot, f"{why}; given up")
         return {"resumed": False, "failed": True, "resumes": resumes - 1}
     claimed = Run.objects.filter(_silent(), pk=run.pk, state=Run.State.RUNNING).update(
         state=Run.State.PENDING, worker="", phase="resuming", heartbeat_at=None,
