@@ -12,7 +12,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from engine.backup import BackupOptions, archive_key, create_backup
-from engine.discovery import get_app
+from engine.discovery import get_app, validate_app_id
 from engine.docker_client import connect
 from engine.errors import EngineError, ObjectNotFound, Terminated, with_notes
 from engine.priority import lower_priority
@@ -50,6 +50,18 @@ def _policy(app_id: str) -> AppBackupPolicy:
     )
 
 
+def require_app_on_this_host(app_id: str) -> None:
+    """AppNotFound unless APP_ID is a Compose project on this host's Docker
+    engine now (DockerUnavailable when the engine does not answer). For the
+    callers on the app's host (the command line); a request from elsewhere
+    (the scheduler's shared queue) cannot ask this host's engine."""
+    client = connect(settings.DOCKER_HOST)
+    try:
+        get_app(client, app_id)
+    finally:
+        client.close()
+
+
 @transaction.atomic
 def request_backup(
     app_id: str,
@@ -58,13 +70,21 @@ def request_backup(
     consistency: str | None = None,
     encrypt: bool | None = None,
     storage_location: str = "local",
+    app_must_be_here: bool = False,
 ) -> Run:
-    """Create the pending snapshot and run rows; the work runs in run_backup."""
+    """Create the pending snapshot and run rows; the work runs in run_backup.
+    Everything that can be refused is checked first, so a refused request
+    leaves no row: the app id, the storage location, the consistency, the
+    encryption settings and, with APP_MUST_BE_HERE, that the app exists on
+    this host."""
+    validate_app_id(app_id)  # AppNotFound naming the rule
     get_storage(storage_location)  # unknown location: refused now, not later
     mode = consistency or _policy(app_id).consistency
     if mode not in CONSISTENCY_MODES:
         raise BackupRefused(f"consistency must be one of {', '.join(CONSISTENCY_MODES)}")
     recipients, passphrase = write_options(encrypt)
+    if app_must_be_here:
+        require_app_on_this_host(app_id)
     snapshot = Snapshot.objects.create(
         backup_id=new_backup_id(), app_id=app_id, host_id=settings.BACKUP_HOST_ID,
         purpose=purpose, consistency=mode, compression=settings.BACKUP_COMPRESSION,

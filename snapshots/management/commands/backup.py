@@ -16,7 +16,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from engine.errors import Terminated
+from engine.errors import EngineError, Terminated
 from engine.progress import Progress
 from engine.termination import stop_on
 from snapshots.models import Snapshot
@@ -29,6 +29,7 @@ from snapshots.services.restore import (
     run_restore,
 )
 from snapshots.services.verify import request_verify, run_verify
+from snapshots.storage_locations import UnknownStorageLocation
 from snapshots.tasks import cleanup
 
 
@@ -156,11 +157,17 @@ class Command(BaseCommand):
                 f"{action} {exc}: ended like a failure; its run says what was undone",
                 returncode=128 + exc.signum,
             ) from None
+        except (EngineError, UnknownStorageLocation) as exc:
+            # A refusal (unknown storage, no key, an app or snapshot that
+            # cannot be used): its message, on one line, not a traceback.
+            raise CommandError(" ".join(str(exc).split())) from None
 
     def _create(self, options: dict[str, Any]) -> None:
+        # This command runs on the app's host: an unknown app is refused here,
+        # before any row is made, rather than failing as a snapshot.
         run = request_backup(
             options["app_id"], consistency=options["consistency"], encrypt=options["encrypt"],
-            storage_location=options["storage"],
+            storage_location=options["storage"], app_must_be_here=True,
         )  # fmt: skip
         bar = ProgressBar(sys.stderr)
         snapshot = run_backup(str(run.pk), on_progress=bar, wait_for_lock_seconds=options["wait"])
