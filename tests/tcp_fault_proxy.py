@@ -7,6 +7,8 @@ or of the response (download) went through:
 - "reset": both sockets closed with an RST (SO_LINGER 0), as a dropped link;
 - "stall": the connection goes silent, both ways, until the client gives up
   (its read timeout) and closes it.
+- "503": the request never reaches the server; the client gets
+  "503 SlowDown" (S3's throttling answer) and the connection closes.
 The request log (method, target, headers) is what the server was asked,
 retries included: tests count parts sent with it."""
 
@@ -21,6 +23,17 @@ from dataclasses import dataclass, field
 from tests.s3_servers import free_port
 
 _CHUNK = 64 * 1024
+_SLOW_DOWN_BODY = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>'
+    b"<Message>Please reduce your request rate.</Message></Error>"
+)
+_SLOW_DOWN = (
+    b"HTTP/1.1 503 Slow Down\r\nContent-Type: application/xml\r\n"
+    b"Content-Length: "
+    + str(len(_SLOW_DOWN_BODY)).encode()
+    + b"\r\nConnection: close\r\n\r\n"
+    + _SLOW_DOWN_BODY
+)
 
 
 @dataclass
@@ -117,6 +130,13 @@ class _Connection:
         self.proxy.log(Request(method, target, headers))
         self.rule = self.proxy.rule_for(lines[0])
         self.counted = 0
+        if self.rule is not None and self.rule.action == "503":
+            self.proxy.fired.append(self.rule.match)
+            self.rule = None
+            with contextlib.suppress(OSError):
+                self.client.sendall(_SLOW_DOWN)
+            self.close()
+            raise OSError("answered 503")  # ends the upstream loop, nothing forwarded
         if self.rule is not None and self.rule.direction == "upload" and self.rule.after_bytes == 0:
             self._fire(self.rule)
         return int(headers.get("content-length", "0") or 0)

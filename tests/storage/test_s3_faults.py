@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from engine.errors import ObjectNotFound
 from storage.s3_config import MIB
 from storage.s3_ledger import JsonFileLedger
 from tests.s3_servers import REPO_ROOT, S3Server
@@ -184,3 +185,27 @@ def _wait_for(condition: object, seconds: float, what: str) -> None:
 
 def secret_not_in_process_arguments(args: object, secret: str) -> bool:
     return secret not in " ".join(map(str, args))  # type: ignore[call-overload]
+
+
+def test_throttling_and_5xx_are_retried_per_part(
+    s3_server: S3Server, proxy: FaultProxy, tmp_path: Path
+) -> None:
+    # botocore's own retries are off: what brings the part through is the
+    # per-part retry with backoff (storage/retry.py).
+    storage = s3_storage_on(s3_server, endpoint_url=proxy.endpoint_url, max_attempts=1)
+    source = tmp_path / "archive"
+    digest = random_file(source, SIZE)
+    proxy.add_rule(Rule("partNumber=2", "503", times=2))
+    storage.upload_file(source, KEY)
+    assert proxy.fired == ["partNumber=2", "partNumber=2"]
+    assert part_puts(proxy.requests).count(2) == 3
+    assert storage.verify(KEY, digest, deep=True).size == SIZE
+
+
+def test_a_permanent_error_is_not_retried(s3_server: S3Server, proxy: FaultProxy) -> None:
+    storage = s3_storage_on(s3_server, endpoint_url=proxy.endpoint_url)
+    with pytest.raises(ObjectNotFound):
+        storage.open(KEY)
+    # One HEAD of the object (a 404 is final), then one of the bucket (it exists).
+    heads = [r.target for r in proxy.requests if r.method == "HEAD"]
+    assert len(heads) == 2 and KEY in heads[0] and KEY not in heads[1]
