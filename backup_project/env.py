@@ -18,6 +18,8 @@ from urllib.parse import urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
+from engine.age.keys import parse_identity, parse_identity_file, parse_recipient
+
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
@@ -105,3 +107,52 @@ class Env:
     def path(self, name: str, default: Path) -> Path:
         value = self._raw(name)
         return default if value is None or value == "" else Path(value).expanduser()
+
+    # -- keys: checked when the settings load, so a typo stops startup instead
+    # of failing every backup later. No message ever quotes a key.
+
+    def age_recipients(self, name: str) -> list[str]:
+        """A comma-separated list of age X25519 recipients (age1...)."""
+        recipients = self.list(name)
+        for number, recipient in enumerate(recipients, 1):
+            try:
+                parse_recipient(recipient, f"{name} entry {number}")
+            except ValueError as exc:
+                raise ImproperlyConfigured(str(exc)) from None
+        return recipients
+
+    def age_identity_file(self, name: str) -> str:
+        """The path of an age key file (as age-keygen writes it: comments and
+        AGE-SECRET-KEY-1... lines), readable and holding valid identities only."""
+        path = self.str(name)
+        if not path:
+            return ""
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ImproperlyConfigured(f"{name}={path!r} cannot be read: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise ImproperlyConfigured(f"{name}={path!r} is not an age key file") from None
+        identities = parse_identity_file(text)
+        if not identities:
+            raise ImproperlyConfigured(
+                f"{name}={path!r} holds no age identity (AGE-SECRET-KEY-1... lines)"
+            )
+        for number, identity in enumerate(identities, 1):
+            try:
+                parse_identity(identity, f"{name}={path!r}: key line {number}")
+            except ValueError as exc:
+                raise ImproperlyConfigured(str(exc)) from None
+        return path
+
+    def secret(self, name: str) -> str:
+        """A secret such as a passphrase: unset or empty NAME is "none", but
+        one that is set and blank (NAME_FILE an empty file, NAME spaces)
+        would silently turn encryption off, so it stops startup."""
+        value = self._raw(name)
+        if value is None or (value == "" and f"{name}_FILE" not in self._environ):
+            return ""
+        if not value.strip():
+            where = f"{name}_FILE's file" if f"{name}_FILE" in self._environ else name
+            raise ImproperlyConfigured(f"{name} is set but empty ({where} holds no secret)")
+        return value

@@ -139,9 +139,10 @@ BACKUP_GZIP_LEVEL = env.int("BACKUP_GZIP_LEVEL", 2, minimum=0)  # ISA-L gzip: 0-
 # zstd worker threads: -1 = one per core, 0 = compress in the calling thread.
 BACKUP_COMPRESSION_THREADS = env.int("BACKUP_COMPRESSION_THREADS", -1, minimum=-1)
 # Encryption (age): public recipients let a worker write backups it cannot read.
-BACKUP_AGE_RECIPIENTS = env.list("BACKUP_AGE_RECIPIENTS", [])
-BACKUP_AGE_IDENTITY_FILE = env.str("BACKUP_AGE_IDENTITY_FILE", "")
-BACKUP_PASSPHRASE = env.str("BACKUP_PASSPHRASE", "")
+# Each key is checked here: a malformed one stops startup, naming the variable.
+BACKUP_AGE_RECIPIENTS = env.age_recipients("BACKUP_AGE_RECIPIENTS")
+BACKUP_AGE_IDENTITY_FILE = env.age_identity_file("BACKUP_AGE_IDENTITY_FILE")
+BACKUP_PASSPHRASE = env.secret("BACKUP_PASSPHRASE")
 if BACKUP_AGE_RECIPIENTS and BACKUP_PASSPHRASE:
     raise ImproperlyConfigured(
         "set BACKUP_AGE_RECIPIENTS or BACKUP_PASSPHRASE, not both: an age file is "

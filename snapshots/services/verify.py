@@ -27,9 +27,15 @@ class NotVerifiable(EngineError):
 
 def request_verify(snapshot: Snapshot, deep: bool) -> Run:
     if snapshot.status != Snapshot.Status.COMPLETED:
+        # Said plainly, whichever way it is asked (CLI: one line; API: 409).
+        why = (
+            "a failed backup has no archive to verify"
+            if snapshot.status == Snapshot.Status.FAILED
+            else "it can be verified once it is completed"
+        )
         raise NotVerifiable(
-            f"snapshot {snapshot.backup_id} is {snapshot.status}; only completed snapshots "
-            "can be verified"
+            f"snapshot {snapshot.backup_id} is {snapshot.status}: {why}; only completed "
+            "snapshots can be verified"
         )
     return Run.objects.create(
         operation=Run.Operation.VERIFY, app_id=snapshot.app_id, snapshot=snapshot,
