@@ -67,7 +67,7 @@ class S3Storage:
                 attempts=self.config.part_attempts,
                 what=f"{self.config.where}: {doing}",
             )
-        except (ClientError, Exception) as exc:
+        except Exception as exc:
             if isinstance(exc, StorageError):
                 raise
             raise self.error(exc, doing, key) from exc

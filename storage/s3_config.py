@@ -11,6 +11,7 @@ import math
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import boto3
 from botocore.config import Config
@@ -100,6 +101,11 @@ class S3Config:
     def where(self) -> str:
         """How errors name the location: name, bucket and endpoint, no credentials."""
         endpoint = self.endpoint_url or f"AWS {self.region}"
+        parts = urlsplit(endpoint)
+        if parts.username or parts.password:
+            # Credentials in the URL are still credentials: never shown.
+            host = f"{parts.hostname}:{parts.port}" if parts.port else str(parts.hostname)
+            endpoint = parts._replace(netloc=host).geturl()
         return f"storage {self.name!r} (S3 bucket {self.bucket!r} at {endpoint})"
 
 

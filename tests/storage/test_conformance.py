@@ -1,7 +1,8 @@
 """One behaviour for every storage backend (see conftest.BACKENDS).
 
 Only the public Storage protocol is used here, so anything a backend does
-differently fails for that backend alone."""
+differently fails for that backend alone. S3 runs it on two real servers
+(moto and s3rver, see conftest.S3_BACKENDS)."""
 
 from __future__ import annotations
 

@@ -170,8 +170,8 @@ def _recorded(ledger_path: Path) -> list[int]:
     if not ledger_path.exists():
         return []
     ledger = JsonFileLedger(ledger_path)
-    states = [s for s in ledger._uploads.values()]
-    return sorted(ledger.parts(states[0].upload_id)) if states else []
+    state = ledger.pending(KEY)
+    return sorted(ledger.parts(state.upload_id)) if state else []
 
 
 def _wait_for(condition: object, seconds: float, what: str) -> None:

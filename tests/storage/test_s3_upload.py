@@ -55,6 +55,8 @@ def test_config_never_shows_its_secret() -> None:
     config = S3Config(bucket="b", access_key="AKIDEXAMPLE", secret_key="s3cr3t-value")
     assert "s3cr3t-value" not in repr(config)
     assert "s3cr3t-value" not in config.where
+    in_url = S3Config(bucket="b", endpoint_url="https://user:s3cr3t-value@minio.lan:9000/")
+    assert "s3cr3t-value" not in in_url.where and "minio.lan:9000" in in_url.where
 
 
 # -- uploading a file --------------------------------------------------------------
