@@ -23,7 +23,7 @@ from collections.abc import Iterable
 
 import docker
 
-from engine.discovery import PROJECT_LABEL
+from engine.discovery import ONEOFF_LABEL, PROJECT_LABEL
 from engine.errors import EngineError
 from engine.inventory import AppInfo, ContainerInfo
 
@@ -45,17 +45,20 @@ def foreign_users(
     client: docker.DockerClient, app: AppInfo, volumes: Iterable[str], own: Iterable[str]
 ) -> list[str]:
     """Each live container mounting one of VOLUMES that is not among OWN
-    (ids the restore stops), as "name (what it is, state) on volume"."""
+    (ids the restore stops), as "name (whose it is, state) mounts volumes"."""
     own_ids = set(own)
     found: dict[str, str] = {}
     mounted: dict[str, list[str]] = {}
     for volume in volumes:
-        for container in client.containers.list(all=True, filters={"volume": volume}):
+        listed = client.containers.list(all=True, filters={"volume": volume}, ignore_removed=True)
+        for container in listed:
             if container.id in own_ids or container.status not in LIVE_STATES:
                 continue
             project = container.labels.get(PROJECT_LABEL)
-            if project == app.app_id:
+            if project == app.app_id and container.labels.get(ONEOFF_LABEL) == "True":
                 what = f"a one-off container of app {project}"
+            elif project == app.app_id:
+                what = f"app {project}, started after the restore began"
             elif project:
                 what = f"app {project}"
             else:
