@@ -197,6 +197,43 @@ def test_restore_refuses_while_another_apps_container_mounts_the_volume(
         assert container.status == "running"
 
 
+def test_a_container_that_mounts_the_volume_during_the_restore_makes_it_roll_back(
+    wordpress: ComposeStack,
+    docker_client: docker.DockerClient,
+    extra_containers: list[Container],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Checked again just before the swap: a container of another app that
+    started meanwhile (here: right after the safety backup, started from
+    the test in-process) makes the restore fail, roll back, swap nothing."""
+    import snapshots.services.restore as restore_service
+
+    backup = backup_now(wordpress.project)
+    volume = wordpress.volume("wordpress")
+    files = _mountpoint(docker_client, volume)
+    (files / "index.php").write_text("<?php // current\n")
+    before = tree_snapshot(files)
+    real_safety = restore_service.take_safety_backup
+
+    def safety_then_a_reader(*args, **kwargs):  # type: ignore[no-untyped-def]
+        safety = real_safety(*args, **kwargs)
+        extra_containers.append(
+            _idle_container(docker_client, f"{wordpress.project}y-late-1", volume,
+                            {"com.docker.compose.project": f"{wordpress.project}y"})
+        )  # fmt: skip
+        return safety
+
+    monkeypatch.setattr(restore_service, "take_safety_backup", safety_then_a_reader)
+    run = _restore(wordpress.project, backup.backup_id)
+    assert run.state == Run.State.FAILED
+    assert f"{wordpress.project}y-late-1" in run.error and "nothing was swapped" in run.error
+    assert tree_snapshot(files) == before
+    assert _cat(extra_containers[0], "/data/index.php") == "<?php // current\n"
+    for container in wordpress.containers.values():
+        container.reload()
+        assert container.status == "running"
+
+
 def test_paused_container_of_the_app_is_stopped_restored_and_paused_again(
     wordpress: ComposeStack, docker_client: docker.DockerClient
 ) -> None:
