@@ -11,10 +11,11 @@ only a broken archive pays.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass, fields
 from typing import Any, BinaryIO
 
 from engine.archive.layout import CONFIG_DIR, DATABASES_DIR, VOLUMES_DIR
+from engine.archive.manifest import ManifestEntry
 from engine.archive.manifest_stream import ManifestFormatError, ManifestStream
 from engine.archive.member_log import MemberLog, SeenMember
 
@@ -22,6 +23,13 @@ MTIME_TOLERANCE_NS = 1_000_000  # the tar header may round what the manifest has
 _VOLUMES_PREFIX = f"{VOLUMES_DIR}/"
 _DATABASES_PREFIX = f"{DATABASES_DIR}/"
 _CONFIG_PREFIX = f"{CONFIG_DIR}/"
+# What restore's reader (Manifest.from_bytes, ManifestEntry.from_json) takes:
+# a manifest it would refuse is not valid here either.
+_ENTRY_FIELDS = frozenset(f.name for f in fields(ManifestEntry))
+_ENTRY_REQUIRED = frozenset(
+    f.name for f in fields(ManifestEntry) if f.default is MISSING and f.default_factory is MISSING
+)
+_MANIFEST_REQUIRED = ("backup_id", "kind")
 
 
 @dataclass
@@ -38,11 +46,28 @@ def compare_with_manifest(
     """(errors, summary): every member against its manifest entry. Raises
     ManifestFormatError when manifest.json is unreadable, however far the
     comparison got: half a comparison would be misleading."""
-    result = _compare_in_order(ManifestStream(manifest_file), log)
+    stream = ManifestStream(manifest_file)
+    result = _compare_in_order(stream, log)
     if result is None:  # the orders differ: compare by name (holds the members)
         manifest_file.seek(0)
-        result = _compare_by_name(ManifestStream(manifest_file), log)
+        stream = ManifestStream(manifest_file)
+        result = _compare_by_name(stream, log)
+    missing = [key for key in _MANIFEST_REQUIRED if not isinstance(stream.fields.get(key), str)]
+    if missing:
+        raise ManifestFormatError(f"manifest.json has no {missing[0]!r} (restore refuses it)")
     return result
+
+
+def _check_fields(entry: dict[str, Any], path: str) -> None:
+    keys = entry.keys()
+    if not keys <= _ENTRY_FIELDS:
+        unknown = sorted(keys - _ENTRY_FIELDS)[0]
+        raise ManifestFormatError(
+            f"manifest.json entry {path!r} is malformed (unknown field {unknown!r})"
+        )
+    if not keys >= _ENTRY_REQUIRED:
+        absent = sorted(_ENTRY_REQUIRED - keys)[0]
+        raise ManifestFormatError(f"manifest.json entry {path!r} is malformed (no {absent!r})")
 
 
 def _compare_in_order(
@@ -62,6 +87,7 @@ def _compare_in_order(
         if entry.get("path") != path:
             _path(entry, manifest)  # a malformed entry is an error, not a difference in order
             return None
+        _check_fields(entry, path)
         problem = _mismatch(entry, got)
         if problem:
             errors.append(f"{path!r}: {problem}")
@@ -85,6 +111,7 @@ def _compare_by_name(manifest: ManifestStream, log: MemberLog) -> tuple[list[str
     summary = ContentsSummary()
     for entry in manifest.entries():
         path = _path(entry, manifest)
+        _check_fields(entry, path)
         listed[path] = entry
         summary.add(entry, path)
     errors = [f"member {name!r} is not in the manifest" for name in seen.keys() - listed.keys()]

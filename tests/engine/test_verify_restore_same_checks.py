@@ -10,6 +10,7 @@ import hashlib
 import io
 import json
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -188,3 +189,40 @@ def test_a_path_longer_than_path_max_verifies_and_restores(tmp_path: Path) -> No
     stage.mkdir()
     extract_volumes(io.BytesIO(out.getvalue()), {"v": stage})
     assert report.file_count == 13
+
+
+@pytest.mark.parametrize(
+    ("edit", "reason"),
+    [
+        (lambda body: body.pop("backup_id"), "no 'backup_id'"),
+        (lambda body: body.pop("kind"), "no 'kind'"),
+        (lambda body: body["entries"][-1].update(weird=1), "unknown field 'weird'"),
+        (lambda body: body["entries"][-1].pop("size"), "no 'size'"),
+    ],
+    ids=["no-backup-id", "no-kind", "unknown-field", "no-size"],
+)
+def test_a_manifest_restore_cannot_read_is_not_valid(
+    edit: Callable[[dict], object], reason: str, tmp_path: Path
+) -> None:
+    """Restore reads manifest.json with Manifest.from_bytes: what that
+    refuses, verify refuses too (it was valid before)."""
+    raw = archive([f("volumes/v/x"), d("volumes/w/d")]).getvalue()
+    with tarfile.open(fileobj=io.BytesIO(raw)) as tar:
+        members = [(m, tar.extractfile(m).read() if m.isreg() else b"") for m in tar]  # type: ignore[union-attr]
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for member, content in members:
+            if member.name == "manifest.json":
+                body = json.loads(content)
+                edit(body)
+                content = json.dumps(body).encode()
+                member.size = len(content)
+            tar.addfile(member, io.BytesIO(content))
+    data = out.getvalue()
+    stages = {v: tmp_path / f"stage_{v}" for v in ("v", "w")}
+    for stage in stages.values():
+        stage.mkdir()
+    with pytest.raises(ArchiveError, match=r"manifest\.json"):
+        extract_volumes(io.BytesIO(data), stages)
+    report = scan_archive(io.BytesIO(data))
+    assert not report.valid and any(reason in e for e in report.errors), report.errors

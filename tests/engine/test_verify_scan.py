@@ -138,7 +138,8 @@ def test_summary_and_dump_copies(tree: Path, tmp_path: Path, compression: str) -
 def test_a_handmade_archive_with_a_pretty_printed_manifest_is_valid() -> None:
     """Any JSON layout of manifest.json: here indented, one entry per line."""
     members = _basic()
-    body = {"entries": [_entry(i, d) for i, d in members], "kind": "full", "format_version": 1}
+    body = {"entries": [_entry(i, d) for i, d in members], "kind": "full", "format_version": 1,
+            "backup_id": "b"}  # fmt: skip
     report = _scan(_handmade(members, json.dumps(body, indent=2).encode()))
     assert report.valid, report.errors
     assert report.volumes["v"].files == 1 and report.volumes["v"].links == 1
