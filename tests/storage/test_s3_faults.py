@@ -27,6 +27,8 @@ from tests.tcp_fault_proxy import FaultProxy, Rule
 
 KEY = "app_1/backup_20260105_103000_3fa2c1.tar.zst.age"
 SIZE = 3 * TEST_PART_SIZE + 4321
+# A stall lasts the client's read timeout (2 s here) at least once.
+STALL = pytest.param("stall", marks=pytest.mark.slow)
 
 
 @pytest.fixture
@@ -35,7 +37,7 @@ def proxy(s3_server: S3Server) -> Iterator[FaultProxy]:
         yield relay
 
 
-@pytest.mark.parametrize("action", ["reset", "stall"])
+@pytest.mark.parametrize("action", ["reset", STALL])
 def test_upload_survives_a_reset_or_stall_during_part_n(
     s3_server: S3Server, proxy: FaultProxy, tmp_path: Path, action: str
 ) -> None:
@@ -52,7 +54,7 @@ def test_upload_survives_a_reset_or_stall_during_part_n(
     assert storage.verify(KEY, digest, deep=True).size == SIZE
 
 
-@pytest.mark.parametrize("action", ["reset", "stall"])
+@pytest.mark.parametrize("action", ["reset", STALL])
 def test_streamed_write_survives_a_fault_during_a_part(
     s3_server: S3Server, proxy: FaultProxy, action: str
 ) -> None:
@@ -67,7 +69,7 @@ def test_streamed_write_survives_a_fault_during_a_part(
         assert stream.read() == data
 
 
-@pytest.mark.parametrize("action", ["reset", "stall"])
+@pytest.mark.parametrize("action", ["reset", STALL])
 def test_a_ranged_read_resumes_after_the_connection_drops(
     s3_server: S3Server, proxy: FaultProxy, tmp_path: Path, action: str
 ) -> None:
