@@ -268,9 +268,7 @@ class _Extractor:
         if self.manifest is None or self.backup is None:
             raise ArchiveError("manifest.json is missing (archive truncated?)")
         errors, mtimes = compare_manifest(self.manifest, self.seen, digests)
-        errors += [
-            f"volume {v!r} has no member in the archive" for v in self.checks.empty_volumes()
-        ]
+        errors += self.checks.empty_volumes()  # restore's words, verify's too
         if errors:
             more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
             raise ArchiveError(f"archive does not match its manifest: {errors[0]}{more}")

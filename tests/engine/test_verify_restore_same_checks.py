@@ -116,8 +116,9 @@ def test_a_listed_volume_without_members(tmp_path: Path) -> None:
     is refused, so verify says so too, in the same words."""
     data = archive([d("volumes/v"), f("volumes/v/x")], roots=False).getvalue()
     refusal = _restore_refusal(data, tmp_path)
-    assert "volume 'w' has no member in the archive" in refusal
-    assert "volume 'w' has no member in the archive" in scan_archive(io.BytesIO(data)).errors
+    reason = "volume 'w' has no member in the archive"
+    assert refusal == f"archive does not match its manifest: {reason}"
+    assert reason in scan_archive(io.BytesIO(data)).errors
 
 
 @pytest.mark.parametrize(
