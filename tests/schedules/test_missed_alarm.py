@@ -17,13 +17,17 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
+from django.utils import timezone
 
 from schedules import services
-from schedules.models import Notification, ScheduleFiring
+from schedules.missed import check_missed_backups, missed_due
+from schedules.models import Notification, Schedule, ScheduleFiring
 from snapshots.models import Snapshot
 from tests.conftest import REPO_ROOT, subprocess_env
 from tests.schedules import notify_servers
@@ -99,3 +103,56 @@ def test_missed_backup_is_told_once_per_due_time_with_the_host_worker_stopped(
     assert firings.exists() and all(f.state == "running" for f in firings)
     assert not Snapshot.objects.filter(status="completed").exists()
     assert "Traceback" not in read_log(beat_and_shared_worker[0])
+
+
+# -- the rule, with explicit instants (in this process, the real database) -------
+
+
+def _daily_since(host_app: ComposeStack, days: int, **values: object) -> Schedule:
+    schedule = services.create_schedule({"app_id": host_app.project, "time": "02:00"} | values)
+    Schedule.objects.filter(pk=schedule.pk).update(updated_at=timezone.now() - timedelta(days=days))
+    schedule.refresh_from_db()
+    return schedule
+
+
+def _completed(app_id: str, at: datetime, location: str = "local") -> None:
+    snapshot = Snapshot.objects.create(
+        backup_id=f"backup_20260101_000000_{secrets.token_hex(3)}", app_id=app_id, host_id="t",
+        status="completed", storage_location=location,
+    )  # fmt: skip
+    Snapshot.objects.filter(pk=snapshot.pk).update(created_at=at)
+
+
+@pytest.mark.django_db
+def test_missed_rule_grace_and_the_schedule_location(host_app: ComposeStack, settings: Any) -> None:
+    settings.BACKUP_MISSED_GRACE_SECONDS = 3600
+    schedule = _daily_since(host_app, 10, notification_targets=["json://127.0.0.1:9/x"])
+    now = datetime.now(UTC)
+    due = now.replace(hour=2, minute=0, second=0, microsecond=0)
+    due = due if due <= now else due - timedelta(days=1)
+    # Within the grace after the due time: not yet missed, whatever exists.
+    assert missed_due(schedule, due + timedelta(minutes=59)) is None
+    # After it, with no snapshot at all: missed.
+    found = missed_due(schedule, due + timedelta(minutes=61))
+    assert found is not None and found.due == due and found.last_success is None
+    # The day before's backup does not keep today's due time.
+    _completed(host_app.project, due - timedelta(days=1) + timedelta(seconds=5))
+    assert missed_due(schedule, due + timedelta(minutes=61)) is not None
+    # A backup to another location does not either; one to its own does.
+    _completed(host_app.project, due + timedelta(seconds=5), location="elsewhere")
+    assert missed_due(schedule, due + timedelta(minutes=61)) is not None
+    _completed(host_app.project, due + timedelta(seconds=5))
+    assert missed_due(schedule, due + timedelta(minutes=61)) is None
+
+
+@pytest.mark.django_db
+def test_missed_is_told_once_per_due_time(host_app: ComposeStack, settings: Any) -> None:
+    settings.BACKUP_MISSED_GRACE_SECONDS = 0
+    schedule = _daily_since(host_app, 3, notification_targets=["json://127.0.0.1:9/x"])
+    first = check_missed_backups()
+    assert [m.schedule_id for m in first] == [schedule.pk]
+    assert check_missed_backups() == [] and check_missed_backups() == []
+    assert Notification.objects.filter(event="backup_missed").count() == 1
+    services.set_enabled(schedule, False)
+    Notification.objects.all().delete()
+    assert check_missed_backups() == []  # a disabled schedule promises nothing
