@@ -180,7 +180,9 @@ def parse_backup_json(raw: bytes) -> dict[str, Any]:
             raise ArchiveError(f"{BACKUP_JSON} is invalid: {key} is not a list")
         for number, item in enumerate(listed):
             if key == "volumes" and isinstance(item, str):
-                continue  # early archives listed volume names only
+                # Volume names alone (hand-made archives): the readers
+                # (restore's plan) take objects, so they get one.
+                listed[number] = item = {"name": item}
             if not isinstance(item, dict):
                 raise ArchiveError(f"{BACKUP_JSON} is invalid: {key}[{number}] is not an object")
             for field, types in fields.items():
@@ -299,9 +301,7 @@ class MemberChecks:
     def accept_backup_json(self, raw: bytes) -> dict[str, Any]:
         """backup.json's bytes (the member check() placed as "backup")."""
         backup = parse_backup_json(raw)
-        self.archived_volumes = {
-            v["name"] if isinstance(v, dict) else v for v in backup.get("volumes", [])
-        }
+        self.archived_volumes = {volume["name"] for volume in backup.get("volumes", [])}
         self.backup = backup
         return backup
 

@@ -227,3 +227,12 @@ def test_a_manifest_restore_cannot_read_is_not_valid(
         extract_volumes(io.BytesIO(data), stages)
     report = scan_archive(io.BytesIO(data))
     assert not report.valid and any(reason in e for e in report.errors), report.errors
+
+
+def test_volume_names_alone_become_objects_for_every_reader() -> None:
+    """restore's plan reads volumes[i]["name"]: a list of names is not a
+    TypeError there."""
+    from engine.restore.checks import parse_backup_json
+
+    backup = parse_backup_json(b'{"volumes": ["v", {"name": "w", "labels": {}}]}')
+    assert backup["volumes"] == [{"name": "v"}, {"name": "w", "labels": {}}]
