@@ -16,6 +16,7 @@ where the copies are now. get_backend(name) gives one backend by itself."""
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from typing import Any
 
@@ -74,7 +75,7 @@ def get_backend(name: str) -> Storage:
     if name == LOCAL:
         return LocalStorage(settings.BACKUP_ROOT, name=LOCAL)
     if name in settings.BACKUP_S3_STORAGES:
-        return _s3_backend(name, _frozen(settings.BACKUP_S3_STORAGES[name]))
+        return _s3_backend(name, _frozen(settings.BACKUP_S3_STORAGES[name]), os.getpid())
     raise UnknownStorageLocation(
         f"unknown storage backend {name!r} (configured: {', '.join(backend_names())})"
     )
@@ -110,9 +111,11 @@ def _frozen(values: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
 
 
 @lru_cache(maxsize=16)
-def _s3_backend(name: str, values: tuple[tuple[str, Any], ...]) -> Storage:
-    """One client per location and settings (boto3 clients are thread-safe
-    and pool their connections; building one costs ~50 ms)."""
+def _s3_backend(name: str, values: tuple[tuple[str, Any], ...], pid: int) -> Storage:
+    """One client per location, settings and process: boto3 clients are
+    thread-safe and pool their connections (building one costs ~50 ms), but
+    a pool must not cross a fork (a Celery worker's recovery runs in the
+    parent before its pool's children fork)."""
     from storage.s3 import S3Storage
     from storage.s3_config import S3Config
 
