@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
+import pty
 import subprocess
+import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +26,7 @@ from snapshots.models import Run, Snapshot
 from snapshots.models_offsite import OffsiteCopy
 from snapshots.services.verify import request_verify, run_verify
 from tests.backup_helpers import backup_now
+from tests.conftest import REPO_ROOT, subprocess_env
 from tests.offsite_helpers import moto, offsite, s3_object
 from tests.small_app import data_dir, deploy_small_app, remove_small_app
 from tests.stacks import ComposeStack
@@ -115,3 +120,44 @@ def test_full_local_disk_fails_the_backup_and_nothing_goes_off_site(
     assert not Run.objects.filter(snapshot=snapshot, operation=Run.Operation.UPLOAD).exists()
     listed = offsite["client"].list_objects_v2(Bucket=offsite["bucket"]).get("Contents", [])
     assert listed == [] and not list(tiny_disk.rglob("*.zst*"))
+
+
+def _run_on_a_terminal(argv: list[str], env: dict[str, str]) -> tuple[int, str, str]:
+    """ARGV with its standard error on a pseudo-terminal (so the progress
+    bar draws); its exit code, standard output and what the terminal got."""
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(argv, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=slave)
+    os.close(slave)
+    chunks: list[bytes] = []
+
+    def drain() -> None:
+        while True:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO: the other side is closed
+                return
+            if not data:
+                return
+            chunks.append(data)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    out, _ = proc.communicate(timeout=300)
+    reader.join(10)
+    os.close(master)
+    return proc.returncode, out.decode(), b"".join(chunks).decode(errors="replace")
+
+
+def test_cli_progress_bar_shows_the_upload(
+    small_app: ComposeStack, offsite: dict[str, Any], settings: Any
+) -> None:
+    argv = [sys.executable, "manage.py", "backup", "create", small_app.project,
+            "--storage", "local+s3"]  # fmt: skip
+    code, out, terminal = _run_on_a_terminal(argv, subprocess_env() | offsite["env"])
+    assert code == 0, terminal[-2000:]
+    assert "copied off-site: s3" in out
+    frames = [frame.strip() for frame in terminal.split("\r") if "uploading to s3" in frame]
+    assert frames and "100.0%" in frames[-1], frames[-3:]
+    snapshot = Snapshot.objects.get(app_id=small_app.project)
+    upload = Run.objects.get(snapshot=snapshot, operation=Run.Operation.UPLOAD)
+    assert upload.state == Run.State.COMPLETED and upload.bytes_done == snapshot.size_bytes
