@@ -11,6 +11,7 @@ import os
 from typing import Any
 
 import pytest
+from django.core.management import CommandError, call_command
 
 from engine.progress import Progress
 from snapshots.models import Run, Snapshot
@@ -228,3 +229,24 @@ def test_an_upload_interrupted_too_often_is_failed_and_aborted(offsite: dict[str
     assert client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
     snapshot.refresh_from_db()
     assert snapshot.status == Snapshot.Status.COMPLETED  # local+s3: the local copy stands
+
+
+def test_a_failed_copy_is_asked_for_again_from_the_command_line(
+    offsite: dict[str, Any], settings: Any
+) -> None:
+    """`backup upload` after the operator fixed what was wrong (here: the
+    bucket did not exist yet)."""
+    bucket = "later-" + offsite["bucket"]
+    configure_s3(settings, offsite["env"] | {"BACKUP_S3_BUCKET": bucket})
+    data = os.urandom(PART_MB * MIB + 99)
+    snapshot = stored_snapshot(data, location="local+s3")
+    assert upload(snapshot).state == Run.State.FAILED
+    assert OffsiteCopy.objects.get(snapshot=snapshot).state == OffsiteCopy.State.FAILED
+    offsite["client"].create_bucket(Bucket=bucket)
+    call_command("backup", "upload", snapshot.backup_id)
+    copy = OffsiteCopy.objects.get(snapshot=snapshot)
+    assert copy.state == OffsiteCopy.State.VERIFIED and copy.error == ""
+    body, _ = s3_object(offsite["client"], bucket, snapshot.storage_key)
+    assert body == data
+    with pytest.raises(CommandError, match="stored locally only"):
+        call_command("backup", "upload", stored_snapshot(b"x", location="local").backup_id)

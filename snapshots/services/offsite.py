@@ -77,11 +77,13 @@ def request_upload(snapshot: Snapshot, *, deep_check: bool | None = None) -> Run
             host_id=snapshot.host_id, options={"targets": targets, "deep_check": deep},
         )  # fmt: skip
         for target in targets:
-            OffsiteCopy.objects.update_or_create(
-                snapshot=snapshot, location=target,
-                defaults={"key": snapshot.storage_key, "run": run, "error": "",
-                          "state": OffsiteCopy.State.PENDING},
-            )  # fmt: skip
+            copy, _ = OffsiteCopy.objects.get_or_create(
+                snapshot=snapshot, location=target, defaults={"key": snapshot.storage_key}
+            )
+            copy.run = run
+            if copy.state != OffsiteCopy.State.VERIFIED:  # asked again: only what is missing
+                copy.state, copy.error = OffsiteCopy.State.PENDING, ""
+            copy.save(update_fields=["run", "state", "error", "updated_at"])
     return run
 
 

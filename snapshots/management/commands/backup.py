@@ -1,4 +1,4 @@
-"""python manage.py backup create|verify|restore|list|cleanup
+"""python manage.py backup create|verify|restore|upload|list|cleanup
 
 Runs the same services as the API and the Celery tasks, in this process (no
 broker needed), with a progress bar when stderr is a terminal. SIGTERM and
@@ -21,7 +21,7 @@ from engine.progress import Progress
 from engine.termination import stop_on
 from snapshots.models import Snapshot
 from snapshots.services.backup import request_backup, run_backup
-from snapshots.services.offsite import follow_upload
+from snapshots.services.offsite import UploadRefused, follow_upload, request_upload, run_upload
 from snapshots.services.restore import (
     RestoreOptions,
     RestoreRefused,
@@ -138,6 +138,9 @@ class Command(BaseCommand):
             "--accept-no-database-rollback", action="store_true",
             help="restore the databases even if a failure could not roll them back",
         )  # fmt: skip
+        upload = sub.add_parser("upload", help="copy a snapshot off-site (again)")
+        upload.add_argument("backup_id")
+        upload.add_argument("--deep-check", action="store_true", help="read the copy back")
         listing = sub.add_parser("list", help="list snapshots")
         listing.add_argument("--app")
         listing.add_argument("--status", choices=[s.value for s in Snapshot.Status])
@@ -146,7 +149,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         action = options["action"]
-        if action not in ("create", "verify", "restore"):
+        if action not in ("create", "verify", "restore", "upload"):
             getattr(self, f"_{action}")(options)
             return
         try:
@@ -199,6 +202,21 @@ class Command(BaseCommand):
         self.stdout.write(json.dumps(run.result or {"error": run.error}, indent=2))
         if run.state != run.State.COMPLETED:
             raise failure("verification", run.error, run.pk)
+
+    def _upload(self, options: dict[str, Any]) -> None:
+        snapshot = Snapshot.objects.filter(backup_id=options["backup_id"]).first()
+        if snapshot is None:
+            raise CommandError(f"no snapshot {options['backup_id']!r}")
+        try:
+            run = request_upload(snapshot, deep_check=options["deep_check"] or None)
+        except UploadRefused as exc:
+            raise CommandError(str(exc)) from None
+        bar = ProgressBar(sys.stderr)
+        run = run_upload(str(run.pk), on_progress=bar)
+        bar.done()
+        self.stdout.write(json.dumps(run.result or {"error": run.error}, indent=2))
+        if run.state != run.State.COMPLETED:
+            raise failure(f"off-site copy of {snapshot.backup_id}", run.error, run.pk)
 
     def _restore(self, options: dict[str, Any]) -> None:
         restore_options = RestoreOptions(
