@@ -1,7 +1,11 @@
 """GET snapshots/<backup_id>/download: the stored archive, streamed.
 
 Memory stays flat whatever the size: the file is read and sent in 1 MiB
-chunks. One byte range is served as 206 (resuming a broken download)."""
+chunks. One byte range is served as 206 (resuming a broken download). A
+snapshot whose only copy is off-site (`s3`, or `local+s3` whose local file
+is gone) streams from there: get_storage() reads the first copy that exists,
+and the S3 reader is ranged GETs resumed after a dropped connection, with
+nothing written to disk."""
 
 from __future__ import annotations
 
@@ -44,7 +48,8 @@ class SnapshotDownloadView(ApiView):
         operation_id="snapshots_download",
         summary="Download a snapshot's archive",
         description="The archive exactly as stored (zstd/gzip tar, age-encrypted when "
-        "encrypted). X-Checksum-SHA256 is the SHA-256 of the whole file, also for a "
+        "encrypted), from the local copy or, when there is none, streamed from the off-site "
+        "one. X-Checksum-SHA256 is the SHA-256 of the whole file, also for a "
         "206 partial response. One range per request.",
         parameters=[
             BACKUP_ID_PARAMETER,
