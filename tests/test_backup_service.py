@@ -159,10 +159,11 @@ def test_consistency_modes_quiesce_while_reading_volumes_then_resume(
 
 
 def test_backup_of_unknown_app_fails_clearly_and_leaves_nothing(backup_root: Path) -> None:
-    with pytest.raises(CommandError, match="no_such_app"):
+    with pytest.raises(CommandError, match="no app 'no_such_app'"):
         backup_now("no_such_app")
-    snapshot = Snapshot.objects.get(app_id="no_such_app")
-    assert snapshot.status == Snapshot.Status.FAILED and "no_such_app" in snapshot.error
+    # Refused before any row is made (issue 19, point 9): no failed snapshot each time.
+    assert not Snapshot.objects.filter(app_id="no_such_app").exists()
+    assert not Run.objects.filter(app_id="no_such_app").exists()
     assert not any(backup_root.rglob("*.tar*")) if backup_root.exists() else True
 
 
