@@ -93,6 +93,8 @@ def fail_stale_pending() -> list[str]:
             state=Run.State.FAILED, error=reason, finished_at=Now()
         ):
             _fail_snapshot(run, reason)
+            if run.operation == Run.Operation.UPLOAD:
+                _fail_stale_upload(run, reason)
             failed.append(str(run.pk))
     return failed
 
@@ -130,6 +132,13 @@ def _resume_upload(run: Run) -> dict[str, Any] | None:
     from snapshots.services.offsite_recovery import resume_dead_upload
 
     return resume_dead_upload(run)
+
+
+def _fail_stale_upload(run: Run, reason: str) -> None:
+    """Its copies fail too (an `s3`-only snapshot with them: see offsite_recovery)."""
+    from snapshots.services.offsite_recovery import fail_upload
+
+    fail_upload(run, run.snapshot, reason)
 
 
 def hand_over(run: Run, lease: Lease, error: str, result: dict[str, Any]) -> None:

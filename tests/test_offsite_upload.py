@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import hashlib
 import os
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.utils import timezone
 
 from engine.progress import Progress
 from snapshots.models import Run, Snapshot
 from snapshots.models_offsite import OffsiteCopy, UploadPart
 from snapshots.offsite_ledger import DjangoPartLedger
-from snapshots.recovery import recover_host
+from snapshots.recovery import fail_stale_pending, recover_host
 from snapshots.selectors_offsite import where
 from snapshots.services import offsite as offsite_service
 from snapshots.services.offsite import request_upload, run_upload
@@ -250,3 +252,23 @@ def test_a_failed_copy_is_asked_for_again_from_the_command_line(
     assert body == data
     with pytest.raises(CommandError, match="stored locally only"):
         call_command("backup", "upload", stored_snapshot(b"x", location="local").backup_id)
+
+
+@pytest.mark.parametrize("location", ["local+s3", "s3"])
+def test_an_upload_never_picked_up_fails_its_copies(
+    offsite: dict[str, Any], settings: Any, location: str
+) -> None:
+    snapshot = stored_snapshot(os.urandom(100), location=location)
+    run = request_upload(snapshot)
+    Run.objects.filter(pk=run.pk).update(
+        created_at=timezone.now() - timedelta(seconds=settings.BACKUP_PENDING_TIMEOUT_SECONDS + 5)
+    )
+    assert fail_stale_pending() == [str(run.pk)]
+    run.refresh_from_db()
+    snapshot.refresh_from_db()
+    assert run.state == Run.State.FAILED and "never started" in run.error
+    copy = OffsiteCopy.objects.get(snapshot=snapshot)
+    assert copy.state == OffsiteCopy.State.FAILED and "never started" in copy.error
+    expected = Snapshot.Status.COMPLETED if location == "local+s3" else Snapshot.Status.FAILED
+    assert snapshot.status == expected
+    assert (settings.BACKUP_ROOT / snapshot.storage_key).exists() is (location == "local+s3")
