@@ -159,11 +159,12 @@ def test_beat_and_worker_make_scheduled_backups_and_survive_a_restart(
     before_restart = len(completed_scheduled(served, app_id))
 
     # Stop everything (web, worker, beat), start again on the same data.
+    stopping_at = time.time()
     product.stop()
-    stopped_at = time.time()
     served = product.start()
+    restarted_at = time.time()
     wait_for(
-        lambda: any(f[1] > stopped_at for f in product.firings() if f[0] == enabled["id"]),
+        lambda: any(f[2] > restarted_at for f in product.firings() if f[0] == enabled["id"]),
         150, "a firing after the restart", served,
     )  # fmt: skip
     wait_for(lambda: len(completed_scheduled(served, app_id)) > before_restart, 120,
@@ -174,12 +175,16 @@ def test_beat_and_worker_make_scheduled_backups_and_survive_a_restart(
     assert not [f for f in firings if f[0] == disabled["id"]], firings
     assert len({f[1] for f in mine}) == len(mine)  # one firing per scheduled minute
     assert all(f[4] in ("scheduled", None) for f in mine)
-    late = [created - scheduled for _, scheduled, created, _, _ in mine]
-    print(f"\nfirings: {len(mine)}; seconds late: {[round(x, 2) for x in late]}; "
-          f"p95 {p95(late):.2f} s")  # fmt: skip
-    # Catch-up after the restart may stand for a minute passed while down;
-    # every firing is within a few seconds of a scheduled minute otherwise.
-    assert p95(late) < 30, late
+    # A minute that passed while the product was down is caught up once (one
+    # firing, however long it was down); it is late by design, so the
+    # accuracy figure is over the firings beat sent on time.
+    catch_ups = [f for f in mine if stopping_at <= f[1] <= restarted_at]
+    assert len(catch_ups) <= 1, catch_ups
+    on_time = [f[2] - f[1] for f in mine if f not in catch_ups]
+    print(f"\nfirings: {len(mine)} ({len(catch_ups)} catch-up); seconds late (on time): "
+          f"{[round(x, 2) for x in on_time]}; p95 {p95(on_time):.2f} s; catch-up late "
+          f"{[round(f[2] - f[1], 1) for f in catch_ups]} s")  # fmt: skip
+    assert p95(on_time) < 30, on_time
     log = served.worker_log()
     for sign_of_trouble in ("Traceback", "IntegrityError"):
         assert sign_of_trouble not in log, log[-3000:]
