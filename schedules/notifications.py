@@ -27,6 +27,16 @@ logger = logging.getLogger(__name__)
 
 DELIVERY_TASK = "schedules.send_notification"
 SUCCESS_EVENTS = frozenset({Notification.Event.BACKUP_SUCCEEDED})
+# Apprise's notify type of each event: what a receiver shows (a red mark on
+# Slack/Discord, "type" in a json:// body). Unlisted events are "info".
+EVENT_KINDS: dict[str, str] = {
+    Notification.Event.BACKUP_FAILED: "failure",
+    Notification.Event.RETENTION_FAILED: "failure",
+    Notification.Event.VERIFY_FAILED: "failure",
+    Notification.Event.BACKUP_SUCCEEDED: "success",
+    Notification.Event.BACKUP_SKIPPED: "warning",
+    Notification.Event.BACKUP_MISSED: "warning",
+}
 _MAX_ERROR = 2000
 
 
@@ -185,6 +195,7 @@ def attempt_delivery(notification_id: int, only: list[int] | None = None) -> Att
         row.title,
         row.body,
         timeout=float(settings.BACKUP_NOTIFY_TIMEOUT_SECONDS),
+        kind=EVENT_KINDS.get(row.event, "info"),
     )
     failed = [(i, o) for i, o in zip(positions, outcomes, strict=True) if not o.ok]
     error = "; ".join(f"{o.target}: {o.error}" for _, o in failed)
@@ -237,7 +248,9 @@ def send_test(*, schedule_id: int | None = None, app_id: str | None = None) -> A
         raise NoTargets("give a schedule_id or an app_id")
     targets = resolve_targets(app_id, schedule_id)  # SecretsUnavailable propagates: say why
     if not targets.urls:
-        raise NoTargets(f"{about} has no notification targets (nor does its app)")
+        # A schedule falls back on its app's list; an app has only its own.
+        also = " (nor does its app)" if schedule_id is not None else ""
+        raise NoTargets(f"{about} has no notification targets{also}")
     row = _create(
         Notification.Event.TEST, app_id, schedule_id,
         f"Test notification: {about}",

@@ -174,14 +174,19 @@ def _reason(result: Any, url: str) -> str:
     return scrub(reason, [url])[:_MAX_ERROR]
 
 
-def deliver(urls: Sequence[str], title: str, body: str, *, timeout: float) -> list[TargetOutcome]:
+def deliver(
+    urls: Sequence[str], title: str, body: str, *, timeout: float, kind: str = "info"
+) -> list[TargetOutcome]:
     """Send TITLE/BODY to every URL at once; at most about TIMEOUT seconds
     in all (each socket waits at most TIMEOUT, and Apprise stops waiting for
-    a target at TIMEOUT). Never raises; one outcome per URL, in order."""
+    a target at TIMEOUT). KIND is Apprise's notify type (info, success,
+    warning, failure): services show it (a red mark, a json "type"), so a
+    failure must not arrive looking like news. Never raises; one outcome
+    per URL, in order."""
     outcomes: dict[int, TargetOutcome] = {}
     with scrubbed_apprise_logs(urls), _verbose.on():
         try:
-            return _deliver(urls, title, body, timeout, outcomes)
+            return _deliver(urls, title, body, timeout, outcomes, kind)
         except Exception as exc:  # an Apprise bug must not become ours
             logger.error("notification delivery crashed: %s", type(exc).__name__)
             return [
@@ -192,7 +197,12 @@ def deliver(urls: Sequence[str], title: str, body: str, *, timeout: float) -> li
 
 
 def _deliver(
-    urls: Sequence[str], title: str, body: str, timeout: float, outcomes: dict[int, TargetOutcome]
+    urls: Sequence[str],
+    title: str,
+    body: str,
+    timeout: float,
+    outcomes: dict[int, TargetOutcome],
+    kind: str = "info",
 ) -> list[TargetOutcome]:
     # Memory storage: Apprise keeps no state on disk between deliveries.
     asset = apprise.AppriseAsset(storage_mode="memory", service_timeout=timeout)
@@ -213,7 +223,13 @@ def _deliver(
         sender.add(plugin)
         tags[tag] = index
     if tags:
-        result = sender.notify(body=body, title=title, timeout=timeout, log_level=logging.DEBUG)
+        result = sender.notify(
+            body=body,
+            title=title,
+            notify_type=apprise.NotifyType(kind),
+            timeout=timeout,
+            log_level=logging.DEBUG,
+        )
         for service in result:
             index = next((tags[t] for t in service.tag if t in tags), None)
             if index is None:

@@ -80,13 +80,13 @@ class AppNotificationTargetsAdmin(admin.ModelAdmin):
             try:
                 attempt = send_test(app_id=row.app_id)
             except (NoTargets, SecretsUnavailable) as exc:
-                self.message_user(request, f"{row.app_id}: {exc}", messages.WARNING)
+                self.message_user(request, f"app {row.app_id}: {exc}", messages.WARNING)
                 continue
             for outcome in attempt.outcomes:
                 if outcome.ok:
-                    self.message_user(request, f"{row.app_id}: {outcome.target}: sent")
+                    self.message_user(request, f"app {row.app_id}: {outcome.target}: sent")
                 else:
-                    text = f"{row.app_id}: {outcome.target}: {outcome.status}: {outcome.error}"
+                    text = f"app {row.app_id}: {outcome.target}: {outcome.status}: {outcome.error}"
                     self.message_user(request, text, messages.ERROR)
 
 
