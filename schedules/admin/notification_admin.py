@@ -16,6 +16,16 @@ from schedules.secrets import SecretsUnavailable, encrypt_targets, masked, valid
 from snapshots.admin import ReadOnlyAdmin
 
 
+class WriteOnlyTextarea(forms.Textarea):
+    """A textarea that never renders a value: a form shown again for an
+    error would otherwise echo the URLs typed, passwords and tokens in
+    clear, into the page (and the browser's cache), as PasswordInput does
+    not. The error names the target by position, masked."""
+
+    def format_value(self, value: Any) -> None:
+        return None
+
+
 class AppNotificationTargetsForm(forms.ModelForm):
     """URLs are write-only: the field starts empty (the stored ones are
     shown masked beside it); left empty it keeps them, "clear" drops them."""
@@ -23,9 +33,10 @@ class AppNotificationTargetsForm(forms.ModelForm):
     new_targets = forms.CharField(
         label="targets",
         required=False,
-        widget=forms.Textarea(attrs={"rows": 4, "cols": 80, "autocomplete": "off"}),
+        widget=WriteOnlyTextarea(attrs={"rows": 4, "cols": 80, "autocomplete": "off"}),
         help_text="One Apprise URL per line (mailto://, json://, ntfys://, slack://, ...). "
-        "Leave empty to keep the current targets; they are stored encrypted and never shown.",
+        "Leave empty to keep the current targets; they are stored encrypted and never shown "
+        "(after an error, type them again).",
     )
     clear_targets = forms.BooleanField(label="remove all targets", required=False)
 

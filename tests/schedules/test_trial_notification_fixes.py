@@ -84,3 +84,18 @@ def test_admin_test_action_spells_the_app_id_as_it_is(
     assert shown, page[-3000:]
     assert all("wptrial" in text and "Wptrial" not in text for text in shown), shown
     assert http_receiver.wait_for(1)
+
+
+def test_admin_form_with_an_error_does_not_echo_the_urls_typed(admin_client: Client) -> None:
+    # The targets textarea was rendered again with what was posted: a
+    # password typed in a URL came back in clear in the error page.
+    secret = "Pw-N0t-Sh0wn-9x"
+    response = admin_client.post(
+        "/admin/schedules/appnotificationtargets/add/",
+        {"app_id": "wptrial", "new_targets": f"json://ops:{secret}@127.0.0.1:9/hook\nnot a url"},
+    )
+    page = response.content.decode()
+    assert response.status_code == 200 and "errorlist" in page  # shown again, with the error
+    assert "not a URL" in page
+    assert secret not in page
+    assert not AppNotificationTargets.objects.exists()
