@@ -37,10 +37,6 @@ log = logging.getLogger(__name__)
 
 SHA256_METADATA = "sha256"  # x-amz-meta-sha256: the archive's (the snapshot's) SHA-256
 _HASH_BLOCK = 1024 * 1024
-# A live writer re-puts its marker this often, so sweeping by the marker's
-# age never removes a write that is still going.
-MARKER_REFRESH_SECONDS = 600.0
-
 Progress = Callable[[int, int], None]
 
 

@@ -38,6 +38,10 @@ MAX_OBJECT_SIZE = 5 * 1024 * 1024 * MIB
 # archive within 10,000 parts and memory at concurrency x 8 MiB.
 DEFAULT_PART_SIZE = 8 * MIB
 
+# A live writer re-puts its partial marker this often, so sweeping by the
+# marker's age never removes a write that is still going.
+MARKER_REFRESH_SECONDS = 600.0
+
 Addressing = Literal["path", "virtual", "auto"]
 ChecksumWhen = Literal["when_supported", "when_required"]
 

@@ -23,7 +23,12 @@ from typing import TYPE_CHECKING, Any
 from engine.errors import ChecksumMismatch, StorageError
 from storage.base import ObjectInfo
 from storage.keys import partial_key, validate_key
-from storage.s3_config import error_code, is_unsupported, part_size_for
+from storage.s3_config import (
+    MARKER_REFRESH_SECONDS,
+    error_code,
+    is_unsupported,
+    part_size_for,
+)
 from storage.s3_ledger import PartLedger, PartRecord, UploadState
 from storage.s3_parts import PartSender, SentPart
 
@@ -254,7 +259,7 @@ def _send_missing(
                     raise StorageError(f"{path.name} changed while it was being uploaded")
                 note(sender.send(number, data))
                 del data
-                if time.monotonic() - marker_written > 600:
+                if time.monotonic() - marker_written > MARKER_REFRESH_SECONDS:
                     storage.put_marker(state.marker, state.key, state.upload_id)
                     marker_written = time.monotonic()
         note(sender.drain())

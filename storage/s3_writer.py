@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from engine.errors import StorageError
 from storage.base import ObjectInfo
-from storage.s3_config import DEFAULT_PART_SIZE, error_code
+from storage.s3_config import DEFAULT_PART_SIZE, MARKER_REFRESH_SECONDS, error_code
 from storage.s3_parts import PartSender, SentPart
 
 if TYPE_CHECKING:
@@ -79,7 +79,7 @@ class S3Writer:
                 self._upload_id,
                 f"{storage.config.where}: {self._key}",
             )
-        elif time.monotonic() - self._marker_written > 600:
+        elif time.monotonic() - self._marker_written > MARKER_REFRESH_SECONDS:
             storage.put_marker(self._marker, self._key, self._upload_id)
             self._marker_written = time.monotonic()
         if self._sender is None:
