@@ -11,9 +11,10 @@ import pytest
 import schemathesis
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
-from hypothesis import HealthCheck, given
+from hypothesis import HealthCheck, assume, given
 from hypothesis import settings as hypothesis_settings
 from schemathesis.generation import GenerationMode
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker, pytest.mark.django_db]
 
@@ -42,6 +43,16 @@ def live_schema(wsgi_in_test_transaction: None, backup_root: Any, stored_snapsho
 
 
 EXAMPLES_PER_OPERATION = 25
+# Bodies whose validity the schema cannot say (the app must exist on the host,
+# a timezone must be a real IANA name, a notification URL one Apprise knows,
+# unknown fields are refused): a schema-valid body may get a clear 400 there.
+SEMANTIC_VALIDATION = {
+    ("POST", "/api/v1/backup/schedules"),
+    ("PATCH", "/api/v1/backup/schedules/{schedule_id}"),
+    ("PUT", "/api/v1/backup/apps/{app_id}/notifications"),
+    ("POST", "/api/v1/backup/notifications/test"),
+    ("GET", "/api/v1/backup/retention/preview"),
+}
 
 
 # schemathesis' own pytest integration (from_fixture) does not run on pytest
@@ -50,9 +61,11 @@ EXAMPLES_PER_OPERATION = 25
 def test_api_never_answers_5xx(live_schema: Any, api_key: str, mode: GenerationMode) -> None:
     operations = [result.ok() for result in live_schema.get_all_operations()]
     backup_api = [op for op in operations if op.path.startswith("/api/v1/backup/")]
-    assert len(backup_api) == 11  # every method of every endpoint
+    assert len(backup_api) == 22  # every method of every endpoint
 
     for operation in operations:
+        semantic = (operation.method.upper(), operation.path) in SEMANTIC_VALIDATION
+        excluded = [positive_data_acceptance] if semantic else []
 
         @given(case=operation.as_strategy(generation_mode=mode))
         @hypothesis_settings(
@@ -61,7 +74,10 @@ def test_api_never_answers_5xx(live_schema: Any, api_key: str, mode: GenerationM
             database=None,
             suppress_health_check=list(HealthCheck),
         )
-        def check(case: Any) -> None:
-            case.call_and_validate(headers={"X-API-Key": api_key})
+        def check(case: Any, excluded: list[Any] = excluded) -> None:
+            # A query parameter generated with an empty list of values is
+            # dropped by the HTTP client: the "invalid" request is a valid one.
+            assume(not any(value == [] for value in (case.query or {}).values()))
+            case.call_and_validate(headers={"X-API-Key": api_key}, excluded_checks=excluded)
 
         check()
