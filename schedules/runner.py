@@ -99,8 +99,15 @@ def _send_start(firing: ScheduleFiring, countdown: float) -> None:
 
 
 def app_busy(app_id: str) -> bool:
-    """A backup or restore holds the app's lease, or one is queued for it."""
-    return app_is_locked(app_id) or Run.objects.filter(app_id=app_id, state__in=_ACTIVE).exists()
+    """A backup or restore holds the app's lease, or one is queued for it.
+    Verifies and off-site uploads read only a stored archive: they do not
+    make a scheduled backup wait."""
+    active = Run.objects.filter(
+        app_id=app_id,
+        state__in=_ACTIVE,
+        operation__in=[Run.Operation.BACKUP, Run.Operation.RESTORE],
+    )
+    return app_is_locked(app_id) or active.exists()
 
 
 def _poll_seconds(wait: int) -> float:

@@ -94,6 +94,20 @@ def test_busy_app_is_skipped_after_the_wait_and_told(
     assert schedule_state(schedule).last_result == "skipped"
 
 
+def test_a_verify_or_upload_in_progress_does_not_make_the_app_busy(
+    make_schedule: MakeSchedule, settings: Any
+) -> None:
+    settings.BACKUP_SCHEDULE_BUSY_WAIT_SECONDS = 0  # busy would mean skipped at once
+    schedule = every_minute(make_schedule)
+    for operation in (Run.Operation.VERIFY, Run.Operation.UPLOAD):
+        Run.objects.create(operation=operation, app_id=schedule.app_id, state=Run.State.RUNNING)
+    firing = runner.fire(schedule.pk)
+    assert firing is not None
+    firing.refresh_from_db()
+    assert firing.state == ScheduleFiring.State.RUNNING, firing.error
+    assert firing.run_id is not None
+
+
 def test_firing_follows_its_real_backup_to_completed(
     make_schedule: MakeSchedule, settings: Any, tmp_path: Any, celery_queue: str
 ) -> None:
