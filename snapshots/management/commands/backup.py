@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import sys
 from typing import Any
@@ -237,6 +238,17 @@ class Command(BaseCommand):
             raise failure("restore", run.error, run.pk)
 
     def _list(self, options: dict[str, Any]) -> None:
+        try:
+            self._print_list(options)
+        except BrokenPipeError:
+            # The reader left (`backup list | head`): nothing more to say.
+            # stdout now points at /dev/null, so the interpreter's last flush
+            # does not raise again and print a traceback.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+
+    def _print_list(self, options: dict[str, Any]) -> None:
         rows = Snapshot.objects.all()
         if options["app"]:
             rows = rows.filter(app_id=options["app"])
