@@ -38,6 +38,7 @@ from snapshots.services.encryption import (
     passphrase,
     write_options,
 )
+from snapshots.services.restore_notes import missing_services_warning
 from snapshots.services.restore_safety import (
     needs_safety_backup,
     take_safety_backup,
@@ -325,7 +326,8 @@ def _restore(
     client = connect(settings.DOCKER_HOST)
     app = _current_app(client, run.app_id)
     open_stream = _open_stream(snapshot)
-    plan = make_plan(client, app, read_backup_json(open_stream), options.restore_database)
+    backup = read_backup_json(open_stream)
+    plan = make_plan(client, app, backup, options.restore_database)
     if plan.raw_volumes:  # before anything is touched, the safety backup included
         refuse_foreign_users(client, app, plan.raw_volumes, [c.id for c in containers_to_stop(app)])
     holding = volumes_holding_data(client, plan)
@@ -373,6 +375,8 @@ def _restore(
         "started_containers": outcome.started_containers,
     }
     result["warnings"] += outcome.warnings
+    if missing := missing_services_warning(backup, app):
+        result["warnings"].append(missing)
 
 
 def roll_back_databases_from(
