@@ -112,13 +112,17 @@ class SnapshotAdmin(ReadOnlyAdmin):
             try:
                 run = verify_now(snapshot)
             except EngineError as exc:
-                self.message_user(request, f"{snapshot}: {exc}", messages.WARNING)
+                self.message_user(request, f"snapshot {snapshot}: {exc}", messages.WARNING)
                 continue
             if run.result.get("valid"):
-                self.message_user(request, f"{snapshot}: valid (checksum and sidecar match)")
+                self.message_user(
+                    request, f"snapshot {snapshot}: valid (checksum and sidecar match)"
+                )
             else:
                 problems = "; ".join(run.result.get("errors") or [run.error])
-                self.message_user(request, f"{snapshot}: NOT valid: {problems}", messages.ERROR)
+                self.message_user(
+                    request, f"snapshot {snapshot}: NOT valid: {problems}", messages.ERROR
+                )
 
     @admin.action(description="Delete (archive, sidecar and row)", permissions=["manage"])
     def delete_through_service(self, request: HttpRequest, queryset: QuerySet[Snapshot]) -> None:
