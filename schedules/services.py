@@ -19,6 +19,7 @@ from engine.quiesce import CONSISTENCY_MODES
 from schedules import beat
 from schedules.models import Schedule, ScheduleFiring
 from schedules.timing import InvalidSchedule, Timing, minute_floor, parse_time, validate
+from snapshots.services.encryption import encryption_configured
 from snapshots.storage_locations import storage_names
 
 logger = logging.getLogger(__name__)
@@ -81,6 +82,13 @@ def _check_plain(values: dict[str, Any]) -> None:
     if consistency and consistency not in CONSISTENCY_MODES:
         raise InvalidSchedule(
             "consistency", f"consistency must be one of {', '.join(CONSISTENCY_MODES)} (or empty)"
+        )
+    if values.get("encrypt") is True and not encryption_configured():
+        # Refused now, not at every firing: `backup create --encrypt` refuses too.
+        raise InvalidSchedule(
+            "encrypt",
+            "encryption was requested but neither BACKUP_AGE_RECIPIENTS nor "
+            "BACKUP_PASSPHRASE is configured",
         )
     jitter = values.get("jitter_seconds")
     if jitter is not None and not (isinstance(jitter, int) and 0 <= jitter <= MAX_JITTER_SECONDS):

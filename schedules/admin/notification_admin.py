@@ -10,20 +10,11 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from schedules.admin.widgets import WriteOnlyTextarea
 from schedules.models import AppNotificationTargets, Notification
 from schedules.notifications import NoTargets, send_test
 from schedules.secrets import SecretsUnavailable, encrypt_targets, masked, validate_targets
 from snapshots.admin import ReadOnlyAdmin
-
-
-class WriteOnlyTextarea(forms.Textarea):
-    """A textarea that never renders a value: a form shown again for an
-    error would otherwise echo the URLs typed, passwords and tokens in
-    clear, into the page (and the browser's cache), as PasswordInput does
-    not. The error names the target by position, masked."""
-
-    def format_value(self, value: Any) -> None:
-        return None
 
 
 class AppNotificationTargetsForm(forms.ModelForm):

@@ -16,6 +16,7 @@ from django.http import HttpRequest
 from django_celery_beat import models as beat_models
 
 from schedules import services
+from schedules.admin.widgets import WriteOnlyTextarea
 from schedules.models import Schedule, ScheduleFiring
 from schedules.secrets import masked
 from schedules.selectors import describe, firing_result, schedule_state
@@ -42,7 +43,8 @@ class ScheduleForm(forms.ModelForm):
 
     new_targets = forms.CharField(
         label="notification targets", required=False,
-        widget=forms.Textarea(attrs={"rows": 3, "cols": 80, "autocomplete": "off"}),
+        # Never rendered back: a form shown again for an error must not echo secrets.
+        widget=WriteOnlyTextarea(attrs={"rows": 3, "cols": 80, "autocomplete": "off"}),
         help_text="One Apprise URL per line; stored encrypted, never shown. Empty: keep.",
     )  # fmt: skip
     clear_targets = forms.BooleanField(label="remove all targets", required=False)
@@ -151,4 +153,6 @@ class ScheduleAdmin(admin.ModelAdmin):
             except services.AlreadyFiring as exc:
                 self.message_user(request, str(exc), messages.WARNING)
             else:
-                self.message_user(request, f"{schedule}: backup queued", messages.SUCCESS)
+                # Starts with "schedule": the admin capitalises a message's first letter.
+                queued = f"schedule {schedule.pk} ({schedule}): backup queued"
+                self.message_user(request, queued, messages.SUCCESS)

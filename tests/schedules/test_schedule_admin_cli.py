@@ -33,8 +33,12 @@ def test_admin_lists_in_product_terms_and_actions_keep_beat_in_step(
     assert not PeriodicTask.objects.get(pk=schedule.periodic_task_id).enabled
     admin_client.post(url, {"action": "enable", "_selected_action": [schedule.pk]})
     assert PeriodicTask.objects.get(pk=schedule.periodic_task_id).enabled
-    admin_client.post(url, {"action": "run_now", "_selected_action": [schedule.pk]})
+    page = admin_client.post(
+        url, {"action": "run_now", "_selected_action": [schedule.pk]}, follow=True
+    ).content.decode()
     assert ScheduleFiring.objects.get(schedule=schedule).manual
+    # Not "Wordpress…": the admin capitalises a message's first letter.
+    assert f"Schedule {schedule.pk} (" in page and "backup queued" in page
 
 
 def test_admin_form_validates_through_the_service(
@@ -45,8 +49,10 @@ def test_admin_form_validates_through_the_service(
         "timezone": "Europe/Berlin", "jitter_seconds": "0", "backup_type": "full",
         "storage_location": "local",
     }  # fmt: skip
-    response = admin_client.post("/admin/schedules/schedule/add/", form)
+    secret_target = {"new_targets": "json://user:S3CRETX@127.0.0.1:9/hook"}
+    response = admin_client.post("/admin/schedules/schedule/add/", form | secret_target)
     assert response.status_code == 200 and "weekday 0-6" in response.content.decode()
+    assert "S3CRETX" not in response.content.decode()  # the form shown again echoes no secret
     assert not Schedule.objects.exists()
     response = admin_client.post("/admin/schedules/schedule/add/", form | {"weekday": "2"})
     assert response.status_code == 302, response.content.decode()[-2000:]

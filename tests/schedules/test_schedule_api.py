@@ -91,6 +91,19 @@ def test_bad_input_is_a_clear_400_and_saves_nothing(
     assert not Schedule.objects.exists()
 
 
+def test_encrypt_without_a_key_is_refused_when_saved_not_at_every_firing(
+    api: APIClient, host_app: ComposeStack, settings: Any
+) -> None:
+    settings.BACKUP_AGE_RECIPIENTS = []
+    settings.BACKUP_PASSPHRASE = ""
+    body = call(api, "post", "/schedules", 400, seed_body(host_app.project) | {"encrypt": True})
+    assert "neither BACKUP_AGE_RECIPIENTS nor BACKUP_PASSPHRASE" in str(body["data"]["encrypt"])
+    assert not Schedule.objects.exists()
+    created = call(api, "post", "/schedules", 201, seed_body(host_app.project))["data"]
+    call(api, "patch", f"/schedules/{created['id']}", 400, {"encrypt": True})
+    assert Schedule.objects.get().encrypt is None
+
+
 def test_run_now_queues_one_firing_per_minute(
     api: APIClient, host_app: ComposeStack, django_capture_on_commit_callbacks: Any
 ) -> None:
