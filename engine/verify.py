@@ -122,11 +122,14 @@ def verify_backup(
 
 def _drain(reader: ReadAheadReader, progress: ProgressCallback, total: int) -> None:
     """Read to the end: the digest then covers the whole file."""
-    reported = 0
-    while reader.read(STORED_CHUNK):
-        if reader.bytes_read - reported >= PROGRESS_EVERY:
-            reported = reader.bytes_read
-            progress(Progress("verifying", reported, total))
+    # Counted as consumed here, not as read ahead by the reader's thread
+    # (bytes_read), which may already be at the end before the first chunk.
+    done = reported = 0
+    while chunk := reader.read(STORED_CHUNK):
+        done += len(chunk)
+        if done - reported >= PROGRESS_EVERY:
+            reported = done
+            progress(Progress("verifying", done, total))
 
 
 def _deep_scan(
