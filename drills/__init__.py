@@ -1,0 +1,1 @@
+"""Restore drills: prove on a schedule that a snapshot restores (issue 17)."""

@@ -1,0 +1,1 @@
+"""Metrics for Prometheus and structured logs (issue 16)."""
