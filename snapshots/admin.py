@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
@@ -13,7 +14,7 @@ from django.utils.html import format_html, format_html_join
 
 from engine.errors import EngineError
 from snapshots.models import ApiKey, AppBackupPolicy, Run, Snapshot
-from snapshots.services.api_keys import create_api_key, revoke_api_key
+from snapshots.services.api_keys import create_api_key, revoke_api_key, set_api_key_scope
 from snapshots.services.snapshots import delete_snapshot, verify_now
 
 
@@ -169,12 +170,31 @@ class RunAdmin(ReadOnlyAdmin):
         return "—"
 
 
+class ApiKeyForm(forms.ModelForm):
+    """A key created without a scope gets operate, as with `apikey create`."""
+
+    class Meta:
+        model = ApiKey
+        fields = ["name", "scope"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if "scope" in self.fields:
+            self.fields["scope"].required = False
+
+    def clean_scope(self) -> str:
+        return self.cleaned_data.get("scope") or ApiKey.Scope.OPERATE
+
+
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):
-    list_display = ["name", "prefix", "active", "created_at", "last_used_at", "revoked_at"]
-    list_filter = [("revoked_at", admin.EmptyFieldListFilter)]
+    form = ApiKeyForm
+    list_display = [
+        "name", "prefix", "scope", "active", "created_at", "last_used_at", "revoked_at",
+    ]  # fmt: skip
+    list_filter = ["scope", ("revoked_at", admin.EmptyFieldListFilter)]
     search_fields = ["name", "prefix"]
-    fields = ["name", "prefix", "created_at", "last_used_at", "revoked_at"]
+    fields = ["name", "prefix", "scope", "created_at", "last_used_at", "revoked_at"]
     readonly_fields = ["prefix", "created_at", "last_used_at", "revoked_at"]
     actions = ["revoke"]
 
@@ -188,15 +208,19 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: ApiKey, form: Any, change: bool) -> None:
         if change:
+            # Only the scope can change (through the service, like the command).
+            if "scope" in form.changed_data:
+                set_api_key_scope(obj, obj.scope)
+                self.message_user(request, f"API key {obj.prefix}: scope is now {obj.scope}")
             return
-        created, raw_key = create_api_key(obj.name)
+        created, raw_key = create_api_key(obj.name, obj.scope)
         obj.pk = created.pk
         obj.refresh_from_db()
         # Shown once: only its hash is stored, so it can never be shown again.
         self.message_user(
             request,
-            f"API key {created.name!r} created: {raw_key} — copy it now, it will not be "
-            "shown again.",
+            f"API key {created.name!r} ({created.scope}) created: {raw_key} — copy it now, "
+            "it will not be shown again.",
             messages.WARNING,
         )
 

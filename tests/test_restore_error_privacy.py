@@ -86,7 +86,7 @@ def _restore_from_the_command_line(app_id: str, backup_id: str) -> tuple[Run, st
 
 def _api() -> APIClient:
     client = APIClient()
-    client.credentials(HTTP_X_API_KEY=create_api_key("privacy-test")[1])
+    client.credentials(HTTP_X_API_KEY=create_api_key("privacy-test", scope="admin")[1])
     return client
 
 

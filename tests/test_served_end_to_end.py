@@ -134,7 +134,7 @@ def served(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Served]:
     instance = Served(f"http://127.0.0.1:{port}", env, data_dir)
     try:
         _wait_until_healthy(instance, process, tmp_path / "run.log")
-        instance.api_key = instance.manage("apikey", "create", "e2e")
+        instance.api_key = instance.manage("apikey", "create", "e2e", "--scope", "admin")
         yield instance
     finally:
         # Ctrl-C as a user would: run.sh stops gunicorn, the worker and beat.

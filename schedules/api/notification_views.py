@@ -23,6 +23,7 @@ from schedules.secrets import (
 )
 from snapshots.api.envelope import reply
 from snapshots.api.schema import APP_ID_PARAMETER, envelope, responses
+from snapshots.api.scopes import OPERATE, READ
 from snapshots.api.serializers import APP_ID_PATTERN
 from snapshots.api.views.base import ApiView
 from snapshots.selectors import Conflict, NotFound
@@ -107,6 +108,8 @@ def _shown(app_id: str) -> dict[str, Any]:
 
 
 class AppNotificationsView(ApiView):
+    required_scope = {"get": READ, "put": OPERATE}
+
     @extend_schema(
         tags=TAGS,
         operation_id="notifications_app_targets",
@@ -145,6 +148,8 @@ class AppNotificationsView(ApiView):
 
 
 class NotificationTestView(ApiView):
+    required_scope = OPERATE
+
     @extend_schema(
         tags=TAGS,
         operation_id="notifications_test",
@@ -179,6 +184,8 @@ class NotificationTestView(ApiView):
 
 
 class NotificationListView(ApiView):
+    required_scope = READ
+
     query_serializers = {"get": NotificationListQuery}
 
     @extend_schema(

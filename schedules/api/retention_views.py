@@ -16,6 +16,7 @@ from engine.errors import AppNotFound
 from schedules.retention_service import RetentionOutcome, app_is_known, plan_retention
 from snapshots.api.envelope import reply
 from snapshots.api.schema import envelope, responses
+from snapshots.api.scopes import READ
 from snapshots.api.views.base import ApiView
 
 
@@ -84,6 +85,8 @@ def preview_data(
 
 
 class RetentionPreviewView(ApiView):
+    required_scope = READ
+
     query_serializers = {"get": RetentionPreviewQuery}
 
     @extend_schema(

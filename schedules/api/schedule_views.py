@@ -23,6 +23,7 @@ from schedules.api.schedule_serializers import (
 from schedules.models import Schedule
 from snapshots.api.envelope import reply
 from snapshots.api.schema import envelope, responses
+from snapshots.api.scopes import OPERATE, READ
 from snapshots.api.views.base import ApiView
 from snapshots.selectors import Conflict
 
@@ -52,6 +53,8 @@ def _invalid(exc: services.ScheduleInvalid) -> ValidationError:
 
 
 class ScheduleListView(ApiView):
+    required_scope = {"get": READ, "post": OPERATE}
+
     query_serializers = {"get": ScheduleListQuery}
 
     @extend_schema(
@@ -79,6 +82,8 @@ class ScheduleListView(ApiView):
 
 
 class ScheduleDetailView(ApiView):
+    required_scope = {"get": READ, "patch": OPERATE, "delete": OPERATE}
+
     @extend_schema(
         tags=TAGS, operation_id="schedules_retrieve", summary="One schedule",
         parameters=[SCHEDULE_ID_PARAMETER],
@@ -117,6 +122,8 @@ class ScheduleDetailView(ApiView):
 
 
 class ScheduleRunView(ApiView):
+    required_scope = OPERATE
+
     @extend_schema(
         tags=TAGS, operation_id="schedules_run", summary="Run a schedule now",
         description="A backup with the schedule's settings, now (no jitter). 409 if this "

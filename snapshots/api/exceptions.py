@@ -95,7 +95,8 @@ def envelope_exception_handler(exc: Exception, context: dict[str, Any]) -> Respo
     response = drf_exception_handler(exc, context)  # Http404, 405, 401... with their headers
     if response is not None:
         message = MESSAGES.get(type(exc)) or str(response.data.get("detail", "error"))
-        response.data = None
+        # A scope refusal says which scope was needed (snapshots/api/scopes.py).
+        response.data = getattr(exc, "envelope_data", None)
         response.envelope_message = message  # type: ignore[attr-defined]
         return response
     status = _status_of(exc)

@@ -1,4 +1,5 @@
-"""API keys: create (the key is returned once, never stored), check, revoke."""
+"""API keys: create (the key is returned once, never stored), check, scope,
+revoke."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ KEY_SCHEME = "bk"
 # request would turn every read of the API into a write.
 LAST_USED_RESOLUTION = timedelta(seconds=60)
 _PREFIX_ATTEMPTS = 5
+# Each scope includes the ones before it.
+SCOPE_ORDER = (ApiKey.Scope.READ, ApiKey.Scope.OPERATE, ApiKey.Scope.ADMIN)
 
 
 class ApiKeyError(ValueError):
@@ -27,19 +30,39 @@ def _hash(raw_key: str) -> str:
     return hashlib.sha256(raw_key.encode("utf-8")).hexdigest()
 
 
-def create_api_key(name: str) -> tuple[ApiKey, str]:
-    """A new key named NAME: (row, raw key). The raw key exists only in this
-    return value; show it to the user once."""
+def parse_scope(value: str) -> ApiKey.Scope:
+    """VALUE as a scope, or an ApiKeyError naming the valid ones."""
+    try:
+        return ApiKey.Scope(value.strip().lower())
+    except ValueError:
+        valid = ", ".join(SCOPE_ORDER)
+        raise ApiKeyError(f"unknown API key scope {value!r}; one of {valid}") from None
+
+
+def scope_allows(granted: str, required: str) -> bool:
+    """Whether a key of scope GRANTED may do what needs REQUIRED. An unknown
+    value on either side allows nothing (a corrupted row fails closed)."""
+    if granted not in SCOPE_ORDER or required not in SCOPE_ORDER:
+        return False
+    return SCOPE_ORDER.index(granted) >= SCOPE_ORDER.index(required)
+
+
+def create_api_key(name: str, scope: str = ApiKey.Scope.OPERATE) -> tuple[ApiKey, str]:
+    """A new key named NAME with SCOPE (operate unless told): (row, raw key).
+    The raw key exists only in this return value; show it to the user once."""
     name = name.strip()
     if not name:
         raise ApiKeyError("an API key needs a name (who or what uses it)")
+    scope = parse_scope(scope)
     for _ in range(_PREFIX_ATTEMPTS):
         # The prefix finds the row; the secret part carries 256 random bits.
         prefix = secrets.token_hex(4)
         raw_key = f"{KEY_SCHEME}_{prefix}_{secrets.token_urlsafe(32)}"
         try:
             with transaction.atomic():
-                key = ApiKey.objects.create(name=name, prefix=prefix, key_hash=_hash(raw_key))
+                key = ApiKey.objects.create(
+                    name=name, prefix=prefix, key_hash=_hash(raw_key), scope=scope
+                )
         except IntegrityError:
             continue  # two keys drew the same prefix: draw again
         return key, raw_key
@@ -67,6 +90,13 @@ def _touch(key: ApiKey) -> None:
         return
     key.last_used_at = now
     ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
+
+
+def set_api_key_scope(key: ApiKey, scope: str) -> ApiKey:
+    """Give KEY the scope SCOPE; it applies from the key's next request."""
+    key.scope = parse_scope(scope)
+    ApiKey.objects.filter(pk=key.pk).update(scope=key.scope)
+    return key
 
 
 def revoke_api_key(key: ApiKey) -> bool:

@@ -23,7 +23,7 @@ BASE_TIME = datetime(2026, 1, 5, 10, 30, tzinfo=UTC)
 
 @pytest.fixture
 def api_key(db: None) -> str:
-    return create_api_key("tests")[1]
+    return create_api_key("tests", scope="admin")[1]  # every endpoint (scopes: test_scopes.py)
 
 
 @pytest.fixture

@@ -10,11 +10,14 @@ from rest_framework.response import Response
 from snapshots import selectors
 from snapshots.api.envelope import reply
 from snapshots.api.schema import APP_ID_PARAMETER, envelope, responses
+from snapshots.api.scopes import READ
 from snapshots.api.serializers import AppListSerializer, AppQuery, AppSerializer
 from snapshots.api.views.base import ApiView
 
 
 class AppListView(ApiView):
+    required_scope = READ
+
     @extend_schema(
         tags=["apps"],
         operation_id="apps_list",
@@ -29,6 +32,8 @@ class AppListView(ApiView):
 
 
 class AppDetailView(ApiView):
+    required_scope = READ
+
     query_serializers = {"get": AppQuery}
 
     @extend_schema(

@@ -16,6 +16,7 @@ from snapshots.api.authentication import ApiKeyAuthentication, HasApiKey
 from snapshots.api.envelope import EnvelopeRenderer, JsonOnly, reply
 from snapshots.api.exceptions import envelope_exception_handler
 from snapshots.api.parsers import BoundedJSONParser
+from snapshots.api.scopes import READ, HasScope, ScopeDeclaration
 from snapshots.api.serializers import TaskAcceptedSerializer
 from snapshots.models import Run
 from snapshots.selectors import NotFound
@@ -23,7 +24,10 @@ from snapshots.selectors import NotFound
 
 class ApiView(APIView):
     authentication_classes = [ApiKeyAuthentication]
-    permission_classes = [HasApiKey]
+    permission_classes = [HasApiKey, HasScope]
+    # The API key scope each method needs (snapshots/api/scopes.py): one scope,
+    # or {"get": READ, "post": OPERATE}. None: every call is refused (403).
+    required_scope: ScopeDeclaration | None = None
     renderer_classes = [EnvelopeRenderer]
     parser_classes = [BoundedJSONParser]  # JSON only, nesting bounded (400, not 500)
     content_negotiation_class = JsonOnly
@@ -74,6 +78,8 @@ def accepted(run: Run, message: str) -> Response:
 class NoSuchEndpoint(ApiView):
     """Any other path under the prefix: a 404 envelope (not Django's HTML page),
     also for ids with '/' in them such as '../../etc'."""
+
+    required_scope = READ  # any key learns only that the endpoint does not exist
 
     @extend_schema(exclude=True)
     def get(self, request: Request, rest: str = "") -> Response:

@@ -20,6 +20,7 @@ from rest_framework.request import Request
 from snapshots import selectors
 from snapshots.api.ranges import ByteRange, parse_range
 from snapshots.api.schema import BACKUP_ID_PARAMETER, responses
+from snapshots.api.scopes import READ
 from snapshots.api.views.base import ApiView
 
 CHUNK = 1024 * 1024
@@ -43,6 +44,8 @@ def read_range(handle: BinaryIO, start: int, length: int) -> Iterator[bytes]:
 
 
 class SnapshotDownloadView(ApiView):
+    required_scope = READ
+
     @extend_schema(
         tags=["snapshots"],
         operation_id="snapshots_download",

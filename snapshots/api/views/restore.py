@@ -10,6 +10,7 @@ from rest_framework.response import Response
 from snapshots import selectors
 from snapshots.api.envelope import reply
 from snapshots.api.schema import APP_ID_PARAMETER, BACKUP_ID_PARAMETER, envelope, responses
+from snapshots.api.scopes import ADMIN
 from snapshots.api.serializers import (
     RestoreQuery,
     RestoreRequestSerializer,
@@ -31,6 +32,8 @@ def wait_seconds() -> float:
 
 
 class RestoreView(ApiView):
+    required_scope = ADMIN
+
     query_serializers = {"post": RestoreQuery}
 
     @extend_schema(

@@ -10,6 +10,7 @@ from rest_framework.response import Response
 from snapshots import selectors
 from snapshots.api.envelope import reply
 from snapshots.api.schema import BACKUP_ID_PARAMETER, envelope, responses
+from snapshots.api.scopes import ADMIN, OPERATE, READ
 from snapshots.api.serializers import (
     BackupRequestSerializer,
     DeletedSnapshotSerializer,
@@ -24,6 +25,8 @@ from snapshots.services.snapshots import delete_snapshot, start_backup
 
 
 class SnapshotListView(ApiView):
+    required_scope = {"get": READ, "post": OPERATE}
+
     query_serializers = {"get": SnapshotListQuery}
 
     @extend_schema(
@@ -61,6 +64,8 @@ class SnapshotListView(ApiView):
 
 
 class SnapshotDetailView(ApiView):
+    required_scope = {"get": READ, "delete": ADMIN}
+
     @extend_schema(
         tags=["snapshots"],
         operation_id="snapshots_retrieve",

@@ -9,12 +9,15 @@ from rest_framework.response import Response
 from snapshots import selectors
 from snapshots.api.envelope import reply
 from snapshots.api.schema import envelope, responses
+from snapshots.api.scopes import READ
 from snapshots.api.serializers import StorageUsageSerializer
 from snapshots.api.views.base import ApiView
 from snapshots.selectors_offsite import location_usage
 
 
 class StorageView(ApiView):
+    required_scope = READ
+
     @extend_schema(
         tags=["storage"],
         operation_id="storage_retrieve",

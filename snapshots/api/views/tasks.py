@@ -10,11 +10,14 @@ from rest_framework.response import Response
 from snapshots import selectors
 from snapshots.api.envelope import reply
 from snapshots.api.schema import envelope, responses
+from snapshots.api.scopes import READ
 from snapshots.api.serializers import TaskSerializer
 from snapshots.api.views.base import ApiView
 
 
 class TaskDetailView(ApiView):
+    required_scope = READ
+
     @extend_schema(
         tags=["tasks"],
         operation_id="tasks_retrieve",

@@ -9,6 +9,7 @@ from rest_framework.response import Response
 from snapshots import selectors
 from snapshots.api.envelope import reply
 from snapshots.api.schema import BACKUP_ID_PARAMETER, envelope, responses
+from snapshots.api.scopes import OPERATE
 from snapshots.api.serializers import (
     TaskAcceptedSerializer,
     VerifyReportSerializer,
@@ -19,6 +20,8 @@ from snapshots.services.snapshots import start_deep_verify, verify_now
 
 
 class SnapshotVerifyView(ApiView):
+    required_scope = OPERATE
+
     @extend_schema(
         tags=["snapshots"],
         operation_id="snapshots_verify",
