@@ -65,9 +65,11 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 @admin.register(Snapshot)
 class SnapshotAdmin(ReadOnlyAdmin):
+    # Few, narrow columns so size stays on screen at 1400 px; kind, purpose and
+    # encryption are filters and on each snapshot's page.
     list_display = [
-        "backup_id", "app_id", "status", "kind", "purpose", "storage_location", "size",
-        "duration", "encrypted", "warning_count", "created_at",
+        "backup_id", "app_id", "status", "storage_location", "size", "duration",
+        "warning_count", "created_at",
     ]  # fmt: skip
     exclude = ["warnings"]  # shown as a list by warning_list
     readonly_fields = ["warning_list"]
