@@ -11,6 +11,7 @@ file's content, stripped of a trailing newline, is the value.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -103,6 +104,20 @@ class Env:
         except ValueError:
             raise ImproperlyConfigured(f"{name} is not a valid URL: bad port") from None
         return value
+
+    def networks(self, name: str) -> list[str]:
+        """A comma-separated list of IP networks (10.0.0.0/8, ::1, 192.168.1.5),
+        each checked here; a host address is a network of one."""
+        networks = []
+        for entry in self.list(name):
+            try:
+                networks.append(str(ipaddress.ip_network(entry, strict=False)))
+            except ValueError:
+                raise ImproperlyConfigured(
+                    f"{name} must be comma-separated IP networks (e.g. 10.0.0.0/8,::1), "
+                    f"got {entry!r}"
+                ) from None
+        return networks
 
     def path(self, name: str, default: Path) -> Path:
         value = self._raw(name)

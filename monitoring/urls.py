@@ -1,5 +1,9 @@
-"""Routes of monitoring (GET /metrics)."""
+"""Routes of monitoring (GET /metrics), included at the site root."""
 
-from django.urls import URLPattern
+from django.urls import path
 
-urlpatterns: list[URLPattern] = []
+from monitoring.views import metrics
+
+urlpatterns = [
+    path("metrics", metrics, name="metrics"),
+]
