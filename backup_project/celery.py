@@ -6,6 +6,10 @@ import os
 
 from celery import Celery
 
+# Connects the logging signals: LOG_FORMAT and the run/app/host/task ids in
+# the worker's and beat's logs.
+import monitoring.celery_logging  # noqa: F401
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "backup_project.settings")
 
 app = Celery("backup_project")

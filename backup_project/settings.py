@@ -64,6 +64,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: a fresh log context (monitoring/log_context.py) for everything after it.
+    "monitoring.middleware.LogContextMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -321,10 +323,30 @@ if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
     raise ImproperlyConfigured(
         f"LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {LOG_LEVEL!r}"
     )
+# plain: "time LEVEL logger: [run=.. app=.. host=.. task=..] message";
+# json: one object per line (monitoring/log_format.py). Both carry the ids
+# in play (monitoring/log_context.py); the worker's Celery handlers get the
+# same (monitoring/celery_logging.py).
+LOG_FORMAT = env.str("LOG_FORMAT", "plain").strip().lower()
+if LOG_FORMAT not in {"plain", "json"}:
+    raise ImproperlyConfigured(f"LOG_FORMAT must be plain or json, got {LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"context": {"()": "monitoring.log_context.ContextFilter"}},
+    "formatters": {
+        "plain": {
+            "()": "monitoring.log_format.PlainFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s: %(log_context)s%(message)s",
+        },
+        "json": {"()": "monitoring.log_format.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["context"],
+        },
+    },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
 }
