@@ -59,7 +59,8 @@ def check_missed_backups(now: datetime | None = None) -> list[Missed]:
     """Every enabled schedule's missed due time, each told once."""
     moment = now or timezone.now()
     told: list[Missed] = []
-    for schedule in Schedule.objects.filter(enabled=True):
+    # A drill schedule makes no backup: nothing of it can be missed here.
+    for schedule in Schedule.objects.filter(enabled=True).exclude(action=Schedule.Action.DRILL):
         missed = missed_due(schedule, moment)
         if missed is None:
             continue

@@ -24,6 +24,10 @@ class Schedule(models.Model):
         FULL = "full"
         INCREMENTAL = "incremental"
 
+    class Action(models.TextChoices):
+        BACKUP = "backup"
+        DRILL = "drill"  # a restore drill of the app's latest completed snapshot (drills app)
+
     name = models.CharField(max_length=128, blank=True)
     app_id = models.CharField(max_length=128)
     # The Docker host the app lives on; blank means this deployment's
@@ -43,6 +47,7 @@ class Schedule(models.Model):
     backup_type = models.CharField(
         max_length=16, choices=BackupType.choices, default=BackupType.FULL
     )
+    action = models.CharField(max_length=8, choices=Action.choices, default=Action.BACKUP)
     storage_location = models.CharField(max_length=64, default="local")
     consistency = models.CharField(max_length=8, blank=True)  # blank: the app's policy
     encrypt = models.BooleanField(null=True, blank=True)  # None: the deployment's default
@@ -141,6 +146,7 @@ class Notification(models.Model):
         BACKUP_SKIPPED = "backup_skipped"
         RETENTION_FAILED = "retention_failed"
         VERIFY_FAILED = "verify_failed"
+        DRILL_FAILED = "drill_failed"  # a restore drill of a snapshot failed
         BACKUP_MISSED = "backup_missed"  # no successful backup for too long
         TEST = "test"
 

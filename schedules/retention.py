@@ -36,7 +36,7 @@ missed-backup alarm is what tells of stopped backups)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -47,6 +47,7 @@ ACTIVE_STATUSES = frozenset({"pending", "running"})
 MANUAL = "manual"
 SCHEDULED = "scheduled"
 PRE_RESTORE = "pre_restore"
+DRILL_PASSED_REASON = "the newest snapshot whose restore drill passed is always kept"
 
 KEEP_RULES = ("keep_last", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly")
 
@@ -125,10 +126,12 @@ def decide(
     policies: Sequence[Policy],
     now: datetime,
     short: ShortRules = ShortRules(),  # frozen: one shared default is safe
+    protected: Collection[str] = (),
 ) -> Plan:
     """Keep or remove each of SNAPSHOTS (one app's) under POLICIES (its
     schedules'), with every reason that applies. O(n log n): one sort, then
-    linear passes per policy."""
+    linear passes per policy. PROTECTED: backup ids kept whatever the rules
+    say (the newest snapshot whose restore drill passed: proof it restores)."""
     ordered = sorted(snapshots, key=lambda s: (s.time, s.backup_id), reverse=True)
     keep: dict[str, list[str]] = {s.backup_id: [] for s in ordered}
     drop: dict[str, list[str]] = {s.backup_id: [] for s in ordered}
@@ -155,6 +158,9 @@ def decide(
         for snap in scheduled:
             if not keep[snap.backup_id]:
                 drop[snap.backup_id].append(unkept)
+    for snap in ordered:
+        if snap.backup_id in protected:
+            keep[snap.backup_id].append(DRILL_PASSED_REASON)
     _never_break(ordered, completed, keep)
 
     decisions = []

@@ -164,6 +164,14 @@ def snapshot_facts(app_id: str) -> list[SnapshotFacts]:
     return facts
 
 
+def _drill_protected(app_id: str) -> tuple[str, ...]:
+    """The newest snapshot whose latest restore drill passed (drills app)."""
+    from drills.selectors import newest_passed_backup_id
+
+    passed = newest_passed_backup_id(app_id)
+    return (passed,) if passed else ()
+
+
 def plan_retention(app_id: str, *, now: datetime | None = None) -> RetentionOutcome:
     """The decision for APP_ID, nothing deleted (the preview, a dry run)."""
     facts = snapshot_facts(app_id)
@@ -173,7 +181,7 @@ def plan_retention(app_id: str, *, now: datetime | None = None) -> RetentionOutc
         failed_days=settings.BACKUP_RETENTION_FAILED_DAYS,
         pre_restore_days=settings.BACKUP_RETENTION_PRE_RESTORE_DAYS,
     )
-    plan = decide(facts, policies, moment, short)
+    plan = decide(facts, policies, moment, short, protected=_drill_protected(app_id))
     return RetentionOutcome(
         app_id=app_id, dry_run=True, decided_at=moment, policies=policies, plan=plan,
         snapshots={f.backup_id: f for f in facts},

@@ -122,6 +122,10 @@ def start(firing_id: int) -> ScheduleFiring | None:
     schedule = firing.schedule
     if not schedule.enabled and not firing.manual:
         return _end(firing, ScheduleFiring.State.SKIPPED, "the schedule was disabled")
+    if schedule.action == Schedule.Action.DRILL:  # reads an archive: a busy app does not matter
+        from drills.services.scheduled import start_scheduled_drill
+
+        return start_scheduled_drill(firing, schedule)
     wait = settings.BACKUP_SCHEDULE_BUSY_WAIT_SECONDS
     with transaction.atomic():
         # The app's schedules, locked: two firings of one app (a daily and
@@ -240,7 +244,9 @@ def _queue_retention(app_id: str) -> None:
 
 def settle_open_firings() -> int:
     """Settle every running firing whose snapshot has ended (or gone)."""
-    ended = ScheduleFiring.objects.filter(state=ScheduleFiring.State.RUNNING).exclude(
-        snapshot__status__in=(Snapshot.Status.PENDING, Snapshot.Status.RUNNING)
+    ended = (
+        ScheduleFiring.objects.filter(state=ScheduleFiring.State.RUNNING)
+        .exclude(snapshot__status__in=(Snapshot.Status.PENDING, Snapshot.Status.RUNNING))
+        .exclude(schedule__action=Schedule.Action.DRILL)  # a drill settles its own firing
     )
     return sum(1 for pk in ended.values_list("pk", flat=True) if settle(pk))

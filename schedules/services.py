@@ -30,7 +30,7 @@ POLICY_FIELDS = (
 )  # fmt: skip
 PLAIN_FIELDS = (
     "name", "enabled", "jitter_seconds", "backup_type", "storage_location", "consistency",
-    "encrypt", "notify_on_success", *POLICY_FIELDS,
+    "encrypt", "notify_on_success", "action", *POLICY_FIELDS,
 )  # fmt: skip
 EDITABLE = ("app_id", *TIMING_FIELDS, *PLAIN_FIELDS, "notification_targets")
 MAX_JITTER_SECONDS = 3600
@@ -66,6 +66,8 @@ def _check_app(app_id: object) -> str:
 
 
 def _check_plain(values: dict[str, Any]) -> None:
+    if "action" in values and values["action"] not in Schedule.Action.values:
+        raise InvalidSchedule("action", "action must be backup or drill")
     if "backup_type" in values and values["backup_type"] != Schedule.BackupType.FULL:
         if values["backup_type"] == Schedule.BackupType.INCREMENTAL:
             raise InvalidSchedule(

@@ -15,6 +15,7 @@ from typing import Any
 from django.conf import settings
 from django.db.models import Count, F, Max, QuerySet, Sum
 
+from drills.selectors import with_last_drill
 from engine.discovery import discover_apps, get_app, validate_app_id
 from engine.docker_client import connect
 from engine.errors import AppNotFound
@@ -102,7 +103,7 @@ def list_snapshots(
     totals = rows.aggregate(total=Count("id"), size=Sum("size_bytes"))
     start = (page - 1) * page_size
     items = list(
-        rows.annotate(parent_backup_id=F("parent__backup_id"))
+        with_last_drill(rows.annotate(parent_backup_id=F("parent__backup_id")))
         .defer("contents")  # detail only, and the one field that can be large
         .order_by(*SORTS[sort])[start : start + page_size]
     )

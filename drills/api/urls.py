@@ -1,8 +1,13 @@
 """Routes under /api/v1/backup/ that belong to drills; included before the
 snapshots routes (whose catch-all answers unknown endpoints)."""
 
-from django.urls import URLPattern
+from django.urls import URLPattern, path
+
+from drills.api.views import DrillListView, SnapshotDrillView
 
 app_name = "drills-api"
 
-urlpatterns: list[URLPattern] = []
+urlpatterns: list[URLPattern] = [
+    path("snapshots/<str:backup_id>/drill", SnapshotDrillView.as_view(), name="drill"),
+    path("drills", DrillListView.as_view(), name="drills"),
+]

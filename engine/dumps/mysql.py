@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from engine.dumps.exec_stream import (
     exec_capture,
     exec_stream,
 )
+from engine.dumps.row_counts import count_sql_rows
 from engine.dumps.tool_errors import error_line
 from engine.dumps.types import (
     CountingReader,
@@ -114,6 +116,8 @@ def dump_mysql(
                 verify_sql_dump(path)
             except DatabaseDumpError as exc:
                 raise DatabaseDumpError(f"{what}: {exc}") from None
+            # Counted from the file just written (see row_counts.py for why).
+            dumps[-1] = replace(dump, row_counts=count_sql_rows(path))
     except BaseException:
         remove_quietly([d.path for d in dumps])
         raise

@@ -121,28 +121,7 @@ def read_structure(path: Path, walk_data: bool = True) -> CustomStructure:
     block, unknown block types, trailing garbage."""
     with path.open("rb") as f:
         c = _Cursor(f, os.fstat(f.fileno()).st_size)
-        if c.size < len(MAGIC) or c.take(len(MAGIC)) != MAGIC:
-            raise DatabaseDumpError('not a pg_dump custom-format file (no "PGDMP" magic)')
-        vmaj, vmin = c.byte(), c.byte()
-        vrev = c.byte()  # present since 1.1
-        if (vmaj, vmin) > SUPPORTED[1]:
-            raise NewerFormat(f"custom-format version {vmaj}.{vmin} is newer than this checker")
-        if (vmaj, vmin) < SUPPORTED[0]:
-            raise DatabaseDumpError(f"unsupported custom-format version {vmaj}.{vmin}")
-        c.int_size, c.off_size = c.byte(), c.byte()
-        if not (1 <= c.int_size <= 8 and 1 <= c.off_size <= 16):
-            raise DatabaseDumpError("corrupt custom-format header (integer sizes)")
-        if c.byte() != ARCH_CUSTOM:
-            raise DatabaseDumpError("not a custom-format dump (tar or directory format?)")
-        if (vmaj, vmin) >= (1, 15):
-            c.byte()  # compression algorithm
-        else:
-            c.int()  # compression level
-        for _ in range(7):  # creation time: sec, min, hour, mday, mon, year, isdst
-            c.int()
-        database = c.str() or ""
-        server_version = c.str() or ""
-        c.str()  # pg_dump version
+        (vmaj, vmin, vrev), database, server_version = _read_header(c)
         with_data = _read_toc(c, (vmaj, vmin))
         toc_end = c.pos
         blocks = _walk_data(c, with_data) if walk_data else 0
@@ -156,8 +135,39 @@ def read_structure(path: Path, walk_data: bool = True) -> CustomStructure:
     )
 
 
-def _read_toc(c: _Cursor, version: tuple[int, int]) -> tuple[set[int], list[int]]:
-    """(ids of entries that have a data block, all entry ids)."""
+def _read_header(c: _Cursor) -> tuple[tuple[int, int, int], str, str]:
+    """((major, minor, revision), database, server_version); C is left at the TOC."""
+    if c.size < len(MAGIC) or c.take(len(MAGIC)) != MAGIC:
+        raise DatabaseDumpError('not a pg_dump custom-format file (no "PGDMP" magic)')
+    vmaj, vmin = c.byte(), c.byte()
+    vrev = c.byte()  # present since 1.1
+    if (vmaj, vmin) > SUPPORTED[1]:
+        raise NewerFormat(f"custom-format version {vmaj}.{vmin} is newer than this checker")
+    if (vmaj, vmin) < SUPPORTED[0]:
+        raise DatabaseDumpError(f"unsupported custom-format version {vmaj}.{vmin}")
+    c.int_size, c.off_size = c.byte(), c.byte()
+    if not (1 <= c.int_size <= 8 and 1 <= c.off_size <= 16):
+        raise DatabaseDumpError("corrupt custom-format header (integer sizes)")
+    if c.byte() != ARCH_CUSTOM:
+        raise DatabaseDumpError("not a custom-format dump (tar or directory format?)")
+    if (vmaj, vmin) >= (1, 15):
+        c.byte()  # compression algorithm
+    else:
+        c.int()  # compression level
+    for _ in range(7):  # creation time: sec, min, hour, mday, mon, year, isdst
+        c.int()
+    database = c.str() or ""
+    server_version = c.str() or ""
+    c.str()  # pg_dump version
+    return (vmaj, vmin, vrev), database, server_version
+
+
+def _read_toc(
+    c: _Cursor, version: tuple[int, int], names: dict[int, tuple[str, str, str]] | None = None
+) -> tuple[set[int], list[int]]:
+    """(ids of entries that have a data block, all entry ids). NAMES, when
+    given, gets (desc, namespace, tag) of each entry, e.g. ("TABLE DATA",
+    "public", "res_users"): what the row counts are keyed by."""
     count = c.int()
     if count < 0 or count > c.size:
         raise DatabaseDumpError("corrupt custom-format dump (TOC count)")
@@ -168,11 +178,11 @@ def _read_toc(c: _Cursor, version: tuple[int, int]) -> tuple[set[int], list[int]
         had_dumper = c.int()
         if dump_id <= 0:
             raise DatabaseDumpError("corrupt custom-format dump (TOC entry id)")
-        for _field in range(4):  # tableoid, oid, tag, desc
-            c.str()
+        # tableoid, oid, tag, desc
+        _tableoid, _oid, tag, desc = c.str(), c.str(), c.str(), c.str()
         c.int()  # section
-        for _field in range(5):  # defn, drop, copy statement, namespace, tablespace
-            c.str()
+        # defn, drop, copy statement, namespace, tablespace
+        _defn, _drop, _copy, namespace, _space = c.str(), c.str(), c.str(), c.str(), c.str()
         if version >= (1, 14):
             c.str()  # table access method
         if version >= (1, 16):
@@ -188,6 +198,8 @@ def _read_toc(c: _Cursor, version: tuple[int, int]) -> tuple[set[int], list[int]
         if had_dumper:
             with_data.add(dump_id)
         ids.append(dump_id)
+        if names is not None:
+            names[dump_id] = (desc or "", namespace or "", tag or "")
     return with_data, ids
 
 

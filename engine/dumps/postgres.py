@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ import docker
 
 from engine.dumps.exec_stream import ExecError, exec_capture, exec_stream
 from engine.dumps.pg_format import CustomStructure, NewerFormat, read_structure
+from engine.dumps.row_counts import count_pg_custom_rows
 from engine.dumps.tool_errors import error_line
 from engine.dumps.types import (
     GLOBALS_NAME,
@@ -104,6 +106,8 @@ def dump_postgres(
             dump = record(database, "pg_custom", path, size, sha)
             dumps.append(dump)
             _checked(what, verify_pg_custom, path)
+            # Counted from the file just written (see row_counts.py for why).
+            dumps[-1] = dump = replace(dump, row_counts=count_pg_custom_rows(path))
             _checked(what, lambda d: pg_restore_list(client, container_ref(db), d), dump)
     except BaseException:
         remove_quietly([d.path for d in dumps])

@@ -9,7 +9,7 @@ import hashlib
 import os
 import re
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote
@@ -50,9 +50,14 @@ class DumpFile:
     size: int
     sha256: str
     archive_name: str  # databases/<container>/<database>.<ext>
+    # Rows per table, counted from the dump as it was made (row_counts.py):
+    # what a restore drill compares with. None: not counted (older archives,
+    # formats without tables).
+    row_counts: dict[str, int] | None = field(default=None, compare=False)
 
     def to_json(self) -> dict[str, Any]:
         """The entry for backup.json (no local path: it means nothing elsewhere)."""
+        counts = {} if self.row_counts is None else {"row_counts": self.row_counts}
         return {
             "container": self.container,
             "engine": self.engine,
@@ -62,6 +67,7 @@ class DumpFile:
             "size": self.size,
             "sha256": self.sha256,
             "archive_name": self.archive_name,
+            **counts,
         }
 
     @classmethod
@@ -77,6 +83,7 @@ class DumpFile:
             size=int(data["size"]),
             sha256=data["sha256"],
             archive_name=data["archive_name"],
+            row_counts=data.get("row_counts"),
         )
 
 

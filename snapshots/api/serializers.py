@@ -10,6 +10,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from drills import selectors as drills_selectors
 from snapshots.models import Run, Snapshot
 from snapshots.services.verify import contains as verify_contains
 from snapshots.storage_locations import storage_names
@@ -39,6 +40,7 @@ class SnapshotSerializer(serializers.ModelSerializer):
         help_text="what the backup could not do well, e.g. a live database data directory "
         "copied without a dump, and what to do about it",
     )  # fmt: skip
+    last_drill = serializers.SerializerMethodField()
 
     class Meta:
         model = Snapshot
@@ -46,9 +48,14 @@ class SnapshotSerializer(serializers.ModelSerializer):
             "backup_id", "app_id", "host_id", "kind", "parent_backup_id", "purpose", "status",
             "consistency", "compression", "encrypted", "encryption", "storage_location",
             "storage_key", "size_bytes", "sha256", "error", "created_at", "started_at",
-            "finished_at", "duration_seconds", "warnings",
+            "finished_at", "duration_seconds", "warnings", "last_drill",
         ]  # fmt: skip
         read_only_fields = fields
+
+    @extend_schema_field(serializers.DictField(allow_null=True))
+    def get_last_drill(self, snapshot: Snapshot) -> dict[str, Any] | None:
+        """Its last finished restore drill (drills app), null if never drilled."""
+        return drills_selectors.last_drill_of(snapshot)
 
     @extend_schema_field(serializers.CharField(allow_null=True))
     def get_parent_backup_id(self, snapshot: Snapshot) -> str | None:
@@ -67,6 +74,7 @@ class SnapshotSerializer(serializers.ModelSerializer):
             row[name] = _iso(getattr(snapshot, name))
         row["duration_seconds"] = snapshot.duration_seconds
         row["warnings"] = list(snapshot.warnings or [])
+        row["last_drill"] = self.get_last_drill(snapshot)
         return {name: row[name] for name in SnapshotSerializer.Meta.fields}
 
     def generic_representation(self, snapshot: Snapshot) -> dict[str, Any]:
@@ -396,6 +404,12 @@ class AppSerializer(serializers.Serializer):
     databases = DatabaseSerializer(many=True)
     config_files = ConfigFileSerializer(many=True)
     backups = BackupStatsSerializer()
+    last_drill = serializers.SerializerMethodField()
+
+    @extend_schema_field(serializers.DictField(allow_null=True))
+    def get_last_drill(self, app: Any) -> dict[str, Any] | None:
+        """The app's last finished restore drill (drills app), null if none."""
+        return drills_selectors.last_app_drill(app.app_id)
 
 
 class AppListSerializer(serializers.Serializer):

@@ -238,7 +238,10 @@ def assert_dump_files(dumps: list[DumpFile], container: str) -> None:
             "size": dump.size,
             "sha256": dump.sha256,
             "archive_name": dump.archive_name,
+            # Per table, counted from the file itself (engine/dumps/row_counts.py).
+            "row_counts": dump.row_counts,
         }
+        assert dump.row_counts and all(isinstance(n, int) for n in dump.row_counts.values())
 
 
 def spool_files(spool: Path) -> list[Path]:

@@ -147,10 +147,12 @@ class Command(BaseCommand):
         listing.add_argument("--status", choices=[s.value for s in Snapshot.Status])
         listing.add_argument("--json", action="store_true")
         sub.add_parser("cleanup", help="fail runs of dead workers, remove half-written files")
+        drill = sub.add_parser("drill", help="restore its databases into throwaway containers")
+        drill.add_argument("backup_id")
 
     def handle(self, *args: Any, **options: Any) -> None:
         action = options["action"]
-        if action not in ("create", "verify", "restore", "upload"):
+        if action not in ("create", "verify", "restore", "upload", "drill"):
             getattr(self, f"_{action}")(options)
             return
         try:
@@ -269,6 +271,15 @@ class Command(BaseCommand):
                 f"{s.created_at:%Y-%m-%d %H:%M:%S}"
                 + (f"  {len(s.warnings)} warning(s)" if s.warnings else "")
             )
+
+    def _drill(self, options: dict[str, Any]) -> None:
+        from drills.cli import drill_command  # the drills app's own command code
+
+        bar = ProgressBar(sys.stderr)
+        try:
+            drill_command(options["backup_id"], self.stdout, bar)
+        finally:
+            bar.done()
 
     def _cleanup(self, options: dict[str, Any]) -> None:
         self.stdout.write(json.dumps(cleanup(), indent=2))

@@ -1,0 +1,89 @@
+"""Reads of the drills app: a drill's summary, the last drill of a snapshot
+or an app, lists, and the snapshot retention must keep for its drill."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import OuterRef, QuerySet, Subquery
+
+from drills.models import Drill
+
+
+def summary(drill: Drill | None) -> dict[str, Any] | None:
+    """What the snapshot and app representations carry (None: never drilled)."""
+    if drill is None:
+        return None
+    finished = drill.finished_at
+    return {
+        "drill_id": str(drill.pk),
+        "backup_id": drill.backup_id,
+        "state": drill.state,
+        "outcome": drill.outcome or None,
+        "reason": drill.reason,
+        "last_drill_at": finished.isoformat().replace("+00:00", "Z") if finished else None,
+        "duration_seconds": drill.duration_seconds,
+    }
+
+
+def _finished() -> QuerySet[Drill]:
+    return Drill.objects.filter(state=Drill.State.FINISHED).order_by("-finished_at")
+
+
+_ANNOTATED = {
+    "last_drill_pk": "pk", "last_drill_outcome": "outcome", "last_drill_reason": "reason",
+    "last_drill_finished_at": "finished_at", "last_drill_duration": "duration_seconds",
+}  # fmt: skip
+
+
+def with_last_drill(snapshots: QuerySet[Any]) -> QuerySet[Any]:
+    """SNAPSHOTS annotated with their last finished drill (subqueries of the
+    same query: a page of snapshots stays one query), read by last_drill_of."""
+    last = _finished().filter(snapshot=OuterRef("pk"))
+    return snapshots.annotate(
+        **{name: Subquery(last.values(field)[:1]) for name, field in _ANNOTATED.items()}
+    )
+
+
+def last_drill_of(snapshot: Any) -> dict[str, Any] | None:
+    if not hasattr(snapshot, "last_drill_pk"):
+        return summary(_finished().filter(snapshot_id=snapshot.pk).first())
+    if snapshot.last_drill_pk is None:
+        return None
+    drill = Drill(
+        id=snapshot.last_drill_pk, backup_id=snapshot.backup_id, state=Drill.State.FINISHED,
+        outcome=snapshot.last_drill_outcome, reason=snapshot.last_drill_reason,
+        finished_at=snapshot.last_drill_finished_at,
+        duration_seconds=snapshot.last_drill_duration,
+    )  # fmt: skip
+    return summary(drill)
+
+
+def last_app_drill(app_id: str) -> dict[str, Any] | None:
+    return summary(_finished().filter(app_id=app_id).first())
+
+
+def list_drills(snapshot_id: str | None = None, app_id: str | None = None) -> QuerySet[Drill]:
+    drills = Drill.objects.all()
+    if snapshot_id:
+        drills = drills.filter(backup_id=snapshot_id)
+    if app_id:
+        drills = drills.filter(app_id=app_id)
+    return drills
+
+
+def newest_passed_backup_id(app_id: str) -> str | None:
+    """The newest snapshot of APP_ID (by its creation) whose latest drill passed."""
+    from snapshots.models import Snapshot
+
+    passed = Drill.objects.filter(snapshot=OuterRef("pk"), state=Drill.State.FINISHED)
+    latest = passed.order_by("-finished_at").values("outcome")[:1]
+    row = (
+        Snapshot.objects.filter(app_id=app_id, status=Snapshot.Status.COMPLETED)
+        .annotate(drill_outcome=Subquery(latest))
+        .filter(drill_outcome=Drill.Outcome.PASSED)
+        .order_by("-created_at")
+        .values_list("backup_id", flat=True)
+        .first()
+    )
+    return row

@@ -1,0 +1,158 @@
+"""Helpers for the drill tests: seeded data, source counts, and a snapshot
+whose dump lost a table's rows but whose archive is rebuilt consistently."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import tarfile
+from pathlib import Path
+
+import docker
+import zstandard
+
+from tests.stacks import ComposeStack
+
+# Values that a naive row counter would get wrong: quotes, the row separator,
+# backslashes and a newline inside strings.
+TRICKY = ["it''s", "a),(b", "back\\\\slash", "line\\nbreak", "plain"]
+
+
+def seed_mariadb(stack: ComposeStack, rows: int = 40) -> None:
+    values = ",".join(f"({i}, '{TRICKY[i % len(TRICKY)]} {i}')" for i in range(rows))
+    sql = (
+        "CREATE TABLE wp_posts (id INT PRIMARY KEY, title TEXT);"
+        f"INSERT INTO wp_posts VALUES {values};"
+        "CREATE TABLE wp_options (k VARCHAR(64) PRIMARY KEY, v TEXT);"
+        "INSERT INTO wp_options VALUES ('siteurl', 'http://x'), ('blogname', 'b),(log');"
+        "CREATE TABLE wp_empty (id INT);"
+    )
+    mysql(stack, "wordpress", sql)
+
+
+def mysql(stack: ComposeStack, database: str, sql: str) -> str:
+    password = stack.services[0].environment["MYSQL_ROOT_PASSWORD"]
+    return stack.exec("mariadb", ["mariadb", "-uroot", "-N", "-B", database, "-e", sql],
+                      {"MYSQL_PWD": password})  # fmt: skip
+
+
+def mariadb_counts(stack: ComposeStack, database: str = "wordpress") -> dict[str, int]:
+    tables = mysql(stack, database, "SHOW TABLES").split()
+    return {t: int(mysql(stack, database, f"SELECT COUNT(*) FROM `{t}`")) for t in tables}
+
+
+def seed_postgres(stack: ComposeStack, rows: int = 30) -> None:
+    sql = (
+        "CREATE TABLE res_partner (id int PRIMARY KEY, name text);"
+        f"INSERT INTO res_partner SELECT g, 'p' || g || E'\\nx' FROM generate_series(1, {rows}) g;"
+        "CREATE SCHEMA extra; CREATE TABLE extra.lines (id int);"
+        "INSERT INTO extra.lines SELECT generate_series(1, 7);"
+        "CREATE TABLE empty_one (id int);"
+    )
+    psql(stack, sql)
+
+
+def psql(stack: ComposeStack, sql: str) -> str:
+    return stack.exec("postgres", ["psql", "-U", stack.project, "-d", "postgres", "-At",
+                                   "-c", sql])  # fmt: skip
+
+
+def postgres_counts(stack: ComposeStack) -> dict[str, int]:
+    rows = psql(stack, "SELECT schemaname || '.' || relname FROM pg_stat_user_tables").split()
+    return {t: int(psql(stack, f"SELECT count(*) FROM {t}")) for t in rows}
+
+
+def container_states(client: docker.DockerClient, stack: ComposeStack) -> dict[str, tuple]:
+    """(id, StartedAt, Status) of each of the app's containers."""
+    states = {}
+    for name, container in stack.containers.items():
+        attrs = client.api.inspect_container(container.id)
+        states[name] = (attrs["Id"], attrs["State"]["StartedAt"], attrs["State"]["Status"])
+    return states
+
+
+def drill_objects(client: docker.DockerClient) -> list[str]:
+    selector = {"label": "backup-drill"}
+    return [
+        *(f"container {c.name}" for c in client.containers.list(all=True, filters=selector)),
+        *(f"volume {v.name}" for v in client.volumes.list(filters=selector)),
+        *(f"network {n.name}" for n in client.networks.list(filters=selector)),
+    ]
+
+
+def drop_rows_in_archive(archive: Path, table: str, keep: int) -> None:
+    """Rewrite ARCHIVE (tar.zst, not encrypted) so that the SQL dump keeps
+    only KEEP rows of TABLE's INSERT, then make every checksum agree again:
+    the dump's entry in backup.json (size, sha256; its row_counts stay as
+    recorded), manifest.json, the file's sidecar. The result passes deep
+    verify and the dump's structural check; only a restore can tell."""
+    raw = zstandard.ZstdDecompressor().stream_reader(archive.open("rb")).read()
+    members: list[tuple[tarfile.TarInfo, bytes | None]] = []
+    with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as tar:
+        for info in tar:
+            data = tar.extractfile(info).read() if info.isfile() else None
+            members.append((info, data))
+    changed: dict[str, bytes] = {}
+    for info, data in members:
+        if (
+            info.name.startswith("databases/")
+            and data
+            and b"INSERT INTO `" + table.encode() in data
+        ):
+            changed[info.name] = _keep_rows(data, table, keep)
+
+    assert changed, f"no INSERT of {table} found"
+    backup = json.loads(next(d for i, d in members if i.name == "backup.json"))
+    for entry in backup["databases"]:
+        if entry["archive_name"] in changed:
+            new = changed[entry["archive_name"]]
+            entry["size"], entry["sha256"] = len(new), hashlib.sha256(new).hexdigest()
+    changed["backup.json"] = json.dumps(backup).encode()
+    manifest = json.loads(next(d for i, d in members if i.name == "manifest.json"))
+    _fix_manifest(manifest, changed)
+    changed["manifest.json"] = json.dumps(manifest).encode()
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w:", format=tarfile.PAX_FORMAT) as tar:
+        for info, data in members:
+            if info.name in changed:
+                data = changed[info.name]
+                info.size = len(data)
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+    archive.write_bytes(zstandard.ZstdCompressor().compress(out.getvalue()))
+
+
+def _keep_rows(data: bytes, table: str, keep: int) -> bytes:
+    """DATA with TABLE's INSERT cut to its first KEEP rows, in either layout
+    (one line per statement, or mariadb-dump's one line per row)."""
+    head = b"INSERT INTO `" + table.encode() + b"` VALUES"
+    lines = data.split(b"\n")
+    i = next(n for n, line in enumerate(lines) if line.startswith(head))
+    if lines[i] == head:  # one row per line, the last ends with ");"
+        end = next(n for n in range(i + 1, len(lines)) if lines[n].endswith(b");"))
+        kept = lines[i + 1 : i + 1 + keep]
+        kept[-1] = kept[-1].rstrip(b",") + b";"
+        return b"\n".join([*lines[: i + 1], *kept, *lines[end + 1 :]])
+    rows = lines[i][len(head) + 1 :].rstrip(b";").split(b"),(")
+    lines[i] = head + b" " + b"),(".join(rows[:keep]) + b");"
+    return b"\n".join(lines)
+
+
+def _fix_manifest(manifest: dict, changed: dict[str, bytes]) -> None:
+    """Every entry naming a changed member gets its new size and sha256,
+    whatever the manifest's layout (a list of files, or a dict by path)."""
+
+    def visit(node: object) -> None:
+        if isinstance(node, dict):
+            path = node.get("path") or node.get("name")
+            if path in changed and "sha256" in node:
+                node["sha256"] = hashlib.sha256(changed[path]).hexdigest()
+                if "size" in node:
+                    node["size"] = len(changed[path])
+            for value in node.values():
+                visit(value)
+        elif isinstance(node, list):
+            for value in node:
+                visit(value)
+
+    visit(manifest)
