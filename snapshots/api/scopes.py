@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from drf_spectacular.openapi import AutoSchema
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
@@ -83,3 +84,19 @@ class HasScope(BasePermission):
                 {"required_scope": required, "key_scope": key.scope},
             )
         return True
+
+
+class ScopedAutoSchema(AutoSchema):
+    """OpenAPI descriptions end with the scope the operation needs, read from
+    the same declaration the permission enforces. Added to the finished
+    operation: extend_schema(description=...) replaces get_description."""
+
+    def get_operation(self, *args: Any, **kwargs: Any) -> dict[str, Any] | None:
+        operation = super().get_operation(*args, **kwargs)
+        scope = declared_scope(type(self.view), self.method)
+        if operation is None or scope is None:
+            return operation
+        note = f"Needs an API key with scope `{scope}` (read < operate < admin)."
+        description = operation.get("description")
+        operation["description"] = f"{description}\n\n{note}" if description else note
+        return operation

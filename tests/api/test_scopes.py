@@ -228,3 +228,14 @@ def test_keys_made_before_scopes_keep_full_rights() -> None:
         MigrationExecutor(connection).migrate(latest)
     assert ApiKey.objects.get(name="old").scope == "admin"
     assert create_api_key("new")[0].scope == "operate"
+
+
+@pytest.mark.django_db
+def test_the_schema_tells_each_operations_scope(api: APIClient) -> None:
+    schema = Client().get("/api/v1/schema", HTTP_ACCEPT="application/json").json()
+    operations = {
+        op["operationId"]: op for item in schema["paths"].values() for op in item.values()
+    }
+    assert "scope `admin`" in operations["restore_create"]["description"]
+    assert "scope `read`" in operations["snapshots_list"]["description"]
+    assert "scope `operate`" in operations["snapshots_create"]["description"]
