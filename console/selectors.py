@@ -82,10 +82,10 @@ def dashboard(now: datetime | None = None) -> Dashboard:
             found = rows[app_id] = AppRow(app_id, host_id or settings.BACKUP_HOST_ID)
         return found
 
-    locations = _storage(row)
-    _last_backups(row)
+    locations, newest = _totals(row)
+    newest_completed = _newest_rows(rows, newest)
+    _chains(rows, newest_completed)
     _last_verifies(row)
-    _chains(rows)
     for app_id in Run.objects.order_by().values_list("app_id", flat=True).distinct():
         row(app_id)
     _schedules(row, moment)
@@ -99,46 +99,65 @@ def _rank(app: AppRow) -> int:
     return {"danger": 0, "warning": 1, "ok": 2}[app.level]
 
 
-def _storage(row: RowFor) -> list[tuple[str, int, int]]:
-    """One grouped scan of completed snapshots (app x location): the
-    per-app counts and sizes, last success and the per-location totals."""
+def _totals(row: RowFor) -> tuple[list[tuple[str, int, int]], dict[str, datetime]]:
+    """The one scan of the snapshot table (app x host x location, filtered
+    aggregates): per app the completed count and bytes and the last
+    success, per location the totals, and each app's newest backup time
+    (a restore's safety backup is not the app's last backup)."""
+    done = Q(status=COMPLETED)
     groups = (
-        Snapshot.objects.filter(status=COMPLETED)
-        .order_by()
+        Snapshot.objects.order_by()
         .values_list("app_id", "host_id", "storage_location")
-        .annotate(count=Count("id"), size=Sum("size_bytes"), last=Max("created_at"))
-    )
+        .annotate(
+            count=Count("id", filter=done), size=Sum("size_bytes", filter=done),
+            last_success=Max("created_at", filter=done),
+            newest=Max("created_at", filter=~Q(purpose=Snapshot.Purpose.PRE_RESTORE)),
+        )
+    )  # fmt: skip
     per_location: dict[str, list[int]] = {}
-    for app_id, host_id, location, count, size, last in groups:
+    newest: dict[str, datetime] = {}
+    for app_id, host_id, location, count, size, last_success, last in groups:
         app = row(app_id, host_id)
         app.snapshots += count
         app.storage_bytes += size or 0
-        if app.last_success_at is None or last > app.last_success_at:
-            app.last_success_at = last
-        bucket = per_location.setdefault(location, [0, 0])
-        bucket[0] += count
-        bucket[1] += size or 0
-    return [(name, count, size) for name, (count, size) in sorted(per_location.items())]
+        if last_success and (app.last_success_at is None or last_success > app.last_success_at):
+            app.last_success_at = last_success
+        if last and (app_id not in newest or last > newest[app_id]):
+            newest[app_id] = last
+        if count:
+            bucket = per_location.setdefault(location, [0, 0])
+            bucket[0] += count
+            bucket[1] += size or 0
+    locations = [(name, count, size) for name, (count, size) in sorted(per_location.items())]
+    return locations, newest
 
 
-def _last_backups(row: RowFor) -> None:
-    """Each app's newest backup (not a restore's safety backup): the newest
-    created_at per app (the (app_id, -created_at) index), joined back."""
-    table = Snapshot._meta.db_table
-    sql = f"""
-        SELECT s.app_id, s.host_id, s.backup_id, s.status, s.created_at, s.size_bytes, s.error
-        FROM {table} s JOIN (
-            SELECT app_id, MAX(created_at) AS newest FROM {table}
-            WHERE purpose <> %s GROUP BY app_id
-        ) l ON s.app_id = l.app_id AND s.created_at = l.newest
-        WHERE s.purpose <> %s ORDER BY s.id
-    """  # noqa: S608 (the table name is ours, values are parameters)
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [Snapshot.Purpose.PRE_RESTORE, Snapshot.Purpose.PRE_RESTORE])
-        for app_id, host_id, backup_id, status, created_at, size, error in cursor.fetchall():
-            row(app_id, host_id).last = LastBackup(
-                backup_id, status, _aware(created_at), size, error
-            )
+def _newest_rows(
+    rows: dict[str, AppRow], newest: dict[str, datetime]
+) -> dict[str, tuple[int, int | None]]:
+    """Fill each app's last backup from the rows at its newest time, and
+    return each app's newest completed snapshot (id, parent id). One indexed
+    query: app ids IN (...) AND created_at IN (...), the exact pairs kept."""
+    wanted = {(a, t) for a, t in newest.items()}
+    wanted |= {(a.app_id, a.last_success_at) for a in rows.values() if a.last_success_at}
+    if not wanted:
+        return {}
+    found = (
+        Snapshot.objects.filter(
+            app_id__in={a for a, _ in wanted}, created_at__in={t for _, t in wanted}
+        )
+        .order_by("id")
+        .values_list("id", "app_id", "backup_id", "status", "purpose", "created_at",
+                     "size_bytes", "error", "parent_id")
+    )  # fmt: skip
+    completed: dict[str, tuple[int, int | None]] = {}
+    for pk, app_id, backup_id, status, purpose, created_at, size, error, parent_id in found:
+        app = rows[app_id]
+        if newest.get(app_id) == created_at and purpose != Snapshot.Purpose.PRE_RESTORE:
+            app.last = LastBackup(backup_id, status, created_at, size, error)
+        if app.last_success_at == created_at and status == COMPLETED:
+            completed[app_id] = (pk, parent_id)
+    return completed
 
 
 def _last_verifies(row: RowFor) -> None:
@@ -165,29 +184,32 @@ def _last_verifies(row: RowFor) -> None:
             )
 
 
-def _chains(rows: dict[str, AppRow]) -> None:
-    """The length of each app's newest completed snapshot's parent chain, in
-    one recursive query (1 for a full backup)."""
+def _chains(rows: dict[str, AppRow], newest: dict[str, tuple[int, int | None]]) -> None:
+    """The length of each app's newest completed snapshot's parent chain (1
+    for a full backup); the parents are walked in one recursive query, only
+    when some newest snapshot has one."""
+    for app_id in newest:
+        rows[app_id].chain_length = 1
+    starts = [(app_id, parent) for app_id, (_pk, parent) in newest.items() if parent]
+    if not starts:
+        return
     table = Snapshot._meta.db_table
+    marks = ", ".join(["%s"] * len(starts))
+    # A parent belongs to its child's app, so the walk carries the app id along.
     sql = f"""
-        WITH RECURSIVE newest AS (
-            SELECT s.app_id, s.id, s.parent_id FROM {table} s JOIN (
-                SELECT app_id, MAX(created_at) AS at FROM {table}
-                WHERE status = %s GROUP BY app_id
-            ) l ON s.app_id = l.app_id AND s.created_at = l.at WHERE s.status = %s
-        ), chain(app_id, id, parent_id, depth) AS (
-            SELECT app_id, id, parent_id, 1 FROM newest
+        WITH RECURSIVE chain(app_id, id, parent_id, depth) AS (
+            SELECT s.app_id, s.id, s.parent_id, 2 FROM {table} s WHERE s.id IN ({marks})
             UNION ALL
             SELECT c.app_id, p.id, p.parent_id, c.depth + 1
-            FROM {table} p JOIN chain c ON p.id = c.parent_id WHERE c.depth < 1000
+            FROM {table} p JOIN chain c ON p.id = c.parent_id WHERE c.depth < 10000
         )
         SELECT app_id, MAX(depth) FROM chain GROUP BY app_id
-    """  # noqa: S608
+    """  # noqa: S608 (the table name is ours, values are parameters)
+    params = [parent for _app_id, parent in starts]
     with connection.cursor() as cursor:
-        cursor.execute(sql, [COMPLETED, COMPLETED])
+        cursor.execute(sql, params)
         for app_id, depth in cursor.fetchall():
-            if app_id in rows:
-                rows[app_id].chain_length = depth
+            rows[app_id].chain_length = depth
 
 
 def _schedules(row: RowFor, now: datetime) -> None:

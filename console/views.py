@@ -13,6 +13,7 @@ from django.views.decorators.cache import never_cache
 
 from console import charts
 from console.format import human_duration, human_size
+from console.rows import app_rows
 from console.selectors import backup_history, dashboard, recent_runs, recent_snapshots
 from snapshots.api.serializers import TaskSerializer
 from snapshots.selectors import NotFound, get_run
@@ -38,7 +39,7 @@ def dashboard_view(request: HttpRequest, extra_context: dict[str, Any] | None = 
     )
     return page(
         request, "console/dashboard.html", "Backups at a glance",
-        data=data, location_chart=location_chart,
+        data=data, location_chart=location_chart, rows=app_rows(data.apps, data.now),
         problems=sum(1 for app in data.apps if app.level != "ok"),
     )  # fmt: skip
 
@@ -92,7 +93,16 @@ def _task(run: Any) -> dict[str, Any]:
     data = dict(TaskSerializer(run).data)
     data["terminal"] = run.state in TERMINAL
     data["progress_text"] = _progress_text(run)
+    data["outcome"] = outcome(run)
     return data
+
+
+def outcome(run: Any) -> str:
+    """What the operator should read: a verify that found the snapshot NOT
+    valid completed as a run but is a failure of the snapshot."""
+    if run.state == "failed" or (run.state == "completed" and run.result.get("valid") is False):
+        return "failed"
+    return run.state
 
 
 def _progress_text(run: Any) -> str:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
+from typing import Any
 
 from django import template
 
@@ -24,3 +26,9 @@ def duration(value: float | None) -> str:
 @register.filter
 def age(value: datetime | None) -> str:
     return human_age(value)
+
+
+@register.filter
+def as_json(value: Any) -> str:
+    """Indented JSON (escaped by the template like any text)."""
+    return json.dumps(value, indent=2, sort_keys=True, default=str)

@@ -7,8 +7,8 @@
   var url = box.dataset.statusUrl;
   function show(task) {
     var state = document.getElementById("run-state");
-    state.textContent = task.state;
-    state.className = "state-" + task.state;
+    state.textContent = task.outcome;
+    state.className = "state-" + task.outcome;
     document.getElementById("run-phase").textContent = task.phase || "";
     document.getElementById("run-progress").textContent = task.progress_text;
     var share = task.progress === null ? 0 : task.progress;
@@ -19,8 +19,11 @@
     if (task.terminal) {
       document.getElementById("run-result").textContent = JSON.stringify(task.result, null, 2);
       document.getElementById("run-result-box").hidden = false;
-      if (task.state === "failed") { box.classList.add("danger"); }
+      if (task.outcome === "failed") { box.classList.add("danger"); }
       box.dataset.terminal = "1";
+      // Reload once so the page shows the end as the server renders it
+      // (messages, the NOT valid note); the reloaded page no longer polls.
+      window.location.reload();
     }
   }
   function poll() {
