@@ -59,8 +59,10 @@ def test_restore_confirmation_says_what_is_replaced_and_wants_the_app_id(
     )
     run = Run.objects.get(operation="restore")
     assert done.status_code == 302 and done.url == f"/admin/console/runs/{run.pk}/"
-    assert run.options == {"stop_app": True, "restore_database": False,
-                           "backup_before_restore": True, "accept_no_database_rollback": False}  # fmt: skip
+    assert run.options == {
+        "stop_app": True, "restore_database": False,
+        "backup_before_restore": True, "accept_no_database_rollback": False,
+    }  # fmt: skip
 
 
 def test_restore_refused_by_the_service_is_shown(
@@ -91,8 +93,10 @@ def test_verify_quick_shows_a_mismatch_as_a_failure(
 
 def test_run_json_reports_progress(admin_client: Client, make_snapshot: MakeSnapshot) -> None:
     snapshot = make_snapshot(app_id="shop", status="running")
-    run = Run.objects.create(operation="backup", app_id="shop", snapshot=snapshot,
-                             state="running", phase="volumes", bytes_done=50, bytes_total=200)  # fmt: skip
+    run = Run.objects.create(
+        operation="backup", app_id="shop", snapshot=snapshot,
+        state="running", phase="volumes", bytes_done=50, bytes_total=200,
+    )  # fmt: skip
     status = admin_client.get(f"/admin/console/runs/{run.pk}/status.json").json()
     assert status["state"] == "running" and status["progress"] == 0.25
     assert status["progress_text"] == "25% of 200 B" and status["terminal"] is False
