@@ -25,11 +25,14 @@ from docker.models.containers import Container
 from engine import steps
 from engine.errors import EngineError, describe
 from engine.inventory import AppInfo
+from engine.restore import lifecycle
 from engine.steps import StepGuard, no_guard
 from engine.termination import deferred
 
 ConsistencyMode = Literal["live", "pause", "stop"]
 CONSISTENCY_MODES: tuple[str, ...] = ("live", "pause", "stop")
+# The engine's fixed stop timeout where a container's own is not used yet
+# (recovery, and the rollback's stop of what the restore started).
 STOP_TIMEOUT_SECONDS = 30
 
 logger = logging.getLogger(__name__)
@@ -63,14 +66,18 @@ def quiesced(
     guard(steps.PAUSE if mode == "pause" else steps.STOP, {"containers": [c.id for c in running]})
     try:
         with deferred():  # a signal now would leave a paused container unrecorded
-            for info in running:
-                container = client.containers.get(info.id)
-                # Recorded before the call: a pause that timed out may still have happened.
-                touched.append(container)
-                if mode == "pause":
+            if mode == "pause":
+                for info in running:
+                    container = client.containers.get(info.id)
+                    # Recorded before the call: a pause that timed out may still have happened.
+                    touched.append(container)
                     container.pause()
-                else:
-                    container.stop(timeout=STOP_TIMEOUT_SECONDS)
+            else:
+                containers = [client.containers.get(info.id) for info in running]
+                touched.extend(containers)  # before the calls, as for a pause
+                # Dependents first, each rank at once, each with its own timeout.
+                databases = [db.container.id for db in app.databases]
+                lifecycle.stop_in_order(containers, databases=databases)
         yield
     except BaseException as exc:
         with deferred():
@@ -88,21 +95,26 @@ def quiesced(
 
 
 def _bring_back(touched: list[Container], mode: ConsistencyMode) -> list[tuple[str, str]]:
-    """Resume or restart every container of TOUCHED, in reverse order, each
-    whatever happened to the others; returns (name, why) of those left."""
-    left: list[tuple[str, str]] = []
-    for container in reversed(touched):
-        try:
-            if mode == "pause":
+    """Resume every container of TOUCHED in reverse order, or restart them
+    databases first (each rank at once), each whatever happened to the
+    others; returns (name, why) of those left."""
+    failures: list[tuple[Container, BaseException]] = []
+    if mode == "stop":
+        results = lifecycle.start_in_order(touched)
+        failures = [(r.container, r.error) for r in results if r.error is not None]
+    else:
+        for container in reversed(touched):
+            try:
                 container.unpause()
-            else:
-                container.start()
-        except Exception as exc:  # APIError, or the engine unreachable or slow
-            if _is_back(container, mode):  # the pause or stop never happened
-                continue
-            why = describe(exc)
-            logger.error("could not bring %s back after the backup: %s", container.name, why)
-            left.append((container.name, why))
+            except Exception as exc:  # APIError, or the engine unreachable or slow
+                failures.append((container, exc))
+    left: list[tuple[str, str]] = []
+    for container, exc in failures:
+        if _is_back(container, mode):  # the pause or stop never happened
+            continue
+        why = describe(exc)
+        logger.error("could not bring %s back after the backup: %s", container.name, why)
+        left.append((container.name, why))
     return left
 
 

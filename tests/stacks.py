@@ -19,7 +19,7 @@ from pathlib import Path
 
 import docker
 import docker.errors
-from docker.models.containers import Container
+from docker.models.containers import Container, _create_container_args
 
 from tests.images import APP_IMAGE, MARIADB_IMAGE, POSTGRES_IMAGE, require_image
 
@@ -37,6 +37,11 @@ class ServiceSpec:
     # volume key (without project prefix) -> mount path in the container
     volumes: dict[str, str] = field(default_factory=dict)
     command: list[str] | None = None
+    # service -> condition (service_started, service_healthy), as in Compose's depends_on
+    depends_on: dict[str, str] = field(default_factory=dict)
+    stop_grace_period: int | None = None  # seconds; Compose sets the container's StopTimeout
+    # docker-py's healthcheck dict: test, interval/timeout/start_period (ns), retries
+    healthcheck: dict[str, object] | None = None
 
 
 @dataclass
@@ -108,6 +113,12 @@ class ComposeStack:
             if spec.volumes:
                 lines.append("    volumes:")
                 lines += [f"      - {key}:{path}" for key, path in spec.volumes.items()]
+            if spec.depends_on:
+                lines.append("    depends_on:")
+                for service, condition in spec.depends_on.items():
+                    lines += [f"      {service}:", f"        condition: {condition}"]
+            if spec.stop_grace_period is not None:
+                lines.append(f"    stop_grace_period: {spec.stop_grace_period}s")
         lines.append("volumes:")
         for spec in self.services:
             lines += [f"  {key}: {{}}" for key in spec.volumes]
@@ -141,11 +152,16 @@ class ComposeStack:
             "com.docker.compose.project.working_dir": str(self.working_dir),
             "com.docker.compose.image": image_id,
             "com.docker.compose.config-hash": secrets.token_hex(32),
-            "com.docker.compose.depends_on": "",
+            # As Compose v2 writes it: "service:condition:restart", comma-separated.
+            "com.docker.compose.depends_on": ",".join(
+                f"{service}:{condition}:false" for service, condition in spec.depends_on.items()
+            ),
         }
         # create + start, never run: run() would pull a missing image.
-        container = self.client.containers.create(
-            spec.image,
+        container = _create(
+            self.client,
+            spec.stop_grace_period,
+            image=spec.image,
             command=spec.command,
             name=f"{self.project}-{spec.name}-1",
             hostname=spec.name,
@@ -154,9 +170,20 @@ class ComposeStack:
             volumes={self.volume(k): {"bind": p, "mode": "rw"} for k, p in spec.volumes.items()},
             network=self.network_name,
             restart_policy={"Name": "no"},
+            healthcheck=spec.healthcheck,
         )
         self.containers[spec.name] = container
         container.start()
+
+
+def _create(client: docker.DockerClient, stop_timeout: int | None, **kwargs: object) -> Container:
+    """client.containers.create(**KWARGS), with the container's StopTimeout,
+    which docker-py's high-level create does not take (its low-level one does)."""
+    kwargs["version"] = client.api._version
+    create_kwargs = _create_container_args(kwargs)
+    if stop_timeout is not None:
+        create_kwargs["stop_timeout"] = stop_timeout
+    return client.containers.get(client.api.create_container(**create_kwargs)["Id"])
 
 
 def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
@@ -221,6 +248,7 @@ def wordpress_stack(client: docker.DockerClient, project: str, working_dir: Path
             {"WORDPRESS_DB_HOST": "mariadb", "WORDPRESS_DB_NAME": "wordpress"},
             {"wordpress": "/var/www/html"},
             ["sh", "-c", SEED_APP_FILES.format(root="/var/www/html")],
+            depends_on={"mariadb": "service_started"},
         ),
     ]
     return ComposeStack(client, project, working_dir, services)
@@ -243,6 +271,7 @@ def odoo_stack(client: docker.DockerClient, project: str, working_dir: Path) -> 
             {"HOST": "postgres", "USER": project},
             {"odoo_filestore": "/var/lib/odoo"},
             ["sh", "-c", SEED_APP_FILES.format(root="/var/lib/odoo")],
+            depends_on={"postgres": "service_started"},
         ),
     ]
     return ComposeStack(client, project, working_dir, services)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from engine.dumps import DumpFile, restore_database, wait_until_ready
 from engine.errors import EngineError, Terminated, brief
 from engine.inventory import AppInfo, ContainerInfo
 from engine.progress import Progress, ProgressCallback, no_progress
+from engine.restore import lifecycle
 from engine.restore.extract import extract_volumes
 from engine.restore.plan import OpenStream, RestorePlan
 from engine.restore.settle import (
@@ -39,7 +39,6 @@ from engine.restore.settle import (
     DatabaseRollback,
     keep_restored,
     roll_back,
-    stop_container,
 )
 from engine.restore.volume_swap import (
     stage_dir_for,
@@ -50,9 +49,6 @@ from engine.steps import StepGuard, no_guard
 from engine.termination import deferred
 
 logger = logging.getLogger(__name__)
-
-STAY_UP_SECONDS = 3.0  # a container that crashes on bad data usually does so at once
-HEALTHY_TIMEOUT_SECONDS = 120.0
 
 
 class RestoreFailed(EngineError):
@@ -177,9 +173,10 @@ def restore_app(
 
 
 def _stop(client: docker.DockerClient, ids: list[str], progress: ProgressCallback) -> None:
+    """Stop IDS, dependents before their databases, concurrently per rank,
+    each with its own stop timeout (engine.restore.lifecycle)."""
     progress(Progress("stopping"))
-    for container_id in ids:
-        stop_container(client.containers.get(container_id))
+    lifecycle.stop_in_order([client.containers.get(container_id) for container_id in ids])
 
 
 def _volume_data_dir(
@@ -256,33 +253,12 @@ def _restore_databases(
 
 
 def _start_and_check(client: docker.DockerClient, infos: list[ContainerInfo]) -> list[str]:
-    """Start INFOS again, check that those that were running or paused stay
-    up (a restarting one was not staying up before), then pause again the
-    ones that were paused."""
+    """Start INFOS again, databases first, check that those that were
+    running or paused stay up (a restarting one was not staying up before;
+    a healthcheck is waited on), then pause again the ones that were paused."""
     containers = [client.containers.get(info.id) for info in infos]
-    for container in containers:
-        container.reload()
-        if container.status != "running":
-            container.start()
-    time.sleep(STAY_UP_SECONDS)
-    deadline = time.monotonic() + HEALTHY_TIMEOUT_SECONDS
-    for info, container in zip(infos, containers, strict=True):
-        while info.state != "restarting":
-            container.reload()
-            if container.status != "running":
-                # Its exit code only: a container's log (a database's above
-                # all) may echo the rows it choked on.
-                code = container.attrs.get("State", {}).get("ExitCode")
-                raise EngineError(
-                    f"container {container.name} did not stay running (exit code {code}); "
-                    f"see `docker logs {container.name}`"
-                )
-            health = container.attrs.get("State", {}).get("Health", {}).get("Status")
-            if health in (None, "healthy"):
-                break
-            if health == "unhealthy" or time.monotonic() > deadline:
-                raise EngineError(f"container {container.name} is {health} after the restore")
-            time.sleep(1)
+    check = [info.id for info in infos if info.state != "restarting"]
+    lifecycle.raise_for_failures(lifecycle.start_in_order(containers, check=check))
     for info, container in zip(infos, containers, strict=True):
         if info.state == "paused":
             container.pause()

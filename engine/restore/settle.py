@@ -19,6 +19,7 @@ from docker.models.containers import Container
 
 from engine.errors import Terminated, brief
 from engine.quiesce import STOP_TIMEOUT_SECONDS
+from engine.restore import lifecycle
 from engine.restore.volume_swap import TRASH_PREFIX, SwapHandle, discard_stage
 from engine.termination import deferred, take_held
 
@@ -105,12 +106,18 @@ def roll_back(
             pass
         except Exception as exc:
             failure(f"stop {info.name} again", exc)
+    found: list[tuple[Any, Container]] = []
     for info in was_running:
         try:
-            container = client.containers.get(info.id)
-            container.reload()
-            if container.status != "running":
-                container.start()
+            found.append((info, client.containers.get(info.id)))
+        except Exception as exc:
+            failure(f"start {info.name}", exc)
+    # Databases first, each rank at once; every one tried whatever the others did.
+    started = lifecycle.start_in_order([container for _, container in found])
+    for (info, container), result in zip(found, started, strict=True):
+        try:
+            if result.error is not None:
+                raise result.error
             done.append(f"started {info.name}")
             if info.state == "paused":  # as it was before the restore
                 container.pause()
@@ -121,12 +128,8 @@ def roll_back(
 
 
 def stop_container(container: Container) -> None:
-    """Stop CONTAINER, a paused one included (unpaused first: a frozen
-    process cannot take the stop signal)."""
-    container.reload()
-    if container.status == "paused":
-        container.unpause()
-    container.stop(timeout=STOP_TIMEOUT_SECONDS)
+    """Stop CONTAINER, a paused one included, with its own stop timeout."""
+    lifecycle.stop_one(container)
 
 
 def keep_restored(swaps: dict[str, SwapHandle]) -> list[str]:
