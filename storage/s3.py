@@ -29,13 +29,13 @@ from storage.keys import is_partial_name, is_partial_of, partial_key, validate_k
 from storage.retry import with_retries
 from storage.s3_config import S3Config, error_code, is_unsupported, make_client, s3_error
 from storage.s3_ledger import PartLedger
+from storage.s3_metadata import stored_sha256
 from storage.s3_reader import open_stream
 from storage.s3_upload import upload_file
 from storage.s3_writer import S3Writer
 
 log = logging.getLogger(__name__)
 
-SHA256_METADATA = "sha256"  # x-amz-meta-sha256: the archive's (the snapshot's) SHA-256
 _HASH_BLOCK = 1024 * 1024
 Progress = Callable[[int, int], None]
 
@@ -165,7 +165,7 @@ class S3Storage:
         and with deep=True the bytes themselves (a full read-back)."""
         validate_key(key)
         head = self._head(key)
-        stored = head.get("Metadata", {}).get(SHA256_METADATA)
+        stored = stored_sha256(head)
         if stored is not None and stored != sha256:
             raise ChecksumMismatch(
                 f"{self.config.where}: {key} has SHA-256 {stored} in its metadata, "

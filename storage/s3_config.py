@@ -34,6 +34,8 @@ MAX_PARTS = 10_000
 MIN_PART_SIZE = 5 * MIB
 MAX_PART_SIZE = 5 * 1024 * MIB
 MAX_OBJECT_SIZE = 5 * 1024 * 1024 * MIB
+# The largest object one CopyObject copies (larger: UploadPartCopy).
+MAX_COPY_SIZE = 5 * 1024 * MIB
 # Our floor: fewer, larger requests than S3 allows; 8 MiB parts keep a 80 GB
 # archive within 10,000 parts and memory at concurrency x 8 MiB.
 DEFAULT_PART_SIZE = 8 * MIB
@@ -79,6 +81,9 @@ class S3Config:
     read_timeout: float = 60.0
     max_attempts: int = 5  # botocore's per-request retries (standard mode)
     part_attempts: int = 5  # our retries of a whole part on top of those
+    # Above this a streamed write's object gets its SHA-256 by a multipart
+    # copy, not one CopyObject (storage.s3_metadata); lowered only in tests.
+    copy_max_size: int = MAX_COPY_SIZE
     name: str = "s3"  # the storage location's name, shown in errors
 
     def __post_init__(self) -> None:
@@ -93,6 +98,11 @@ class S3Config:
             raise ValueError(
                 f"storage {self.name!r}: part size must be between {MIN_PART_SIZE} and "
                 f"{MAX_PART_SIZE} bytes"
+            )
+        if not MIN_PART_SIZE <= self.copy_max_size <= MAX_COPY_SIZE:
+            raise ValueError(
+                f"storage {self.name!r}: copy_max_size must be between {MIN_PART_SIZE} and "
+                f"{MAX_COPY_SIZE} bytes"
             )
         if self.concurrency < 1 or self.max_attempts < 1 or self.part_attempts < 1:
             raise ValueError(f"storage {self.name!r}: concurrency and attempts must be >= 1")

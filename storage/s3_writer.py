@@ -1,7 +1,10 @@
 """The streaming AtomicWriter of S3Storage: a multipart upload to the final
 key, fed part by part as the engine writes (a few parts in flight), made
 visible by CompleteMultipartUpload at commit. Small objects (less than one
-part) go up as a single PUT at commit, with their SHA-256 as metadata.
+part) go up as a single PUT at commit, with their SHA-256 as metadata; a
+multipart object gets its SHA-256 after completion (storage.s3_metadata:
+the SHA-256 is only known at the end). Either way a HEAD checks size and
+SHA-256 before commit returns; an object that fails that is removed.
 
 Not resumable: the stream cannot be replayed. Resumable uploads start from a
 finished file (S3Storage.upload_file)."""
@@ -14,9 +17,10 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from engine.errors import StorageError
+from engine.errors import ChecksumMismatch, StorageError
 from storage.base import ObjectInfo
 from storage.s3_config import DEFAULT_PART_SIZE, MARKER_REFRESH_SECONDS, error_code
+from storage.s3_metadata import SHA256_METADATA, set_sha256
 from storage.s3_parts import PartSender, SentPart
 
 if TYPE_CHECKING:
@@ -36,6 +40,7 @@ class S3Writer:
         self._part_size = storage.config.part_size or DEFAULT_PART_SIZE
         self._buffer = bytearray()
         self._digest = hashlib.sha256()
+        self._size = 0
         self._upload_id: str | None = None
         self._sender: PartSender | None = None
         self._etags: dict[int, str] = {}
@@ -51,6 +56,7 @@ class S3Writer:
         # Copied into our buffer now: the caller may reuse its buffer.
         self._buffer += view
         self._digest.update(view)
+        self._size += view.nbytes
         try:
             while len(self._buffer) >= self._part_size:
                 part = bytes(self._buffer[: self._part_size])
@@ -104,6 +110,8 @@ class S3Writer:
             return self._info  # committing twice (e.g. commit() inside `with`) is fine
         self._require_open()
         storage = self._storage
+        digest = self._digest.hexdigest()
+        published: list[str] = []  # what became visible, removed if the commit fails
         try:
             if not storage.marker_exists(self._marker):
                 raise self._disappeared()
@@ -118,14 +126,27 @@ class S3Writer:
                     ContentMD5=base64.b64encode(
                         hashlib.md5(body, usedforsecurity=False).digest()
                     ).decode(),
-                    Metadata={"sha256": self._digest.hexdigest()},
+                    Metadata={SHA256_METADATA: digest},
                 )
+                published.append(self._key)
             else:
                 self._complete()
+                published.append(self._key)
+                try:
+                    set_sha256(storage, self._key, self._size, digest)
+                except Exception as exc:
+                    raise self._fail(exc, f"setting the SHA-256 of {self._key}") from exc
+            self._info = storage.verify(self._key, digest)
+            if self._info.size != self._size:
+                raise ChecksumMismatch(
+                    f"{storage.config.where}: {self._key} is {self._info.size} bytes after "
+                    f"upload, expected {self._size}"
+                )
             storage.drop_upload(self._marker, self._key, None)
             self._state = "committed"
-            self._info = storage.stat(self._key)
         except BaseException:
+            self._info = None
+            self._unpublish(published)
             self.abort()
             raise
         self._buffer = bytearray()
@@ -155,6 +176,21 @@ class S3Writer:
             raise self._fail(exc, f"completing {self._key}") from exc
         self._upload_id = None  # complete: nothing left to abort
         self._sender.close()
+
+    def _unpublish(self, keys: list[str]) -> None:
+        """A commit that failed after the object became visible: remove it,
+        so a failed write never looks like a finished one."""
+        storage = self._storage
+        for key in keys:
+            try:
+                storage.client.delete_object(
+                    Bucket=storage.config.bucket, Key=storage.object_key(key)
+                )
+            except Exception as exc:
+                log.warning(
+                    "%s: removing %s after a failed commit: %s",
+                    storage.config.where, key, type(exc).__name__,
+                )  # fmt: skip
 
     def _disappeared(self) -> StorageError:
         return StorageError(
