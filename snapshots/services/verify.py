@@ -16,7 +16,8 @@ from snapshots.models import Run, Snapshot
 from snapshots.run_reporter import run_reporter
 from snapshots.runs import claim_run, fail_run, finish_run
 from snapshots.services.encryption import EncryptionNotConfigured, identities, passphrase
-from snapshots.storage_locations import get_storage
+from snapshots.services.offsite_verify import check_copies, read_copy
+from snapshots.storage_locations import get_storage, offsite_targets
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +49,9 @@ def verify_snapshot(
 ) -> dict[str, Any]:
     """The verification report (never modifies the archive): the checks,
     snapshot_id (= backup_id), contains (counts) and contents (what is inside:
-    the deep scan's findings, or what the snapshot recorded for a quick one)."""
+    the deep scan's findings, or what the snapshot recorded for a quick one);
+    with off-site copies, copies: one check per copy (services.offsite_verify),
+    the errors then each naming the copy that is wrong."""
     keys = identities() if deep and snapshot.encrypted else []
     secret = passphrase() if deep and snapshot.encrypted else None
     if deep and snapshot.encrypted and not keys and secret is None:
@@ -56,6 +59,8 @@ def verify_snapshot(
             f"snapshot {snapshot.backup_id} is encrypted: reading it needs the age identity "
             "(BACKUP_AGE_IDENTITY_FILE) or the passphrase (BACKUP_PASSPHRASE)"
         )
+    has_copies = bool(offsite_targets(snapshot.storage_location))
+    read_from = read_copy(snapshot) if has_copies else None
     result = verify_backup(
         get_storage(snapshot.storage_location),
         snapshot.storage_key,
@@ -69,14 +74,22 @@ def verify_snapshot(
     )
     # Quick verification reads no member: it reports what the backup recorded.
     contents = dict(result.contents) if deep else dict(snapshot.contents or {})
+    valid, errors = result.valid, list(result.errors)
+    copies: dict[str, Any] = {}
+    if read_from is not None:
+        reports = check_copies(snapshot, read_from, result)
+        copies = {"copies": reports, "read_from": read_from}
+        errors = [r["error"] for r in reports if r.get("ok") is False] or errors
+        valid = valid and not any(r.get("ok") is False for r in reports)
     return {
-        "valid": result.valid,
+        "valid": valid,
         "checksum_match": result.checksum_match,
         "sidecar_match": result.sidecar_match,
         "sha256": result.sha256,
         "size_bytes": result.size_bytes,
         "deep": result.deep,
-        "errors": list(result.errors),
+        "errors": errors,
+        **copies,
         "snapshot_id": snapshot.backup_id,
         "backup_id": snapshot.backup_id,
         "app_id": snapshot.app_id,
