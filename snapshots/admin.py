@@ -13,6 +13,7 @@ from django.http import HttpRequest
 from django.utils.html import format_html, format_html_join
 
 from engine.errors import EngineError
+from snapshots.admin_offsite import OffsiteCopiesMixin, OffsiteCopyInline, OffsiteStateFilter
 from snapshots.models import ApiKey, AppBackupPolicy, Run, Snapshot
 from snapshots.services.api_keys import create_api_key, revoke_api_key, set_api_key_scope
 from snapshots.services.snapshots import delete_snapshot, verify_now
@@ -64,16 +65,20 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 
 @admin.register(Snapshot)
-class SnapshotAdmin(ReadOnlyAdmin):
+class SnapshotAdmin(OffsiteCopiesMixin, ReadOnlyAdmin):
     # Few, narrow columns so size stays on screen at 1400 px; kind, purpose and
     # encryption are filters and on each snapshot's page.
     list_display = [
-        "backup_id", "app_id", "status", "storage_location", "size", "duration",
+        "backup_id", "app_id", "status", "storage_location", "offsite", "size", "duration",
         "warning_count", "created_at",
     ]  # fmt: skip
+    inlines = [OffsiteCopyInline]
     exclude = ["warnings"]  # shown as a list by warning_list
     readonly_fields = ["warning_list"]
-    list_filter = [AppIdFilter, "status", "kind", "storage_location", "purpose", "encrypted"]
+    list_filter = [
+        AppIdFilter, "status", "kind", "storage_location", OffsiteStateFilter, "purpose",
+        "encrypted",
+    ]  # fmt: skip
     search_fields = ["backup_id", "app_id"]
     date_hierarchy = "created_at"
     list_per_page = 50
