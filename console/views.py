@@ -108,6 +108,8 @@ def outcome(run: Any) -> str:
 def _progress_text(run: Any) -> str:
     if run.state == "completed":
         return "done"
+    if run.state == "failed":
+        return "stopped"
     if run.bytes_total:
         share = min(run.bytes_done / run.bytes_total, 1.0)
         return f"{share:.0%} of {human_size(run.bytes_total)}"

@@ -1,6 +1,7 @@
 #!/bin/bash
 # Installs the command-line tools the interoperability tests and the
-# benchmarks run against (Debian's age, zstd, pigz) when they are missing.
+# benchmarks run against (Debian's age, zstd, pigz), and the chromium the
+# console's browser tests drive, when they are missing.
 set -euo pipefail
 log() { echo "[tools] $*" >&2; }
 
@@ -8,6 +9,9 @@ missing=()
 for tool in age age-keygen zstd pigz tar gzip sha256sum; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
+# The console's browser tests drive Debian's chromium through playwright
+# (executable_path=/usr/bin/chromium; playwright never downloads a browser).
+[ -x /usr/bin/chromium ] || missing+=(chromium)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 # Tool name -> Debian package (age-keygen ships with age, sha256sum with coreutils).
