@@ -10,6 +10,7 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
+from drills import conf
 from drills.models import Drill
 from engine.docker_client import connect
 from engine.drill.sandbox import labelled_drills, remove_labelled
@@ -20,17 +21,30 @@ from snapshots.models import Run
 _ACTIVE = (Drill.State.PENDING, Drill.State.RUNNING)
 
 
-def _live_ids(ids: set[str]) -> set[str]:
-    """Of IDS, the drills whose run is running and beating (by the database's clock)."""
+def _uuids(ids: set[str]) -> list[uuid.UUID]:
     valid = []
     for value in ids:
         try:
             valid.append(uuid.UUID(value))
         except ValueError:
-            continue  # a label someone else set: not a drill of ours, and not live
-    live = Run.objects.filter(pk__in=valid, state=Run.State.RUNNING,
+            continue  # not one of our drill ids
+    return valid
+
+
+def _removable(ages: dict[str, float]) -> list[str]:
+    """Drills of ours (rows here) whose run is not running and beating (by the
+    database's clock); and labelled objects no drill here knows, once older
+    than any drill can last (another deployment's drill on this Docker host,
+    or a database since reset, is not ours to cut short)."""
+    ids = set(ages)
+    known = {
+        str(pk) for pk in Drill.objects.filter(pk__in=_uuids(ids)).values_list("pk", flat=True)
+    }
+    live = Run.objects.filter(pk__in=_uuids(known), state=Run.State.RUNNING,
                               heartbeat_at__gte=db_ago(lease_seconds()))  # fmt: skip
-    return {str(pk) for pk in live.values_list("pk", flat=True)}
+    alive = {str(pk) for pk in live.values_list("pk", flat=True)}
+    stale = conf.time_limit_seconds() + 600
+    return sorted((known - alive) | {i for i in ids - known if ages[i] > stale})
 
 
 def sweep_drill_leftovers() -> list[str]:
@@ -39,8 +53,7 @@ def sweep_drill_leftovers() -> list[str]:
     done: list[str] = []
     client = connect(settings.DOCKER_HOST, timeout=30)
     try:
-        found = labelled_drills(client)
-        for drill_id in sorted(found - _live_ids(found)):
+        for drill_id in _removable(labelled_drills(client)):
             removed = remove_labelled(client, drill_id)
             done += [f"drill {drill_id}: removed {what}" for what in removed]
     finally:

@@ -5,10 +5,13 @@ SIGKILL, which no `finally` survives)."""
 from __future__ import annotations
 
 import logging
+import re
 import secrets
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 
 import docker
 import docker.errors
@@ -138,10 +141,12 @@ def remove_labelled(client: docker.DockerClient, drill_id: str | None = None) ->
     return removed
 
 
-def labelled_drills(client: docker.DockerClient) -> set[str]:
-    """The drill ids that have something labelled on this host."""
+def labelled_drills(client: docker.DockerClient) -> dict[str, float]:
+    """The drill ids that have something labelled on this host, each with
+    the age in seconds of its oldest object (0 when Docker does not say)."""
     selector = {"label": LABEL}
-    ids: set[str] = set()
+    ages: dict[str, float] = {}
+    now = time.time()
     for obj in [
         *client.containers.list(all=True, filters=selector),
         *client.volumes.list(filters=selector),
@@ -149,5 +154,20 @@ def labelled_drills(client: docker.DockerClient) -> set[str]:
     ]:
         labels = obj.attrs.get("Labels") or obj.attrs.get("Config", {}).get("Labels") or {}
         if labels.get(LABEL):
-            ids.add(labels[LABEL])
-    return ids
+            created = _created(obj.attrs)
+            age = now - created if created else 0.0
+            ages[labels[LABEL]] = max(ages.get(labels[LABEL], 0.0), age)
+    return ages
+
+
+def _created(attrs: dict) -> float | None:
+    """Docker's creation time of an object (RFC 3339 with nanoseconds), as epoch."""
+    value = attrs.get("Created") or attrs.get("CreatedAt")
+    if not isinstance(value, str):
+        return float(value) if isinstance(value, int | float) else None
+    match = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.\d+)?(Z|[+-]\d\d:\d\d)?", value)
+    if match is None:
+        return None
+    zone = match.group(2) or "Z"
+    stamp = match.group(1) + ("+00:00" if zone == "Z" else zone)
+    return datetime.fromisoformat(stamp).timestamp()

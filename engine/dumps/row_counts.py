@@ -39,7 +39,8 @@ from engine.errors import DatabaseDumpError
 _CREATE = re.compile(rb"CREATE TABLE `((?:[^`]|``)+)` \(")
 _INSERT = re.compile(rb"INSERT INTO `((?:[^`]|``)+)` (?:\([^)]*\) )?VALUES\s*")
 # A quoted string as mysqldump writes it: backslash escapes, no raw quote.
-_STRING = re.compile(rb"'(?:[^'\\]|\\.)*'", re.DOTALL)
+# Unrolled ("normal* (special normal*)*"): one regex step per run of plain bytes.
+_STRING = re.compile(rb"'[^'\\]*(?:\\.[^'\\]*)*'", re.DOTALL)
 
 
 def _name(raw: bytes) -> str:
@@ -50,8 +51,16 @@ def count_sql_rows(path: Path) -> dict[str, int]:
     """{table: rows} of a mysqldump file; tables without rows count 0."""
     counts: dict[str, int] = {}
     table: str | None = None  # inside this table's INSERT statement
+    per_line = False  # its rows come one per line
     with path.open("rb") as f:
         for line in f:
+            if table is not None and per_line:
+                # One row per line: no need to look inside it (the cheap path,
+                # and the common one: MariaDB 10.11 writes this layout).
+                counts[table] += 1
+                if line.rstrip().endswith(b";"):
+                    table = None
+                continue
             if table is None:
                 if line.startswith(b"CREATE TABLE `"):
                     match = _CREATE.match(line)
@@ -64,12 +73,16 @@ def count_sql_rows(path: Path) -> dict[str, int]:
                 if match is None:
                     continue
                 table = _name(match.group(1))
+                counts.setdefault(table, 0)
                 body = line[match.end() :]
+                per_line = not body.strip()
+                if per_line:
+                    continue
             else:
                 body = line
             if b"'" in body:
                 body = _STRING.sub(b"''", body)
-            counts[table] = counts.get(table, 0) + body.count(b"(")
+            counts[table] += body.count(b"(")
             if body.rstrip().endswith(b";"):
                 table = None
     return counts

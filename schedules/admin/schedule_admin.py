@@ -24,7 +24,7 @@ from snapshots.admin import AppIdFilter
 
 FORM_FIELDS = [
     "app_id", "name", "enabled", "frequency", "time", "timezone", "weekday", "day_of_month",
-    "cron_expression", "jitter_seconds", "backup_type", "storage_location", "consistency",
+    "cron_expression", "jitter_seconds", "action", "backup_type", "storage_location", "consistency",
     "encrypt", "retention_days", "keep_last", "keep_daily", "keep_weekly", "keep_monthly",
     "keep_yearly", "notify_on_success",
 ]  # fmt: skip

@@ -51,6 +51,10 @@ class ScheduleWriteSerializer(serializers.Serializer):
         help_text="a random delay of up to this many seconds before each scheduled backup",
     )  # fmt: skip
     backup_type = serializers.CharField(required=False, help_text='"full"')
+    action = serializers.CharField(
+        required=False, help_text='"backup" (default) or "drill": a restore drill of the '
+        "app's latest completed snapshot",
+    )  # fmt: skip
     storage_location = serializers.CharField(required=False, max_length=64)
     consistency = serializers.CharField(
         required=False, allow_blank=True, help_text="live | pause | stop; empty: the app's policy"
@@ -89,6 +93,7 @@ class ScheduleSerializer(serializers.Serializer):
     cron_expression = serializers.CharField()
     jitter_seconds = serializers.IntegerField()
     backup_type = serializers.CharField(help_text="full (incremental is not available yet)")
+    action = serializers.CharField(help_text="backup, or drill (a restore drill)")
     storage_location = serializers.CharField()
     consistency = serializers.CharField()
     encrypt = serializers.BooleanField(allow_null=True)

@@ -226,7 +226,13 @@ def test_a_drill_killed_mid_way_leaves_leftovers_that_cleanup_removes(
     proc = manage_py("backup", "drill", snapshot.backup_id, env=subprocess_env())
     try:
         deadline = time.monotonic() + 120
-        while not any(o.startswith("container") for o in drill_objects(docker_client)):
+
+        def started() -> bool:  # this drill's own container, by its label
+            drill = Drill.objects.filter(backup_id=snapshot.backup_id).first()
+            label = {"label": f"backup-drill={drill.pk}"} if drill else None
+            return bool(label and docker_client.containers.list(all=True, filters=label))
+
+        while not started():
             assert proc.poll() is None, proc.communicate()
             assert time.monotonic() < deadline, "no drill container appeared"
             time.sleep(0.2)
@@ -247,3 +253,17 @@ def test_a_drill_killed_mid_way_leaves_leftovers_that_cleanup_removes(
     assert "died" in drill.reason
     assert not (Path(settings.BACKUP_SPOOL_DIR) / f"drill-{drill.pk}").exists()
     assert container_states(docker_client, wordpress) == before
+
+
+@pytest.mark.slow
+@pytest.mark.docker
+@pytest.mark.django_db
+def test_a_schedule_can_be_made_a_drill_schedule_through_the_api(wordpress: ComposeStack) -> None:
+    api = _api()
+    body = {"app_id": wordpress.project, "frequency": "weekly", "weekday": 6, "time": "04:00",
+            "action": "drill"}  # fmt: skip
+    created = _data(api.post(f"{API}/schedules", body, format="json"), 201)
+    assert created["action"] == "drill"
+    assert Schedule.objects.get(pk=created["id"]).action == Schedule.Action.DRILL
+    refused = api.post(f"{API}/schedules", body | {"action": "restore"}, format="json")
+    assert refused.status_code == 400 and "action" in refused.json()["data"]

@@ -24,7 +24,7 @@ INT_OPTIONS = (
 )  # fmt: skip
 TEXT_OPTIONS = (
     "name", "frequency", "time", "timezone", "cron_expression", "backup_type",
-    "storage_location", "consistency",
+    "storage_location", "consistency", "action",
 )  # fmt: skip
 
 
