@@ -52,10 +52,10 @@ class DjangoPartLedger:
             started=copy.upload_started or 0.0,
         )  # fmt: skip
 
-    def record(self, upload_id: str, part_number: int, size: int, sha256: str, etag: str) -> None:
+    def record(self, upload_id: str, part_number: int, size: int, md5: str, etag: str) -> None:
         UploadPart.objects.update_or_create(
             copy_id=self.copy_id, number=part_number,
-            defaults={"upload_id": upload_id, "size": size, "sha256": sha256, "etag": etag},
+            defaults={"upload_id": upload_id, "size": size, "md5": md5, "etag": etag},
         )  # fmt: skip
         self.recorded_parts += 1
         done = UploadPart.objects.filter(copy_id=self.copy_id, upload_id=upload_id).aggregate(
@@ -65,7 +65,7 @@ class DjangoPartLedger:
 
     def parts(self, upload_id: str) -> dict[int, PartRecord]:
         rows = UploadPart.objects.filter(copy_id=self.copy_id, upload_id=upload_id)
-        return {row.number: PartRecord(row.number, row.size, row.sha256, row.etag) for row in rows}
+        return {row.number: PartRecord(row.number, row.size, row.md5, row.etag) for row in rows}
 
     def forget(self, upload_id: str) -> None:
         with transaction.atomic():

@@ -37,7 +37,7 @@ class UploadState:
 class PartRecord:
     part_number: int
     size: int
-    sha256: str
+    md5: str  # hex, of the part's bytes (sent as Content-MD5)
     etag: str
 
 
@@ -46,9 +46,7 @@ class PartLedger(Protocol):
 
     def pending(self, key: str) -> UploadState | None: ...
 
-    def record(
-        self, upload_id: str, part_number: int, size: int, sha256: str, etag: str
-    ) -> None: ...
+    def record(self, upload_id: str, part_number: int, size: int, md5: str, etag: str) -> None: ...
 
     def parts(self, upload_id: str) -> dict[int, PartRecord]: ...
 
@@ -71,10 +69,10 @@ class MemoryLedger:
             found = [s for s in self._uploads.values() if s.key == key]
         return max(found, key=lambda s: s.started) if found else None
 
-    def record(self, upload_id: str, part_number: int, size: int, sha256: str, etag: str) -> None:
+    def record(self, upload_id: str, part_number: int, size: int, md5: str, etag: str) -> None:
         with self._lock:
             self._parts.setdefault(upload_id, {})[part_number] = PartRecord(
-                part_number, size, sha256, etag
+                part_number, size, md5, etag
             )
 
     def parts(self, upload_id: str) -> dict[int, PartRecord]:
@@ -107,8 +105,8 @@ class JsonFileLedger(MemoryLedger):
         super().start(state)
         self._save()
 
-    def record(self, upload_id: str, part_number: int, size: int, sha256: str, etag: str) -> None:
-        super().record(upload_id, part_number, size, sha256, etag)
+    def record(self, upload_id: str, part_number: int, size: int, md5: str, etag: str) -> None:
+        super().record(upload_id, part_number, size, md5, etag)
         self._save()
 
     def forget(self, upload_id: str) -> None:

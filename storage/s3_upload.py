@@ -3,7 +3,7 @@ when the policy says so) to S3.
 
 Parts are read from the file at their offsets, so any part can be sent again
 by any process. Each acknowledged part is recorded in the ledger (number,
-size, SHA-256, ETag) at once; a later run with the same ledger, key and file
+size, MD5, ETag) at once; a later run with the same ledger, key and file
 resumes the multipart upload: it asks the server which parts it holds
 (ListParts) and, where the server cannot say (s3rver), trusts the ledger.
 The object's SHA-256 goes in its metadata and is checked after completion."""
@@ -181,9 +181,10 @@ def _acknowledged(
         # ETag of an unencrypted part is its MD5, so check it against the file.
         offset, length = _part_range(state, number)
         data = _read_part(path, offset, length)
-        if hashlib.md5(data, usedforsecurity=False).hexdigest() == etag.strip('"'):
-            good[number] = PartRecord(number, length, hashlib.sha256(data).hexdigest(), etag)
-            ledger.record(state.upload_id, number, length, good[number].sha256, etag)
+        md5 = hashlib.md5(data, usedforsecurity=False).hexdigest()
+        if md5 == etag.strip('"'):
+            good[number] = PartRecord(number, length, md5, etag)
+            ledger.record(state.upload_id, number, length, md5, etag)
     return good
 
 
@@ -244,9 +245,9 @@ def _send_missing(
 
     def note(acknowledged: list[SentPart]) -> None:
         for sent in acknowledged:
-            done[sent.part_number] = PartRecord(sent.part_number, sent.size, sent.sha256, sent.etag)
+            done[sent.part_number] = PartRecord(sent.part_number, sent.size, sent.md5, sent.etag)
             if ledger is not None:
-                ledger.record(state.upload_id, sent.part_number, sent.size, sent.sha256, sent.etag)
+                ledger.record(state.upload_id, sent.part_number, sent.size, sent.md5, sent.etag)
         if acknowledged:
             report(sum(p.size for p in done.values()))
 

@@ -99,7 +99,7 @@ def test_a_commit_that_cannot_set_the_sha256_fails_and_leaves_no_object(
 ) -> None:
     real = s3_storage_on(s3_server)
     storage = S3Storage(real.config, client=NoCopyClient(real.client, code="AccessDenied"))
-    with pytest.raises(StorageError, match="storage 's3'.*access denied") as caught:
+    with pytest.raises(StorageError, match=r"storage 's3'.*access denied") as caught:
         stream(storage, os.urandom(SIZE))
     assert real.config.secret_key not in str(caught.value)
     assert not real.exists(KEY)
