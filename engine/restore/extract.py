@@ -13,7 +13,7 @@ discards the staging dirs. Directory owners, modes and mtimes are applied only
 then, deepest first (writing into a directory changes its mtime).
 
 The tar parser and read-ahead reader are shared with deep verification
-(engine.archive.tar_reader, read_ahead); the hasher is in stream.py, the
+(engine.archive.tar_reader, read_ahead); the hasher is in file_hashes.py, the
 directory-fd writes in safe_fs.py; this module runs the extraction and
 keeps its bookkeeping.
 """
@@ -42,8 +42,8 @@ from engine.restore.checks import (
     compare_manifest,
     split_name,
 )
+from engine.restore.file_hashes import FileHashes
 from engine.restore.safe_fs import Tree, write_file
-from engine.restore.stream import Hasher
 
 # Errors that mean "something is in the way": the archive or the staging dir is hostile.
 _REFUSALS = {errno.EEXIST, errno.ELOOP, errno.ENOTDIR, errno.EISDIR, errno.EXDEV}
@@ -148,7 +148,7 @@ class _Extractor:
         except BaseException:
             self._close_trees()
             raise
-        self.hasher = Hasher()
+        self.hasher = FileHashes()
         # The member checks deep verification runs too: one function, so what
         # verify calls valid, this accepts.
         self.checks = MemberChecks(
@@ -203,7 +203,7 @@ class _Extractor:
                 raise ArchiveError(f"{name} is unreadable: {exc!r}") from exc
             return
         self.backup = self.checks.accept_backup_json(raw)
-        self.hasher.digests[name] = hashlib.sha256(raw).hexdigest()
+        self.hasher.known(name, hashlib.sha256(raw).hexdigest())
         listed = self.backup.get("volumes")
         missing = sorted(set(self.trees) - self.checks.archived_volumes) if listed else []
         if missing:

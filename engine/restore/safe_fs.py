@@ -8,7 +8,6 @@ are applied."""
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import re
 from pathlib import Path
@@ -17,7 +16,7 @@ from engine.archive.manifest import ManifestEntry
 from engine.archive.read_ahead import CHUNK, Source
 from engine.archive.tar_reader import Member
 from engine.errors import ArchiveError
-from engine.restore.stream import LARGE_FILE, Hasher
+from engine.restore.file_hashes import FileHashes
 
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _DIR_OPEN = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -88,7 +87,7 @@ class Tree:
 
 
 def write_file(
-    parent: int, leaf: str, member: Member, name: str, source: Source, hasher: Hasher,
+    parent: int, leaf: str, member: Member, name: str, source: Source, hasher: FileHashes,
     owner: bool,
 ) -> bool:  # fmt: skip
     """Create LEAF (never existing, never through a symlink) and fill it.
@@ -110,26 +109,30 @@ def _finish_file(fd: int, member: Member, owner: bool) -> None:
     os.utime(fd, ns=(member.mtime_ns, member.mtime_ns))
 
 
-def write_data(fd: int, source: Source, size: int, name: str, hasher: Hasher) -> bool:
-    """Copy SIZE bytes of member data into FD (new, so empty) and hash them.
-    Zero runs are not written: they read back as zeros, and long ones become
-    holes as in the source. True when any zeros were skipped."""
-    digest = hashlib.sha256() if size < LARGE_FILE else None
-    offset = data_end = 0
-    holes = False
-    while offset < size:
-        buf, start, end = source.take(size - offset)
-        if start == end:
-            raise ArchiveError(f"archive truncated inside member {name!r}")
-        if digest is None:
-            hasher.add(name, memoryview(buf)[start:end], offset + end - start == size)
-        else:
-            digest.update(memoryview(buf)[start:end])
-        written, skipped = _write_piece(fd, buf, start, end, offset)
-        data_end, holes = max(data_end, written), holes or skipped
-        offset += end - start
-    if digest is not None:
-        hasher.digests[name] = digest.hexdigest()
+def write_data(fd: int, source: Source, size: int, name: str, hasher: FileHashes) -> bool:
+    """Copy SIZE bytes of member data into FD (new, so empty) and hand them to
+    the hasher. Zero runs are not written: they read back as zeros, and long
+    ones become holes as in the source. True when any zeros were skipped."""
+    buf, start, end = source.take(size) if size else (b"", 0, 0)
+    if end - start == size:  # all of it in one chunk: nearly every small file
+        hasher.whole(name, memoryview(buf)[start:end])
+        if not size:
+            return False
+        data_end, holes = _write_piece(fd, buf, start, end, 0)
+    else:
+        offset = data_end = 0
+        holes = False
+        while True:
+            if start == end:
+                raise ArchiveError(f"archive truncated inside member {name!r}")
+            piece = end - start
+            hasher.piece(name, memoryview(buf)[start:end], offset + piece == size)
+            written, skipped = _write_piece(fd, buf, start, end, offset)
+            data_end, holes = max(data_end, written), holes or skipped
+            offset += piece
+            if offset == size:
+                break
+            buf, start, end = source.take(size - offset)
     if data_end < size:  # ends with zeros: the size comes from truncate
         os.ftruncate(fd, size)
     return holes
