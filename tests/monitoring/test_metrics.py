@@ -229,3 +229,34 @@ def test_access_needs_the_token_an_allowed_address_or_an_api_key(metrics_setting
     metrics_settings.BACKUP_METRICS_ALLOW = []
     assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer ").status_code == 401
     assert client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}").status_code == 401
+
+
+@pytest.mark.django_db
+def test_bytes_per_location_count_each_copy_where_it_is(metrics_settings: Any) -> None:
+    """An S3 location is configured (no server is needed: nothing is read
+    from it). local: snapshots that keep a local copy, and s3-only ones whose
+    upload is not verified yet (still staged); s3: the verified copies."""
+    from snapshots.models_offsite import OffsiteCopy
+    from tests.offsite_helpers import configure_s3
+
+    configure_s3(metrics_settings, {"BACKUP_S3_BUCKET": "metrics",
+                                    "BACKUP_S3_ENDPOINT_URL": "http://127.0.0.1:9"})  # fmt: skip
+    local_only = snapshot("a", size=1_000)
+    both = snapshot("a", minutes=1, size=20_000, storage_location="local+s3")
+    offsite = snapshot("b", size=300_000, storage_location="s3")
+    staged = snapshot("c", size=4_000_000, storage_location="s3")
+    snapshot("c", status="failed", size=50_000_000, storage_location="s3")
+    for row, state in [(both, "verified"), (offsite, "verified"), (staged, "uploading")]:
+        OffsiteCopy.objects.create(
+            snapshot=row, location="s3", key=f"k/{row.backup_id}", state=state,
+            size_bytes=row.size_bytes,
+        )  # fmt: skip
+    samples = scrape()
+    assert samples["backup_storage_bytes"] == {
+        labels(location="local"): local_only.size_bytes + both.size_bytes + staged.size_bytes,
+        labels(location="s3"): both.size_bytes + offsite.size_bytes,
+    }
+    assert samples["backup_storage_snapshots"] == {
+        labels(location="local"): 3, labels(location="s3"): 2,
+    }  # fmt: skip
+    assert labels(location="s3") not in samples["backup_storage_free_bytes"]
