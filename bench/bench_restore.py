@@ -1,170 +1,228 @@
-"""Restore throughput: engine.restore.extract_volumes vs `zstd -dc | tar -x`.
+"""Restore of a realistic app through the service, against tar and restic.
 
-Builds a volume-like tree (many small files, some large random and some
-large compressible files), archives it with ArchiveWriter + zstd, then in the
-same run extracts it both ways into fresh dirs on the same disk, alternating,
-and prints MB/s of each (volume file bytes / wall time), the ratio (target
->= 0.8) and the extrapolation to the seed floor (10 GB in < 10 minutes).
+    .venv/bin/python bench/bench_restore.py [--size-gb 2.2] [--small-files 56000]
+        [--dump-rows 200000] [--dir /var/tmp/bench_restore] [--no-restic]
+    .venv/bin/python bench/bench_restore.py --micro [--size-gb 1.5] [--rounds 3]
 
-    .venv/bin/python bench/bench_restore.py [--size-gb 1.5] [--rounds 2] [--dir DIR]
+Needs root (volume mountpoints, drop_caches), Docker with the test images
+(scripts/testimages/) and DATABASE_URL (PostgreSQL; migrated here). Builds the
+WordPress-like stack of tests/stacks.py: a files volume of --size-gb with
+--small-files small files owned by www-data, MariaDB with --dump-rows rows (a
+~530-byte row each: 200,000 make a ~106 MB dump), backs it up with the
+service (snapshots.services.backup, zstd), then times, in this order and each
+after `sync; echo 3 > /proc/sys/vm/drop_caches`:
+
+  tar      `zstd -dc archive | tar -x --numeric-owner -p` of the whole archive
+  mariadb  `mariadb < dump` of the archive's dump, in the same container
+  restic   `restic restore` of the same files volume (backed up into a local
+           repo first, untimed)
+  ours     the restore as the CLI runs it (request_restore + run_restore, no
+           safety backup) in a child process: its duration_seconds,
+           downtime_seconds and phases from the run's result, and the child's
+           peak RSS (VmHWM)
+
+--micro keeps the old extract-only comparison (engine.restore.extract_volumes
+vs `zstd -dc | tar -x`, no Docker): see restore_micro.py.
 """
 
 from __future__ import annotations
 
 import argparse
-import random
-import resource
+import json
+import os
+import secrets
 import shutil
-import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine.archive.manifest import Manifest
-from engine.archive.writer import ArchiveWriter
-from engine.compression import open_compressor, open_decompressor
-from engine.restore.extract import extract_volumes
+from restore_app import MB, App, realistic_app
+from restore_micro import drop_caches, micro_main
 
-MB = 1_000_000
-VOLUME = "bench_data"
-# Random bytes mapped onto a small alphabet: text-like, compresses about 2:1.
-_TEXT = bytes((b"etaoinshrdlcumwfgypbvkjxqz   \n,.<>=/;{}ETAOINSHR0123456789" * 5)[:256])
-
-
-def _content(rng: random.Random, size: int, compressible: bool) -> bytes:
-    data = rng.randbytes(size)
-    return data.translate(_TEXT) if compressible else data
-
-
-def make_volume(root: Path, total_bytes: int, seed: int = 7) -> tuple[int, int]:
-    """A tree of about TOTAL_BYTES: a quarter in ~16 KB files (sizes 512 B to
-    64 KB, 100 per dir, WordPress-like), the rest in 32-192 MB files, half
-    random (media), half compressible (logs, dumps). (files, bytes)."""
-    rng = random.Random(seed)
-    files = written = 0
-    small_budget = total_bytes // 4
-    while written < small_budget:
-        folder = root / "wp-content" / f"d{files // 100:04d}"
-        if files % 100 == 0:
-            folder.mkdir(parents=True)
-        size = int(2 ** rng.uniform(9, 16))
-        (folder / f"f{files:06d}.php").write_bytes(_content(rng, size, rng.random() < 0.7))
-        files += 1
-        written += size
-    big = root / "big"
-    big.mkdir()
-    index = 0
-    while written < total_bytes:
-        size = min(rng.randint(32, 192) * MB, max(total_bytes - written, MB))
-        with open(big / f"blob{index:02d}.bin", "wb") as handle:
-            for done in range(0, size, 8 * MB):
-                handle.write(_content(rng, min(8 * MB, size - done), index % 2 == 1))
-        index += 1
-        files += 1
-        written += size
-    return files, written
+REPO = Path(__file__).resolve().parent.parent
+CHILD = """
+import json, sys, time
+from pathlib import Path
+import django
+django.setup()
+from django.conf import settings
+mode, app_id = sys.argv[1:3]
+start = time.perf_counter()
+if mode == "migrate":
+    from django.core.management import call_command
+    call_command("migrate", verbosity=0)
+    out = {}
+elif mode == "backup":
+    from snapshots.services.backup import request_backup, run_backup
+    run = request_backup(app_id, app_must_be_here=True)
+    snap = run_backup(str(run.pk))
+    out = {"status": snap.status, "error": snap.error, "backup_id": snap.backup_id,
+           "path": str(Path(settings.BACKUP_ROOT) / snap.storage_key), "size": snap.size_bytes}
+else:
+    from snapshots.services.restore import RestoreOptions, request_restore, run_restore
+    run = request_restore(app_id, sys.argv[3], RestoreOptions(backup_before_restore=False))
+    run = run_restore(str(run.pk))
+    out = {"state": run.state, "error": run.error, "result": run.result}
+out["seconds"] = time.perf_counter() - start
+# VmHWM, not ru_maxrss: Linux keeps ru_maxrss across exec (the parent's peak).
+out["rss_kib"] = int(Path("/proc/self/status").read_text().split("VmHWM:")[1].split()[0])
+print(json.dumps(out))
+"""
 
 
-def write_archive(root: Path, archive: Path) -> None:
-    with open(archive, "wb") as out:
-        compressor = open_compressor(out, "zstd", threads=-1)
-        writer = ArchiveWriter(compressor, Manifest(backup_id="backup_bench"))
-        writer.add_backup_json({"app_id": "bench", "volumes": [{"name": VOLUME, "labels": {}}]})
-        writer.add_volume(VOLUME, root)
-        writer.close()
-        compressor.close()
+def child(env: dict[str, str], *args: str) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD, *args], env=env, cwd=REPO, capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"{args[0]} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def _cpu(who: int) -> float:
-    usage = resource.getrusage(who)
-    return usage.ru_utime + usage.ru_stime
-
-
-def run_ours(archive: Path, dest: Path) -> tuple[float, float]:
-    """(wall seconds, CPU seconds of all our threads)."""
-    dest.mkdir()
-    cpu, started = _cpu(resource.RUSAGE_SELF), time.perf_counter()
-    with open(archive, "rb") as raw:
-        extract_volumes(open_decompressor(raw, "zstd"), {VOLUME: dest})  # type: ignore[arg-type]
-    return time.perf_counter() - started, _cpu(resource.RUSAGE_SELF) - cpu
-
-
-def run_tar(archive: Path, dest: Path) -> tuple[float, float]:
-    """(wall seconds, CPU seconds of zstd and tar)."""
-    dest.mkdir()
-    cpu, started = _cpu(resource.RUSAGE_CHILDREN), time.perf_counter()
-    subprocess.run(
-        ["bash", "-o", "pipefail", "-c",
-         f"zstd -dc '{archive}' | tar -x --numeric-owner -p -C '{dest}'"],
-        check=True,
-    )  # fmt: skip
-    return time.perf_counter() - started, _cpu(resource.RUSAGE_CHILDREN) - cpu
-
-
-def settle() -> None:
-    """Flush the previous run's writes and deletions before timing the next."""
+def timed(cmd: list[str], **kwargs: Any) -> float:
+    """Wall seconds of CMD, cold cache, its writes flushed before and after
+    (the flush after is not timed: tar's and restic's writeback happens later,
+    as ours does; the swap's sync is part of ours)."""
     subprocess.run(["sync"], check=True)
-    time.sleep(3)
+    drop_caches()
+    started = time.perf_counter()
+    subprocess.run(cmd, check=True, **kwargs)
+    took = time.perf_counter() - started
+    subprocess.run(["sync"], check=True)
+    return took
 
 
-def report(size: int, walls: dict[str, list[float]], cpus: dict[str, list[float]]) -> None:
-    ratios = sorted(t / o for o, t in zip(walls["ours"], walls["tar"], strict=True))
-    ours, tar = (size / MB / min(walls[name]) for name in ("ours", "tar"))
-    cpu_ours, cpu_tar = (statistics.median(cpus[name]) for name in ("ours", "tar"))
-    print(f"volume data: {size / MB:.0f} MB")
-    print(f"best: ours {ours:.1f} MB/s, zstd -dc | tar -x {tar:.1f} MB/s, ratio {ours / tar:.2f}")
-    print(f"per-round ratios: {', '.join(f'{r:.2f}' for r in ratios)} "
-          f"(median {statistics.median(ratios):.2f}; target >= 0.8)")  # fmt: skip
-    print(f"CPU seconds (median): ours {cpu_ours:.2f} (incl. SHA-256 of every file), "
-          f"zstd+tar {cpu_tar:.2f}; ratio {cpu_tar / cpu_ours:.2f}")  # fmt: skip
-    ten_gb = 10_000 / ours
-    slowest = 10_000 / (size / MB / max(walls["ours"]))
-    print(f"10 GB at our best rate: {ten_gb:.0f} s ({ten_gb / 60:.1f} min), at our slowest: "
-          f"{slowest / 60:.1f} min (seed floor: < 10 min)")  # fmt: skip
+def anchors(app: App, archive: Path, work: Path, restic: bool) -> dict[str, float]:
+    out: dict[str, float] = {}
+    dest = work / "anchor-tar"
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.mkdir(parents=True)
+    pipe = f"zstd -dc '{archive}' | tar -x --numeric-owner -p -C '{dest}'"
+    out["tar"] = timed(["bash", "-o", "pipefail", "-c", pipe])
+    dumps = sorted((dest / "databases").rglob("*.sql"))
+    out["dump_bytes"] = sum(dump.stat().st_size for dump in dumps)
+    for dump in dumps:  # the dump drops and recreates its database, as ours does
+        with open(dump, "rb") as feed:
+            out["mariadb"] = out.get("mariadb", 0.0) + timed(
+                ["docker", "exec", "-i", "-e", "MYSQL_PWD", app.db_container, "mariadb",
+                 "--user=root", "--default-character-set=utf8mb4", "--max-allowed-packet=1G"],
+                stdin=feed, env=os.environ | app.root_password_env,
+            )  # fmt: skip
+    shutil.rmtree(dest)
+    if restic and shutil.which("restic"):
+        env = os.environ | {
+            "RESTIC_PASSWORD": secrets.token_hex(16),
+            "RESTIC_REPOSITORY": str(work / "restic"),
+        }
+        shutil.rmtree(work / "restic", ignore_errors=True)
+        quiet = {"env": env, "stdout": subprocess.DEVNULL}
+        subprocess.run(["restic", "init"], check=True, **quiet)  # type: ignore[arg-type]
+        subprocess.run(["restic", "backup", "."], check=True, cwd=app.files_root, **quiet)  # type: ignore[arg-type]
+        dest = work / "anchor-restic"
+        shutil.rmtree(dest, ignore_errors=True)
+        out["restic"] = timed(["restic", "restore", "latest", "--target", str(dest)], **quiet)
+        shutil.rmtree(dest)
+        shutil.rmtree(work / "restic")
+    return out
+
+
+def full_main(args: argparse.Namespace) -> None:
+    if "DATABASE_URL" not in os.environ:
+        raise SystemExit("set DATABASE_URL (PostgreSQL) for the service's rows")
+    work: Path = args.dir
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    env = os.environ | {
+        "DJANGO_SETTINGS_MODULE": "backup_project.settings",
+        "BACKUP_ROOT": str(work / "backups"), "BACKUP_SPOOL_DIR": str(work / "spool"),
+        "BACKUP_DATA_DIR": str(work / "data"), "PYTHONPATH": str(REPO),
+    }  # fmt: skip
+    child(env, "migrate", "-")
+    load = os.getloadavg()
+    started = time.perf_counter()
+    with realistic_app(work, int(args.size_gb * 1e9), args.small_files, args.dump_rows) as app:
+        print(f"app {app.project}: {app.files} files, {app.bytes / MB:.0f} MB in its files "
+              f"volume, {args.dump_rows} rows ({time.perf_counter() - started:.0f} s)")  # fmt: skip
+        backup = child(env, "backup", app.project)
+        if backup["status"] != "completed":
+            raise SystemExit(f"backup failed: {backup['error']}")
+        archive = Path(backup["path"])
+        print(f"backup {backup['backup_id']}: {backup['size'] / MB:.0f} MB "
+              f"({backup['seconds']:.0f} s)")  # fmt: skip
+        times = anchors(app, archive, work, not args.no_restic)
+        subprocess.run(["sync"], check=True)
+        drop_caches()
+        ours = child(env, "restore", app.project, backup["backup_id"])
+        if ours["state"] != "completed":
+            raise SystemExit(f"restore failed: {ours['error']}")
+        report(app, backup, times, ours, load)
+
+
+def report(
+    app: App, backup: dict[str, Any], times: dict[str, float], ours: dict[str, Any],
+    load: tuple[float, ...],
+) -> None:  # fmt: skip
+    result = ours["result"]
+    total = result.get("duration_seconds") or ours["seconds"]
+    phases: dict[str, float] = result.get("phases") or {}
+    downtime = result.get("downtime_seconds")
+    tar = times["tar"]
+    volume_part = (
+        phases.get("validate_and_stage", 0.0)
+        + phases.get("validate", 0.0)
+        + phases.get("extract", 0.0)
+    )
+    db_part = phases.get("databases")
+    print(f"load average at start: {' '.join(f'{x:.1f}' for x in load)} (2 cores, shared)")
+    print(f"dump: {times.get('dump_bytes', 0) / MB:.0f} MB; archive {backup['size'] / MB:.0f} MB")
+    print(f"anchors: zstd -dc | tar -x {tar:.1f} s; mariadb < dump {times.get('mariadb', 0):.1f} s;"
+          f" restic restore {times.get('restic', float('nan')):.1f} s"
+          f" ({times.get('restic', float('nan')) / tar:.2f}x tar)")  # fmt: skip
+    print(f"ours: total {total:.1f} s = {total / tar:.2f}x tar (target <= 1.5x); "
+          f"downtime {downtime if downtime is not None else 'n/a'} s; peak RSS "
+          f"{ours['rss_kib'] / 1024:.0f} MiB (target <= 200)")  # fmt: skip
+    print(f"phases: {json.dumps(phases)}")
+    if volume_part:
+        print(f"volume part (read, check, stage): {volume_part:.1f} s = "
+              f"{volume_part / tar:.2f}x tar of the whole archive")  # fmt: skip
+    if db_part is not None and times.get("mariadb"):
+        print(f"database part: {db_part:.1f} s = {db_part / times['mariadb']:.2f}x mariadb < dump")
+        if downtime is not None:
+            print(f"downtime - database restore = {downtime - db_part:.1f} s (target <= 3 s)")
+    # The volume part grows with the data; the rest (stop, database, start,
+    # check) is this app's and stays.
+    scale = 10e9 / app.bytes
+    ten = total + volume_part * (scale - 1) if volume_part else total * scale
+    other = total - sum(phases.values())
+    print(f"outside the phases (locking, planning, rows): {other:.1f} s")
+    print(f"10 GB extrapolated (the volume part x {scale:.1f}, the rest as measured): {ten:.0f} s "
+          f"({ten / 60:.1f} min; seed floor < 10 min)")  # fmt: skip
+    print("json: " + json.dumps({
+        "files": app.files, "bytes": app.bytes, "archive": backup["size"], "times": times,
+        "total": total, "downtime": downtime, "phases": phases, "rss_kib": ours["rss_kib"],
+        "load": load, "ten_gb_s": ten, "warnings": result.get("warnings"),
+    }))  # fmt: skip
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size-gb", type=float, default=1.5)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--micro", action="store_true", help="extract only (restore_micro.py)")
+    parser.add_argument("--size-gb", type=float, default=2.2)
+    parser.add_argument("--small-files", type=int, default=56_000)
+    parser.add_argument("--dump-rows", type=int, default=200_000)
+    parser.add_argument("--no-restic", action="store_true")
+    parser.add_argument("--rounds", type=int, default=3, help="--micro only")
+    parser.add_argument("--cold", action="store_true", help="--micro: drop caches before each")
+    parser.add_argument("--keep", action="store_true", help="--micro: keep the tree and archive")
     parser.add_argument("--dir", type=Path, default=Path("/var/tmp/bench_restore"))
-    parser.add_argument("--keep", action="store_true", help="keep the tree and archive")
     args = parser.parse_args()
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[attr-defined]
-    work: Path = args.dir
-    source, archive = work / "source", work / "archive.tar.zst"
-    if not archive.exists():
-        shutil.rmtree(work, ignore_errors=True)
-        work.mkdir(parents=True)
-        started = time.perf_counter()
-        files, size = make_volume(source, int(args.size_gb * 1e9))
-        print(f"tree: {files} files, {size / MB:.0f} MB ({time.perf_counter() - started:.0f} s)")
-        started = time.perf_counter()
-        write_archive(source, archive)
-        print(f"archive: {archive.stat().st_size / MB:.0f} MB zstd "
-              f"({time.perf_counter() - started:.0f} s)")  # fmt: skip
-    size = sum(p.stat().st_size for p in source.rglob("*") if p.is_file())
-    runs = {"ours": run_ours, "tar": run_tar}
-    walls: dict[str, list[float]] = {"ours": [], "tar": []}
-    cpus: dict[str, list[float]] = {"ours": [], "tar": []}
-    for round_no in range(args.rounds):
-        # Alternate who goes first: the disk is shared, its state drifts.
-        for name in ("ours", "tar") if round_no % 2 == 0 else ("tar", "ours"):
-            dest = work / f"out-{name}"
-            shutil.rmtree(dest, ignore_errors=True)
-            settle()
-            wall, cpu = runs[name](archive, dest)
-            walls[name].append(wall)
-            cpus[name].append(cpu)
-            print(f"round {round_no + 1} {name:4}: {wall:6.2f} s  {size / MB / wall:7.1f} MB/s"
-                  f"  (CPU {cpu:5.2f} s)")  # fmt: skip
-            shutil.rmtree(dest, ignore_errors=True)
-    report(size, walls, cpus)
-    if not args.keep:
-        shutil.rmtree(work, ignore_errors=True)
+    (micro_main if args.micro else full_main)(args)
 
 
 if __name__ == "__main__":
