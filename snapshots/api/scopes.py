@@ -45,10 +45,10 @@ def declared_scope(view_class: type, method: str) -> str | None:
     method = method.lower()
     if method == "head":
         method = "get"
-    if isinstance(declaration, str):
-        return declaration
     if method == "options" and declaration:
         return READ
+    if isinstance(declaration, str):
+        return declaration
     return declaration.get(method)
 
 

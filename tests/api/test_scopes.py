@@ -238,3 +238,13 @@ def test_the_schema_tells_each_operations_scope(api: APIClient) -> None:
     assert "scope `admin`" in operations["restore_create"]["description"]
     assert "scope `read`" in operations["snapshots_list"]["description"]
     assert "scope `operate`" in operations["snapshots_create"]["description"]
+
+
+@pytest.mark.django_db
+def test_head_needs_what_get_needs_and_unhandled_methods_stay_405() -> None:
+    read, _ = _client("read")
+    url = reverse("backup-api:snapshot", args=["backup_20260105_103000_3fa2c1"])
+    assert read.head(url).status_code == 404  # let in: GET is read
+    assert read.options(reverse("backup-api:restore", args=["a", "b"])).status_code == 200
+    assert read.put(url, {}, format="json").status_code == 405  # no handler: nothing to guard
+    assert read.delete(url).status_code == 403
