@@ -16,7 +16,7 @@ import docker
 
 from engine.errors import describe
 from engine.quiesce import STOP_TIMEOUT_SECONDS
-from engine.restore.volume_swap import recover_volume
+from engine.restore.volume_swap import discard_stage, recover_volume
 
 logger = logging.getLogger(__name__)
 
@@ -102,3 +102,26 @@ def settle_volume(volume_dir: Path, keep_restored: bool) -> str:
     if not volume_dir.is_dir():
         return "gone"
     return recover_volume(volume_dir, keep_restored=keep_restored)
+
+
+def discard_stages(stages: dict[str, str], report: RecoveryReport) -> None:
+    """Delete the staging dirs (volume -> path) a dead restore made while
+    the app ran: never swapped in, nothing uses them."""
+    for volume, path in stages.items():
+        stage = Path(path)
+        try:
+            if stage.exists():
+                discard_stage(stage)
+                report.done.append(f"volume {volume}: removed its staging dir")
+        except Exception as exc:
+            report.failed.append(f"staging dir of volume {volume}: {describe(exc)}")
+
+
+def volume_dirs(client: docker.DockerClient) -> list[Path]:
+    """This host's volume directories (each holding `_data`)."""
+    dirs = []
+    for volume in client.volumes.list():
+        mountpoint = (volume.attrs or {}).get("Mountpoint")
+        if mountpoint:
+            dirs.append(Path(mountpoint).parent)
+    return dirs

@@ -19,6 +19,9 @@ from typing import Any
 # guard(step, details): e.g. guard("stop", {"containers": [...]}).
 StepGuard = Callable[[str, Mapping[str, Any]], None]
 
+# volumes: name -> staging dir about to be made and extracted into while the
+# app runs (nothing the app uses is touched; a recovery deletes these dirs)
+STAGE = "stage"
 STOP = "stop"  # containers: ids about to be stopped
 PAUSE = "pause"  # containers: ids about to be paused
 START = "start"  # containers: ids about to be started (or unpaused)

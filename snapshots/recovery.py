@@ -37,10 +37,18 @@ from engine import steps
 from engine.backup import archive_key
 from engine.docker_client import connect
 from engine.errors import describe
-from engine.recovery import RecoveryReport, bring_back, running_users, settle_volume, stop_running
+from engine.recovery import (
+    RecoveryReport,
+    bring_back,
+    discard_stages,
+    running_users,
+    settle_volume,
+    stop_running,
+)
 from snapshots.db_time import db_ago
 from snapshots.locks import Lease, lease_seconds, take_over_for_recovery
 from snapshots.models import AppLock, Run, Snapshot
+from snapshots.old_data import sweep_old_data
 from snapshots.run_reporter import run_reporter
 from snapshots.runs import fail_run, worker_name
 from snapshots.storage_locations import get_storage, storage_names
@@ -124,6 +132,7 @@ def recover_host(host_id: str | None = None) -> dict[str, Any]:
         "failed_pending": fail_stale_pending(),
         "swept_spool": sweep_spool(),
         "swept_partials": sweep_partials(),
+        "swept_old_data": sweep_old_data(),
         "swept_drills": _sweep_drills(),
     }
 
@@ -264,6 +273,12 @@ def _undo_restore(
     client = connect(settings.DOCKER_HOST)
     committed = any(e.get("step") == steps.COMMIT for e in journal)
     swaps = [e for e in journal if e.get("step") == steps.SWAP]
+    swapped = {e["volume"] for e in swaps}
+    # Staged while the app ran and not swapped in (a swapped volume's
+    # leftovers are settle_volume's): deleted, nothing else to undo.
+    stages = {v: p for e in journal if e.get("step") == steps.STAGE
+              for v, p in e.get("volumes", {}).items() if v not in swapped}  # fmt: skip
+    discard_stages(stages, report)
     databases = [e for e in journal if e.get("step") == steps.DATABASE]
     if swaps or databases:
         if not committed and not stop_running(client, was_running, report):

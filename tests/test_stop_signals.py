@@ -122,8 +122,9 @@ def test_sigterm_during_extraction_leaves_the_app_on_its_old_data(
     assert proc.returncode == 128 + signal.SIGTERM, err
     run = Run.objects.get(operation=Run.Operation.RESTORE, app_id=stack.project)
     assert run.state == Run.State.FAILED
-    assert run.error == "restore failed: stopped by SIGTERM", run.error
-    assert run.result["rolled_back"] == [f"started {stack.container('web').name}"]
+    # Extraction runs with the app still up (issue 15): nothing to roll back.
+    assert run.error == "stopped by SIGTERM; nothing was changed", run.error
+    assert run.result["rolled_back"] == [] and run.result["downtime_seconds"] == 0.0
     assert run.result["not_rolled_back"] == []
     assert "restore stopped by SIGTERM" in err
     assert statuses(stack) == {"web": "running"}
@@ -163,7 +164,8 @@ def test_sigterm_to_a_worker_rolls_its_restore_back_before_it_exits(
 ) -> None:  # fmt: skip
     """`docker stop` of the worker: SIGTERM to its main process only. The
     main process passes it on to the pool process running the restore,
-    which rolls back and fails the run, then the worker exits."""
+    which removes what it staged (the app never stopped) and fails the run,
+    then the worker exits."""
     worker, log_path = prefork_worker
     stack = small_app(data_mb=400)
     root = data_dir(docker_client, stack)
@@ -181,8 +183,8 @@ def test_sigterm_to_a_worker_rolls_its_restore_back_before_it_exits(
     # Read once the worker is gone: the run was failed before it exited.
     run.refresh_from_db()
     assert run.state == Run.State.FAILED, log[-3000:]
-    assert run.error == "restore failed: stopped by SIGTERM"
-    assert run.result["rolled_back"] == [f"started {stack.container('web').name}"]
+    assert run.error == "stopped by SIGTERM; nothing was changed"  # staged with the app up
+    assert run.result["rolled_back"] == [] and run.result["downtime_seconds"] == 0.0
     assert worker.returncode == 0 and took < 30, log[-3000:]
     assert "ending snapshots.restore_backup" in log
     assert statuses(stack) == {"web": "running"}
@@ -210,7 +212,8 @@ def test_sigterm_to_a_solo_worker_rolls_its_restore_back_before_it_exits(
     worker.send_signal(signal.SIGTERM)
     worker.wait(timeout=GRACE_SECONDS)
     run.refresh_from_db()
-    assert run.state == Run.State.FAILED and run.error == "restore failed: stopped by SIGTERM"
+    assert run.state == Run.State.FAILED
+    assert run.error == "stopped by SIGTERM; nothing was changed"  # staged with the app up
     assert statuses(stack) == {"web": "running"}
     assert stack.exec("web", ["cat", "/data/marker.txt"]) == "current"
     assert sorted(p.name for p in root.parent.iterdir()) == ["_data"]

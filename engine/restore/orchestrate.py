@@ -20,7 +20,6 @@ import logging
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import docker
 import docker.errors
@@ -31,6 +30,7 @@ from engine.errors import EngineError, Terminated, brief
 from engine.inventory import AppInfo, ContainerInfo
 from engine.progress import Progress, ProgressCallback, no_progress
 from engine.restore import lifecycle
+from engine.restore import timeline as phases
 from engine.restore.extract import extract_volumes
 from engine.restore.plan import OpenStream, RestorePlan
 from engine.restore.settle import (
@@ -40,6 +40,8 @@ from engine.restore.settle import (
     keep_restored,
     roll_back,
 )
+from engine.restore.staging import Staged, volume_data_dir
+from engine.restore.timeline import Timeline
 from engine.restore.volume_swap import (
     stage_dir_for,
     swap_in,
@@ -99,9 +101,16 @@ def restore_app(
     progress: ProgressCallback = no_progress,
     database_rollback: DatabaseRollback | None = None,
     guard: StepGuard = no_guard,
+    staged: Staged | None = None,
+    timeline: Timeline | None = None,
 ) -> RestoreOutcome:
     """GUARD is called before every step that changes the app (stop, each
     volume swap, each database, start, commit, rollback): see engine.steps.
+    STAGED: the volumes were extracted and checked, and the dumps spooled
+    into SPOOL_DIR, while the app ran (engine.restore.staging); from here its
+    staging dirs are this function's to swap in or remove. Without it the
+    volumes are extracted after the stop (the old order). TIMELINE gets the
+    phases' times and the downtime.
     A guard that refuses the rollback (the lease is lost) leaves the undoing
     to the new lease holder, the run's recovery.
 
@@ -119,24 +128,35 @@ def restore_app(
     paused = [c.id for c in was_running if c.state == "paused"]
     outcome = RestoreOutcome(skipped_volumes=dict(plan.skipped_volumes))
     changes = Changes()
+    timeline = timeline or Timeline()
+    if staged is not None:  # handed over: a failure below removes them (roll_back)
+        changes.stages, staged.stages = dict(staged.stages), {}
     spool_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     try:
         if stopping:
             # "paused": recovery pauses these again once it started them.
             guard(steps.STOP, {"containers": ids, "paused": paused})
-            _stop(client, ids, progress)
+            timeline.going_down()
+            with timeline.phase(phases.STOP):
+                _stop(client, ids, progress)
             outcome.stopped_containers = [c.name for c in was_running]
             outcome.no_stop_ignored = not stop_app
-        _restore_volumes(client, app, plan, open_stream, spool_dir, progress, changes, guard, ids)
+        _restore_volumes(
+            client, app, plan, open_stream, spool_dir, progress, changes, guard, ids,
+            staged=staged is not None, timeline=timeline,
+        )  # fmt: skip
         outcome.restored_volumes = sorted(changes.swaps)
         if plan.databases:
             changes.databases = True
-            outcome.databases = _restore_databases(client, plan, spool_dir, progress, guard)
+            with timeline.phase(phases.DATABASES):
+                outcome.databases = _restore_databases(client, plan, spool_dir, progress, guard)
             outcome.database_restored = True
         shutil.rmtree(spool_dir, ignore_errors=True)  # the dumps are loaded
         progress(Progress("starting"))
         guard(steps.START, {"containers": ids, "paused": paused})
-        outcome.started_containers = _start_and_check(client, was_running)
+        with timeline.phase(phases.START):
+            outcome.started_containers = _start_and_check(client, was_running)
+        timeline.came_up(client, ids)
     except BaseException as exc:
         with deferred():  # a signal now waits for the rollback, then the error is raised
             shutil.rmtree(spool_dir, ignore_errors=True)
@@ -179,20 +199,6 @@ def _stop(client: docker.DockerClient, ids: list[str], progress: ProgressCallbac
     lifecycle.stop_in_order([client.containers.get(container_id) for container_id in ids])
 
 
-def _volume_data_dir(
-    client: docker.DockerClient, app: AppInfo, name: str, backup: dict[str, Any]
-) -> Path:
-    """The volume's _data dir; the volume is created, labelled as Compose
-    would, when the app no longer has it (uninstalled and recreated app)."""
-    try:
-        volume = client.volumes.get(name)
-    except docker.errors.NotFound:
-        labels = next((v.get("labels") or {} for v in backup["volumes"] if v["name"] == name), {})
-        labels = {**labels, "com.docker.compose.project": app.app_id}
-        volume = client.volumes.create(name=name, labels=labels)
-    return Path(volume.attrs["Mountpoint"])
-
-
 def _restore_volumes(
     client: docker.DockerClient,
     app: AppInfo,
@@ -203,24 +209,30 @@ def _restore_volumes(
     changes: Changes,
     guard: StepGuard,
     stopped: list[str],
+    *,
+    staged: bool,
+    timeline: Timeline,
 ) -> None:
-    """Extract the planned volumes into staging dirs, then swap each in.
-    CHANGES records each staging dir and each swap as soon as it exists, so
-    a failure at any point leaves the rollback knowing all of them. Checked
-    again just before the swaps: no container outside STOPPED (ids) came to
-    mount a volume meanwhile (the service checked before the safety backup)."""
+    """Extract the planned volumes into staging dirs (unless STAGED: done,
+    CHANGES.stages has them), then swap each in. CHANGES records each staging
+    dir and each swap as soon as it exists, so a failure at any point leaves
+    the rollback knowing all of them. Checked again just before the swaps:
+    no container outside STOPPED (ids) came to mount a volume meanwhile (the
+    service checked before the safety backup)."""
     data_dirs = {
-        name: _volume_data_dir(client, app, name, plan.backup) for name in plan.raw_volumes
+        name: volume_data_dir(client, app, name, plan.backup)[0] for name in plan.raw_volumes
     }
-    for data_dir in data_dirs.values():
-        data_dir.mkdir(parents=True, exist_ok=True)
-    for name, data_dir in data_dirs.items():
-        changes.stages[name] = stage_dir_for(data_dir)
-    progress(Progress("extracting"))
-    with open_stream() as stream:
-        extract_volumes(stream, dict(changes.stages), spool_dir=spool_dir, progress=progress)
+    if not staged:
+        with timeline.phase(phases.EXTRACT):
+            for name, data_dir in data_dirs.items():
+                changes.stages[name] = stage_dir_for(data_dir)
+            progress(Progress("extracting"))
+            with open_stream() as stream:
+                extract_volumes(
+                    stream, dict(changes.stages), spool_dir=spool_dir, progress=progress
+                )
     refuse_foreign_users(client, app, data_dirs, stopped, changed="nothing was swapped")
-    with deferred():  # a swap made must be recorded
+    with deferred(), timeline.phase(phases.SWAP):  # a swap made must be recorded
         for name, data_dir in data_dirs.items():
             guard(steps.SWAP, {"volume": name, "dir": str(data_dir.parent)})
             changes.swaps[name] = swap_in(data_dir, changes.stages[name])

@@ -2,8 +2,8 @@
 restored (it succeeded). Rolling back tries every step whatever happened to
 the others (the engine unreachable is one step's failure, not the end of
 the rollback) and says what could not be put back; keeping makes the
-decision for every volume first and treats deleting the old data as
-tidying, whose failure is a warning."""
+decision for every volume first and leaves deleting the old data, renamed
+aside, to a thread of its own (engine.restore.drop), off the critical path."""
 
 from __future__ import annotations
 
@@ -17,9 +17,10 @@ import docker
 import docker.errors
 from docker.models.containers import Container
 
-from engine.errors import Terminated, brief
+from engine.errors import brief
 from engine.quiesce import STOP_TIMEOUT_SECONDS
 from engine.restore import lifecycle
+from engine.restore.drop import drop_in_background
 from engine.restore.volume_swap import TRASH_PREFIX, SwapHandle, discard_stage
 from engine.termination import deferred, take_held
 
@@ -134,8 +135,10 @@ def stop_container(container: Container) -> None:
 
 def keep_restored(swaps: dict[str, SwapHandle]) -> list[str]:
     """After a successful restore: keep the restored data of every volume
-    (the decision), then delete the old data (tidying). Never raises: the
-    restore has succeeded. Returns warnings for what is left to finish."""
+    (the decision), then start deleting the old data in the background
+    (tidying; a failure there is logged and the next cleanup finishes it).
+    Never raises: the restore has succeeded. Returns warnings for what is
+    left to finish."""
     warnings: list[str] = []
     with deferred():  # the decision is made for every volume, signal or not
         for name, handle in swaps.items():
@@ -150,23 +153,19 @@ def keep_restored(swaps: dict[str, SwapHandle]) -> list[str]:
                     f"restored data is confirmed, delete {handle.old} by hand"
                 )
         stopped: BaseException | None = take_held()
-    for name, handle in swaps.items():
-        if handle.state != "committed":
-            continue
-        if stopped is not None:
-            why = f"not tried: {brief(stopped)}"
-        else:
-            try:
-                handle.remove_old()
-                continue
-            except (Exception, Terminated) as exc:  # a soft time limit or a signal included
-                why = brief(exc)
-                stopped = exc if isinstance(exc, Terminated) else None
+    committed = {name: h for name, h in swaps.items() if h.state == "committed"}
+    if stopped is None:
+        # Off the critical path: the app is up; the old data, renamed aside,
+        # is deleted on a thread of its own (engine.restore.drop).
+        drop_in_background(handle.data_dir.parent for handle in committed.values())
+        return warnings
+    for name, handle in committed.items():
         left = ", ".join(str(path) for path in _trash_in(handle.data_dir.parent))
-        logger.warning("volume %s: old data not deleted (%s): %s", name, why, left)
+        logger.warning("volume %s: old data not deleted (%s): %s", name, brief(stopped), left)
         warnings.append(
-            f"volume {name}: its previous data was not deleted ({why}); left in {left}, "
-            "which the next restore of this volume deletes (or recover_volume, or by hand)"
+            f"volume {name}: its previous data was not deleted (not tried: {brief(stopped)}); "
+            f"left in {left}, which the next cleanup (backup cleanup, or the worker's "
+            "recovery) deletes"
         )
     return warnings
 

@@ -45,15 +45,25 @@ TRASH_PREFIX = "_data.trash-"
 Recovery = Literal["clean", "rolled_back", "finished_commit", "removed_staging", "no_data"]
 
 
-def stage_dir_for(volume_data_dir: Path) -> Path:
+def stage_dir_for(volume_data_dir: Path, name: str | None = None) -> Path:
     """A new empty, private (0700) staging dir beside VOLUME_DATA_DIR (the
-    volume's `_data`). Extraction gives it the archived volume root's owner,
-    mode and mtime, so once swapped in it is exactly the volume's root."""
+    volume's `_data`), named NAME (from staging_name: a restore journals
+    the names before making the dirs) or a new name. Extraction gives it the
+    archived volume root's owner, mode and mtime, so once swapped in it is
+    exactly the volume's root."""
     parent = volume_data_dir.parent
-    path = parent / f"{STAGING_PREFIX}{secrets.token_hex(8)}"
+    name = name or staging_name()
+    if not name.startswith(STAGING_PREFIX) or "/" in name:
+        raise EngineError(f"{name!r} is not a staging dir name")
+    path = parent / name
     os.mkdir(path, 0o700)
     _fsync_dir(parent)
     return path
+
+
+def staging_name() -> str:
+    """A new staging dir's name, `_restore_staging-<16 hex>`."""
+    return f"{STAGING_PREFIX}{secrets.token_hex(8)}"
 
 
 def discard_stage(staged: Path) -> None:

@@ -293,7 +293,22 @@ class RestoreResultSerializer(serializers.Serializer):
     safety_backup_id = serializers.CharField(
         allow_null=True, help_text="the backup of the state before the restore"
     )
-    duration_seconds = serializers.FloatField()
+    duration_seconds = serializers.FloatField(help_text="the whole restore, safety backup included")
+    downtime_seconds = serializers.FloatField(
+        help_text="from the first container stopped to the app started again (0: none stopped)"
+    )
+    phases = serializers.DictField(
+        child=serializers.FloatField(),
+        help_text="seconds per phase: validate_and_stage (one read, the app running), or "
+        "validate and extract (the old order), safety_backup, stop, swap, databases, start, check",
+    )
+    staged_while_running = serializers.BooleanField(
+        allow_null=True,
+        help_text="the volumes were extracted and checked before the app was stopped; false: "
+        "no room beside the live data (staged_while_running_why_not says why), the app was "
+        "stopped first",
+    )
+    staged_while_running_why_not = serializers.CharField(required=False)
     rolled_back = serializers.ListField(
         child=serializers.CharField(), required=False, help_text="failed: what was rolled back"
     )

@@ -1,44 +1,59 @@
-"""Restore services: request a restore (validated rows only) and run it."""
+"""Restore services: request a restore (validated rows only) and run it.
+
+The pieces: restore_errors (refusals), restore_archive (opening the stored
+archive), restore_rollback (could a failure give the databases back?),
+restore_safety (the safety backup), restore_notes (warnings); the engine
+does the work (engine.restore)."""
 
 from __future__ import annotations
 
 import logging
 import time
 from collections.abc import Callable
-from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
-from typing import Any, BinaryIO
+from typing import Any
 
 import docker
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
-from engine.archive.source import open_tar_source
 from engine.discovery import get_app
 from engine.docker_client import connect
 from engine.errors import AppNotFound, EngineError, Terminated, with_notes
 from engine.inventory import AppInfo
 from engine.progress import Progress, ProgressCallback
+from engine.restore import timeline as phases
 from engine.restore.orchestrate import (
     RestoreFailed,
     restore_app,
     restore_databases_from_archive,
 )
-from engine.restore.plan import OpenStream, RestorePlan, make_plan, read_backup_json
+from engine.restore.plan import make_plan, read_backup_json
+from engine.restore.staging import prepare, stage, why_not_while_running
+from engine.restore.timeline import Timeline
 from engine.restore.volume_users import containers_to_stop, refuse_foreign_users
 from snapshots.locks import Lease, acquire_app_lock, app_is_locked, release_app_lock
-from snapshots.models import AppBackupPolicy, Run, Snapshot
+from snapshots.models import Run, Snapshot
 from snapshots.recovery import hand_over
 from snapshots.run_journal import RunGuard
 from snapshots.run_reporter import run_reporter
 from snapshots.runs import claim_run, fail_run, finish_run
-from snapshots.services.encryption import (
-    EncryptionNotConfigured,
-    identities,
-    passphrase,
-    write_options,
+from snapshots.services.restore_archive import open_stream, stored_archive
+from snapshots.services.restore_errors import (
+    AppBusy,
+    NoDatabaseRollback,
+    RestoreRefused,
+    SnapshotNotFound,
 )
 from snapshots.services.restore_notes import missing_services_warning
+from snapshots.services.restore_rollback import (
+    POLICY_GAP,
+    no_rollback,
+    no_rollback_message,
+    policy_excludes_databases,
+    predicted_rollback_gap,
+    rollback_gap,
+)
 from snapshots.services.restore_safety import (
     needs_safety_backup,
     take_safety_backup,
@@ -47,25 +62,13 @@ from snapshots.services.restore_safety import (
     volumes_holding_data,
 )
 from snapshots.services.verify import verify_snapshot
-from snapshots.storage_locations import get_storage
+
+__all__ = [
+    "AppBusy", "NoDatabaseRollback", "RestoreOptions", "RestoreRefused", "SnapshotNotFound",
+    "request_restore", "roll_back_databases_from", "run_restore",
+]  # fmt: skip
 
 logger = logging.getLogger(__name__)
-
-
-class RestoreRefused(EngineError):
-    """The restore cannot start (snapshot not restorable, app busy); nothing changed."""
-
-
-class SnapshotNotFound(RestoreRefused):
-    pass
-
-
-class AppBusy(RestoreRefused):
-    pass
-
-
-class NoDatabaseRollback(RestoreRefused):
-    """The restore would change databases that a failure could not put back."""
 
 
 @dataclass(frozen=True)
@@ -76,12 +79,6 @@ class RestoreOptions:
     # Restore the databases even though the safety backup could not roll them
     # back (it holds no dump of them, or this worker cannot read it).
     accept_no_database_rollback: bool = False
-
-
-ACCEPT_HINT = (
-    "to restore anyway, without a rollback of the databases, pass "
-    "accept_no_database_rollback=true (CLI: --accept-no-database-rollback)"
-)
 
 
 def request_restore(app_id: str, backup_id: str, options: RestoreOptions) -> Run:
@@ -125,22 +122,8 @@ def _refuse_if_policy_prevents_rollback(snapshot: Snapshot, options: RestoreOpti
         and (snapshot.contents or {}).get("databases")
     ):
         return
-    if _policy_excludes_databases(snapshot.app_id):
-        raise NoDatabaseRollback(_no_rollback_message(snapshot.app_id, _POLICY_GAP))
-
-
-_POLICY_GAP = (
-    "the app's backup policy excludes databases (include_databases=false), so the safety "
-    "backup would hold no dump of them"
-)
-
-
-def _no_rollback_message(app_id: str, why: str, databases: list[str] | None = None) -> str:
-    which = f" ({', '.join(databases)})" if databases else ""
-    return (
-        f"restore of app {app_id} refused: it restores databases{which} that could not be "
-        f"rolled back if the restore failed: {why}; nothing was changed; {ACCEPT_HINT}"
-    )
+    if policy_excludes_databases(snapshot.app_id):
+        raise NoDatabaseRollback(no_rollback_message(snapshot.app_id, POLICY_GAP))
 
 
 def run_restore(run_id: str, on_progress: Callable[[Progress], None] | None = None) -> Run:
@@ -213,28 +196,20 @@ def _initial_result(run: Run) -> dict[str, Any]:
     duration_seconds are the platform UI's original shape; the names are in
     restored_volume_names and restored_databases. database_rollback: None
     when no database is restored, else whether a failure would restore the
-    databases from the safety backup (False: warnings say why not)."""
+    databases from the safety backup (False: warnings say why not).
+    downtime_seconds: from the first stop to the app started (its last
+    container's start), beside the whole duration_seconds; phases: seconds
+    per phase (engine.restore.timeline); staged_while_running: whether the
+    volumes were extracted before the stop (False: the old order, and
+    staged_while_running_why_not says why)."""
     backup_id = run.snapshot.backup_id if run.snapshot is not None else None
     return {
         "app_id": run.app_id, "snapshot_id": backup_id, "backup_id": backup_id,
         "restored_volumes": 0, "restored_volume_names": [], "database_restored": False,
         "restored_databases": [], "skipped_volumes": {}, "started_containers": [],
-        "safety_backup_id": None, "duration_seconds": 0.0,
-        "database_rollback": None, "warnings": [],
+        "safety_backup_id": None, "duration_seconds": 0.0, "downtime_seconds": 0.0,
+        "phases": {}, "staged_while_running": None, "database_rollback": None, "warnings": [],
     }  # fmt: skip
-
-
-def _open_stream(snapshot: Snapshot) -> OpenStream:
-    def open_stream() -> AbstractContextManager[BinaryIO]:
-        return open_tar_source(
-            get_storage(snapshot.storage_location), snapshot.storage_key,
-            compression=snapshot.compression,  # type: ignore[arg-type]
-            encrypted=snapshot.encrypted,
-            identities=identities() if snapshot.encrypted else (),
-            passphrase=passphrase() if snapshot.encrypted else None,
-        )  # fmt: skip
-
-    return open_stream
 
 
 def _validate(snapshot: Snapshot, progress: ProgressCallback) -> None:
@@ -245,64 +220,6 @@ def _validate(snapshot: Snapshot, progress: ProgressCallback) -> None:
     if not report["valid"]:
         reasons = "; ".join(report["errors"][:3])
         raise RestoreRefused(f"backup {snapshot.backup_id} failed validation: {reasons}")
-
-
-def _predicted_rollback_gap(app_id: str) -> str | None:
-    """Why the safety backup about to be taken could not give the databases
-    back, as far as is known before taking it (the policy and the settings)."""
-    if _policy_excludes_databases(app_id):
-        return _POLICY_GAP
-    recipients, secret = write_options(None)
-    if recipients and secret is None and not _identities_or_none():
-        return (
-            "the safety backup would be encrypted to age recipients only and this worker has "
-            "no identity to read it back (BACKUP_AGE_IDENTITY_FILE)"
-        )
-    return None
-
-
-def _policy_excludes_databases(app_id: str) -> bool:
-    return AppBackupPolicy.objects.filter(app_id=app_id, include_databases=False).exists()
-
-
-def _identities_or_none() -> list[str]:
-    try:
-        return identities()
-    except EncryptionNotConfigured:  # the file named cannot be read: no identity
-        return []
-
-
-def _rollback_gap(
-    client: docker.DockerClient, app: AppInfo, plan: RestorePlan, safety: Snapshot
-) -> str | None:
-    """Why the safety backup just taken cannot give the databases of PLAN
-    back: its backup.json is read as the rollback would read it (decryption
-    included), and it must hold a dump of every database the restore changes."""
-    try:
-        backup = read_backup_json(_open_stream(safety))
-        rollback_plan = make_plan(client, app, backup, restore_database=True)
-    except EngineError as exc:
-        return f"the safety backup {safety.backup_id} cannot be read back on this worker: {exc}"
-    missing = sorted(set(plan.databases) - set(rollback_plan.databases))
-    if missing:
-        return f"the safety backup {safety.backup_id} holds no dump of {', '.join(missing)}"
-    return None
-
-
-def _no_rollback(
-    run: Run, options: RestoreOptions, plan: RestorePlan, why: str, result: dict[str, Any]
-) -> None:
-    """Refuse (nothing touched yet), or go on when the caller accepted it,
-    saying so in the result."""
-    databases = sorted(plan.databases)
-    if not options.accept_no_database_rollback:
-        raise NoDatabaseRollback(_no_rollback_message(run.app_id, why, databases))
-    logger.warning("restore %s: no database rollback possible (accepted): %s", run.pk, why)
-    result["database_rollback"] = False
-    result["warnings"].append(
-        f"no rollback of the databases ({', '.join(databases)}) is possible: {why}; "
-        "accepted by the caller (accept_no_database_rollback)"
-    )
 
 
 def _current_app(client: docker.DockerClient, app_id: str) -> AppInfo:
@@ -321,12 +238,17 @@ def _restore(
     progress: ProgressCallback,
     lease: Lease,
 ) -> None:
+    """Check what is cheap, stage the volumes and spool the dumps in one
+    checked read while the app runs (or, without room to stage beside the
+    live data, validate first and extract after the stop), take the safety
+    backup, then stop, swap, restore the databases and start (restore_app)."""
     guard = RunGuard(run, lease)
-    _validate(snapshot, progress)
+    timeline = Timeline()
+    stored = stored_archive(snapshot)  # no key for an encrypted one: refused here
     client = connect(settings.DOCKER_HOST)
     app = _current_app(client, run.app_id)
-    open_stream = _open_stream(snapshot)
-    backup = read_backup_json(open_stream)
+    open_tar = open_stream(snapshot)
+    backup = read_backup_json(open_tar)
     plan = make_plan(client, app, backup, options.restore_database)
     if plan.raw_volumes:  # before anything is touched, the safety backup included
         refuse_foreign_users(client, app, plan.raw_volumes, [c.id for c in containers_to_stop(app)])
@@ -334,6 +256,7 @@ def _restore(
     take_safety = options.backup_before_restore and needs_safety_backup(app, holding)
     if take_safety and (uncovered := uncovered_volumes(app, holding)):
         raise RestoreRefused(uncovered_message(run.app_id, uncovered))
+    accepted = options.accept_no_database_rollback
     # Before anything is touched: could a failure give the databases back?
     if plan.databases:
         result["database_rollback"] = take_safety
@@ -342,30 +265,57 @@ def _restore(
                 "no safety backup was taken: if the restore fails, the databases "
                 f"({', '.join(sorted(plan.databases))}) cannot be rolled back"
             )
-        elif gap := _predicted_rollback_gap(run.app_id):
-            _no_rollback(run, options, plan, gap, result)
-    safety = take_safety_backup(run, progress, lease) if take_safety else None
-    result["safety_backup_id"] = safety.backup_id if safety else None
-    if (
-        safety is not None
-        and result["database_rollback"]
-        and (gap := _rollback_gap(client, app, plan, safety))
-    ):
-        _no_rollback(run, options, plan, gap, result)
-    if safety is not None:
-        # Recovery reads this to roll the databases back after a crash.
-        guard.note("safety_backup", {"backup_id": safety.backup_id})
-    rollback = None
-    if safety is not None and plan.databases:
+        elif gap := predicted_rollback_gap(run.app_id):
+            no_rollback(run, accepted, plan, gap, result)
+    staged = prepare(client, app, plan, settings.BACKUP_SPOOL_DIR / f"restore-{run.pk}")
+    handed_over = False
+    try:
+        why_not = why_not_while_running(
+            staged.data_dirs, (snapshot.contents or {}).get("volumes") or {}
+        )
+        result["staged_while_running"] = why_not is None
+        if why_not is None:
+            with timeline.phase(phases.VALIDATE_AND_STAGE):
+                stage(staged, stored, progress, guard)
+        else:
+            result["staged_while_running_why_not"] = why_not
+            result["warnings"].append(
+                f"the volumes were not staged while the app ran: {why_not}; the app was "
+                "stopped first and the archive extracted while it was down (the old order)"
+            )
+            with timeline.phase(phases.VALIDATE):
+                _validate(snapshot, progress)
+        with timeline.phase(phases.SAFETY_BACKUP):
+            safety = take_safety_backup(run, progress, lease) if take_safety else None
+        result["safety_backup_id"] = safety.backup_id if safety else None
+        if (
+            safety is not None
+            and result["database_rollback"]
+            and (gap := rollback_gap(client, app, plan, safety))
+        ):
+            no_rollback(run, accepted, plan, gap, result)
+        if safety is not None:
+            # Recovery reads this to roll the databases back after a crash.
+            guard.note("safety_backup", {"backup_id": safety.backup_id})
+        rollback = None
+        if safety is not None and plan.databases:
 
-        def rollback() -> list[str]:
-            return roll_back_databases_from(run, safety, client, app)
+            def rollback() -> list[str]:
+                return roll_back_databases_from(run, safety, client, app)
 
-    outcome = restore_app(
-        client=client, app=app, plan=plan, open_stream=open_stream, stop_app=options.stop_app,
-        spool_dir=settings.BACKUP_SPOOL_DIR / f"restore-{run.pk}", progress=progress,
-        database_rollback=rollback, guard=guard,
-    )  # fmt: skip
+        handed_over = True  # the staging dirs are restore_app's from here
+        outcome = restore_app(
+            client=client, app=app, plan=plan, open_stream=open_tar, stop_app=options.stop_app,
+            spool_dir=staged.spool_dir, progress=progress, database_rollback=rollback,
+            guard=guard, staged=staged if why_not is None else None, timeline=timeline,
+        )  # fmt: skip
+    except BaseException:
+        if not handed_over:
+            staged.discard(client)  # never raises
+        raise
+    finally:
+        result["phases"] = dict(timeline.phases)
+        result["downtime_seconds"] = timeline.downtime_seconds
     result |= {
         "restored_volumes": len(outcome.restored_volumes),
         "restored_volume_names": outcome.restored_volumes,
@@ -390,6 +340,6 @@ def roll_back_databases_from(
     client = client or connect(settings.DOCKER_HOST)
     return restore_databases_from_archive(
         client=client, app=app or _current_app(client, run.app_id),
-        open_stream=_open_stream(safety),
+        open_stream=open_stream(safety),
         spool_dir=settings.BACKUP_SPOOL_DIR / f"rollback-{run.pk}",
     )  # fmt: skip
