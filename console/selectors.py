@@ -217,22 +217,34 @@ def _schedules(row: RowFor, now: datetime) -> None:
     schedules: a due time past the grace with no completed backup since the
     period before it (the missed-backup alarm's rule, over any location)."""
     grace = timedelta(seconds=settings.BACKUP_MISSED_GRACE_SECONDS)
+    times: dict[Timing, tuple[datetime | None, datetime | None, datetime | None]] = {}
     for schedule in Schedule.objects.filter(enabled=True).order_by("app_id", "id"):
         app = row(schedule.app_id, schedule.host_id)
         try:
             timing = Timing.of(schedule)
-            upcoming = next_due(timing, now)
-            due = previous_due(timing, now)
+            if timing not in times:  # many apps share a timetable: computed once each
+                times[timing] = _when(timing, now)
         except ValueError:  # an invalid timetable cannot be saved; never break the page
             app.warnings.append(f"schedule {schedule.pk} has an invalid timetable")
             continue
+        upcoming, due, threshold = times[timing]
         if upcoming and (app.next_run_at is None or upcoming < app.next_run_at):
             app.next_run_at = upcoming
-        if due is None or due < schedule.created_at or now < due + grace:
+        if due is None or threshold is None or due < schedule.created_at or now < due + grace:
             continue
-        threshold = min(due - period_before(timing, due) + grace, due)
         if app.last_success_at is None or app.last_success_at <= threshold:
             app.warnings.append(f"schedule {schedule.pk} overdue (due {due:%Y-%m-%d %H:%M} UTC)")
+
+
+def _when(
+    timing: Timing, now: datetime
+) -> tuple[datetime | None, datetime | None, datetime | None]:
+    """TIMING's next due time, its last one, and the time after which a
+    completed backup keeps that last one from being missed."""
+    grace = timedelta(seconds=settings.BACKUP_MISSED_GRACE_SECONDS)
+    due = previous_due(timing, now)
+    threshold = min(due - period_before(timing, due) + grace, due) if due else None
+    return next_due(timing, now), due, threshold
 
 
 def _warnings(app: AppRow, now: datetime) -> list[str]:
