@@ -128,3 +128,17 @@ def test_actions_need_permissions(make_snapshot: MakeSnapshot) -> None:
     assert Snapshot.objects.filter(pk=snapshot.pk).exists()
     anonymous = Client().get("/admin/console/apps/shop/backup/")
     assert anonymous.status_code == 302 and "/admin/login/" in anonymous.url
+
+
+@pytest.mark.docker
+def test_backup_now_of_an_app_not_on_this_host_is_refused_clearly(
+    admin_client: Client, docker_client
+) -> None:
+    answer = admin_client.post(
+        "/admin/console/apps/nosuchapp-console/backup/",
+        {"backup_type": "full", "storage_location": "local"},
+    )
+    page = answer.content.decode()
+    assert answer.status_code == 200 and "errornote" in page
+    assert "no app &#x27;nosuchapp-console&#x27; on this Docker host" in page
+    assert not Run.objects.exists() and not Snapshot.objects.exists()
