@@ -13,7 +13,8 @@ Django here: the worker's logging set-up imports it before Django is ready."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+import re
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 
@@ -47,6 +48,26 @@ def pop_run(run_id: object) -> None:
     nested = any("run_id" in binding for binding in stack[:-1])
     if stack and nested and stack[-1].get("run_id") == str(run_id):
         _stack.set(stack[:-1])
+
+
+# Ids from a URL are bound only when they have an id's shape: a path is the
+# client's text, and a newline in it would forge a line of the plain log.
+_URL_IDS = {
+    "app_id": re.compile(r"[a-z0-9][a-z0-9_-]{0,127}"),
+    "task_id": re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"),
+}
+
+
+def bind_request_ids(url_kwargs: Mapping[str, object]) -> None:
+    """An API request's app id and task id (from its URL) for the rest of
+    the request; the web's middleware drops them when it ends."""
+    ids = {
+        name: value
+        for name, pattern in _URL_IDS.items()
+        if isinstance(value := url_kwargs.get(name), str) and pattern.fullmatch(value)
+    }
+    if ids:
+        push(**ids)
 
 
 def start(**ids: object) -> None:

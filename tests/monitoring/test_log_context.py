@@ -137,3 +137,31 @@ def test_metrics_and_log_settings_are_parsed_strictly(tmp_path: Path) -> None:
         )  # fmt: skip
         assert result.returncode != 0 and message in result.stderr, result.stderr[-500:]
         assert "s3cret" not in result.stderr
+
+
+@pytest.mark.django_db
+def test_api_requests_log_the_app_and_task_ids_of_their_url(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Lines logged while an API request runs carry its URL's ids, when they
+    have an id's shape (a newline in a path never reaches the log context)."""
+    from rest_framework.test import APIClient
+
+    from snapshots import selectors
+    from snapshots.services.api_keys import create_api_key
+
+    seen: list[dict[str, str]] = []
+
+    def looked_up(*args: object, **kwargs: object) -> None:
+        seen.append(log_context.current())  # what a line logged here would carry
+        raise selectors.NotFound("no such thing")
+
+    monkeypatch.setattr(selectors, "get_run", looked_up)
+    monkeypatch.setattr(selectors, "get_app_summary", looked_up)
+    client = APIClient()
+    client.credentials(HTTP_X_API_KEY=create_api_key("logs", scope="read")[1])
+    task = "5b0b8f1e-7d4c-4a55-9d4b-9b0b7a0e0a11"
+    assert client.get(f"/api/v1/backup/tasks/{task}").status_code == 404
+    assert client.get("/api/v1/backup/apps/wordpress_1").status_code == 404
+    assert client.get("/api/v1/backup/apps/evil%0Aapp=x").status_code == 404
+    assert seen == [{"task_id": task}, {"app_id": "wordpress_1"}, {}]

@@ -12,6 +12,7 @@ from rest_framework.response import Response
 from rest_framework.serializers import Serializer
 from rest_framework.views import APIView
 
+from monitoring.log_context import bind_request_ids
 from snapshots.api.authentication import ApiKeyAuthentication, HasApiKey
 from snapshots.api.envelope import EnvelopeRenderer, JsonOnly, reply
 from snapshots.api.exceptions import envelope_exception_handler
@@ -37,6 +38,7 @@ class ApiView(APIView):
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)  # authentication first: 401 before 400
+        bind_request_ids(kwargs)
         self.query = self._parse_query(request)
 
     def _parse_query(self, request: Request) -> dict[str, Any]:
