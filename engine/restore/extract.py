@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from engine.archive.layout import VOLUMES_DIR
-from engine.archive.manifest import Manifest
+from engine.archive.manifest import Manifest, ManifestEntry
 from engine.archive.read_ahead import Source
 from engine.archive.tar_reader import Member, TarReader
 from engine.errors import ArchiveError, EngineError
@@ -40,6 +40,7 @@ from engine.restore.checks import (
     Placement,
     Seen,
     compare_manifest,
+    read_manifest,
     split_name,
 )
 from engine.restore.file_hashes import FileHashes
@@ -61,7 +62,7 @@ class VolumeStats:
 @dataclass
 class ExtractReport:
     backup: dict[str, Any]  # backup.json
-    manifest: Manifest
+    manifest: Manifest  # its head: the entries are compared as they are read, not kept
     volumes: dict[str, VolumeStats]
     spooled: dict[str, Path] = field(default_factory=dict)  # member name -> file in spool_dir
     skipped_members: int = 0  # read past: volumes not asked for, or no spool_dir
@@ -122,7 +123,8 @@ class _Extractor:
         self.spool: Tree | None = None
         self.seen: dict[str, Seen] = {}
         self.backup: dict[str, Any] | None = None
-        self.manifest: Manifest | None = None
+        self.manifest: Manifest | None = None  # its entries are in self.entries
+        self.entries: list[dict[str, Any]] = []  # manifest.json's, as JSON objects
         self.stats = {volume: VolumeStats() for volume in targets}
         self.report_spooled: dict[str, Path] = {}
         self.skipped = 0
@@ -198,7 +200,7 @@ class _Extractor:
             raise ArchiveError(f"archive truncated inside {name}")
         if spot.area == "manifest":
             try:
-                self.manifest = Manifest.from_bytes(raw)
+                self.manifest, self.entries = read_manifest(raw)
             except (ValueError, KeyError, TypeError, AttributeError) as exc:
                 raise ArchiveError(f"{name} is unreadable: {exc!r}") from exc
             return
@@ -267,7 +269,7 @@ class _Extractor:
         digests = self.hasher.finish()
         if self.manifest is None or self.backup is None:
             raise ArchiveError("manifest.json is missing (archive truncated?)")
-        errors, mtimes = compare_manifest(self.manifest, self.seen, digests)
+        errors, mtimes = compare_manifest(self.entries, self.seen, digests)
         errors += self.checks.empty_volumes()  # restore's words, verify's too
         if errors:
             more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
@@ -295,10 +297,12 @@ class _Extractor:
     def _fix_files(self, mtimes: dict[str, int]) -> None:
         """Where the manifest knows better than the tar header: exact mtimes,
         and files that had zero runs but no holes get their blocks back."""
-        by_path = {entry.path: entry for entry in self.manifest.entries}  # type: ignore[union-attr]
-        fill = {name for name in self.holey if not by_path[name].sparse}
+        if not mtimes and not self.holey:
+            return
+        by_path = {entry["path"]: entry for entry in self.entries}
+        fill = {name for name in self.holey if not by_path[name].get("sparse")}
         for name in sorted(fill | mtimes.keys()):
-            parts, entry = name.split("/"), by_path[name]
+            parts, entry = name.split("/"), ManifestEntry(**by_path[name])
             if parts[0] != VOLUMES_DIR or len(parts) < 3 or parts[1] not in self.trees:
                 continue
             if entry.type in ("dir", "hardlink"):
