@@ -308,7 +308,9 @@ class RestoreResultSerializer(serializers.Serializer):
         "no room beside the live data (staged_while_running_why_not says why), the app was "
         "stopped first",
     )
-    staged_while_running_why_not = serializers.CharField(required=False)
+    staged_while_running_why_not = serializers.CharField(
+        allow_null=True, help_text="why the volumes could not be staged while the app ran"
+    )
     rolled_back = serializers.ListField(
         child=serializers.CharField(), required=False, help_text="failed: what was rolled back"
     )

@@ -28,7 +28,7 @@ from engine.restore.orchestrate import (
     restore_app,
     restore_databases_from_archive,
 )
-from engine.restore.plan import make_plan, read_backup_json
+from engine.restore.plan import make_plan
 from engine.restore.staging import prepare, stage, why_not_while_running
 from engine.restore.timeline import Timeline
 from engine.restore.volume_users import containers_to_stop, refuse_foreign_users
@@ -38,7 +38,7 @@ from snapshots.recovery import hand_over
 from snapshots.run_journal import RunGuard
 from snapshots.run_reporter import run_reporter
 from snapshots.runs import claim_run, fail_run, finish_run
-from snapshots.services.restore_archive import open_stream, stored_archive
+from snapshots.services.restore_archive import first_member, open_stream, stored_archive
 from snapshots.services.restore_errors import (
     AppBusy,
     NoDatabaseRollback,
@@ -208,7 +208,8 @@ def _initial_result(run: Run) -> dict[str, Any]:
         "restored_volumes": 0, "restored_volume_names": [], "database_restored": False,
         "restored_databases": [], "skipped_volumes": {}, "started_containers": [],
         "safety_backup_id": None, "duration_seconds": 0.0, "downtime_seconds": 0.0,
-        "phases": {}, "staged_while_running": None, "database_rollback": None, "warnings": [],
+        "phases": {}, "staged_while_running": None, "staged_while_running_why_not": None,
+        "database_rollback": None, "warnings": [],
     }  # fmt: skip
 
 
@@ -245,10 +246,10 @@ def _restore(
     guard = RunGuard(run, lease)
     timeline = Timeline()
     stored = stored_archive(snapshot)  # no key for an encrypted one: refused here
+    open_tar = open_stream(snapshot)
+    backup = first_member(snapshot, open_tar)
     client = connect(settings.DOCKER_HOST)
     app = _current_app(client, run.app_id)
-    open_tar = open_stream(snapshot)
-    backup = read_backup_json(open_tar)
     plan = make_plan(client, app, backup, options.restore_database)
     if plan.raw_volumes:  # before anything is touched, the safety backup included
         refuse_foreign_users(client, app, plan.raw_volumes, [c.id for c in containers_to_stop(app)])

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from engine.archive.source import open_tar_source
-from engine.errors import ObjectNotFound
+from engine.errors import ArchiveError, EngineError, ObjectNotFound, brief
 from engine.hashing import parse_sidecar
-from engine.restore.plan import OpenStream
-from engine.restore.staging import StoredArchive
+from engine.restore.plan import OpenStream, read_backup_json
+from engine.restore.staging import ArchiveRefused, StoredArchive
 from engine.restore.stream import StoredPass
 from snapshots.models import Snapshot
 from snapshots.services.encryption import EncryptionNotConfigured, identities, passphrase
@@ -70,3 +70,19 @@ def stored_archive(snapshot: Snapshot) -> StoredArchive:
         backup_id=snapshot.backup_id, open=open_pass, sha256=snapshot.sha256, sidecar=sidecar,
         tar_bytes=(snapshot.contents or {}).get("total_bytes"),
     )  # fmt: skip
+
+
+def first_member(snapshot: Snapshot, open_tar: OpenStream) -> dict[str, Any]:
+    """backup.json, read before anything else: an archive that cannot even
+    give it is refused as the staging pass would refuse it."""
+    try:
+        return read_backup_json(open_tar)
+    except ArchiveError as exc:
+        raise ArchiveRefused(f"backup {snapshot.backup_id} failed validation: {exc}") from exc
+    except EngineError:
+        raise
+    except Exception as exc:  # zstd and gzip raise their own types on corrupt data
+        raise ArchiveRefused(
+            f"backup {snapshot.backup_id} failed validation: archive cannot be decompressed: "
+            f"{brief(exc)}"
+        ) from exc
