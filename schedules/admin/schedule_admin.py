@@ -53,9 +53,14 @@ class ScheduleForm(forms.ModelForm):
         model = Schedule
         fields = FORM_FIELDS
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["action"].required = False  # left out: a backup schedule, as before
+
     def clean(self) -> dict[str, Any]:
         data = super().clean()
         values = {name: data.get(name) for name in FORM_FIELDS if name in data}
+        values["action"] = values.get("action") or Schedule.Action.BACKUP
         for name in ("cron_expression", "consistency", "name"):
             values[name] = values.get(name) or ""
         urls = [line.strip() for line in (data.get("new_targets") or "").splitlines()]

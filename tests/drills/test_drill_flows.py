@@ -8,6 +8,7 @@ import os
 import signal
 import time
 from datetime import timedelta
+from io import StringIO
 from pathlib import Path
 from typing import Any
 
@@ -267,3 +268,6 @@ def test_a_schedule_can_be_made_a_drill_schedule_through_the_api(wordpress: Comp
     assert Schedule.objects.get(pk=created["id"]).action == Schedule.Action.DRILL
     refused = api.post(f"{API}/schedules", body | {"action": "restore"}, format="json")
     assert refused.status_code == 400 and "action" in refused.json()["data"]
+    call_command("schedule", "create", wordpress.project, "--frequency", "daily",
+                 "--schedule-action", "drill", stdout=StringIO())  # fmt: skip
+    assert Schedule.objects.filter(action=Schedule.Action.DRILL).count() == 2

@@ -24,7 +24,7 @@ INT_OPTIONS = (
 )  # fmt: skip
 TEXT_OPTIONS = (
     "name", "frequency", "time", "timezone", "cron_expression", "backup_type",
-    "storage_location", "consistency", "action",
+    "storage_location", "consistency",
 )  # fmt: skip
 
 
@@ -35,6 +35,9 @@ def _add_schedule_options(parser: CommandParser) -> None:
         parser.add_argument(f"--{name.replace('_', '-')}", dest=name, type=int)
     parser.add_argument("--cron", dest="cron_expression", help="five fields, quoted")
     parser.add_argument("--disabled", dest="enabled", action="store_false", default=None)
+    # dest "action" is the subcommand's: the schedule's action is schedule_action.
+    parser.add_argument("--schedule-action", dest="schedule_action", choices=["backup", "drill"],
+                        help="drill: a restore drill of the app's latest snapshot")  # fmt: skip
     parser.add_argument("--encrypt", choices=["yes", "no", "default"])
     parser.add_argument("--notify-on-success", choices=["yes", "no"])
     parser.add_argument("--target", dest="targets", action="append",
@@ -45,6 +48,8 @@ def _values(options: dict[str, Any]) -> dict[str, Any]:
     values = {n: options[n] for n in (*TEXT_OPTIONS, *INT_OPTIONS) if options.get(n) is not None}
     if options.get("enabled") is not None:
         values["enabled"] = options["enabled"]
+    if options.get("schedule_action"):
+        values["action"] = options["schedule_action"]
     if options.get("encrypt"):
         values["encrypt"] = {"yes": True, "no": False, "default": None}[options["encrypt"]]
     if options.get("notify_on_success"):
