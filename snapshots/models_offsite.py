@@ -53,13 +53,13 @@ class OffsiteCopy(models.Model):
 
 
 class UploadPart(models.Model):
-    """One part the server acknowledged (number, size, MD5, ETag)."""
+    """One part the server acknowledged (number, size, checksum, ETag)."""
 
     copy = models.ForeignKey(OffsiteCopy, on_delete=models.CASCADE, related_name="parts")
     upload_id = models.CharField(max_length=1024)
     number = models.PositiveIntegerField()
     size = models.BigIntegerField()
-    md5 = models.CharField(max_length=32)  # hex; sent as Content-MD5, checked by the server
+    checksum = models.CharField(max_length=64)  # as sent: "md5:<hex>" or "crc32:<base64>"
     etag = models.CharField(max_length=128)
     acknowledged_at = models.DateTimeField(auto_now=True)
 

@@ -52,10 +52,10 @@ class DjangoPartLedger:
             started=copy.upload_started or 0.0,
         )  # fmt: skip
 
-    def record(self, upload_id: str, part_number: int, size: int, md5: str, etag: str) -> None:
+    def record(self, upload_id: str, part_number: int, size: int, checksum: str, etag: str) -> None:
         UploadPart.objects.update_or_create(
             copy_id=self.copy_id, number=part_number,
-            defaults={"upload_id": upload_id, "size": size, "md5": md5, "etag": etag},
+            defaults={"upload_id": upload_id, "size": size, "checksum": checksum, "etag": etag},
         )  # fmt: skip
         self.recorded_parts += 1
         done = UploadPart.objects.filter(copy_id=self.copy_id, upload_id=upload_id).aggregate(
@@ -65,7 +65,7 @@ class DjangoPartLedger:
 
     def parts(self, upload_id: str) -> dict[int, PartRecord]:
         rows = UploadPart.objects.filter(copy_id=self.copy_id, upload_id=upload_id)
-        return {row.number: PartRecord(row.number, row.size, row.md5, row.etag) for row in rows}
+        return {r.number: PartRecord(r.number, r.size, r.checksum, r.etag) for r in rows}
 
     def forget(self, upload_id: str) -> None:
         with transaction.atomic():

@@ -37,7 +37,7 @@ class UploadState:
 class PartRecord:
     part_number: int
     size: int
-    md5: str  # hex, of the part's bytes (sent as Content-MD5)
+    checksum: str  # as sent: "md5:<hex>" or "crc32:<base64>" (storage.s3_parts)
     etag: str
 
 
@@ -46,7 +46,9 @@ class PartLedger(Protocol):
 
     def pending(self, key: str) -> UploadState | None: ...
 
-    def record(self, upload_id: str, part_number: int, size: int, md5: str, etag: str) -> None: ...
+    def record(
+        self, upload_id: str, part_number: int, size: int, checksum: str, etag: str
+    ) -> None: ...
 
     def parts(self, upload_id: str) -> dict[int, PartRecord]: ...
 
@@ -69,10 +71,10 @@ class MemoryLedger:
             found = [s for s in self._uploads.values() if s.key == key]
         return max(found, key=lambda s: s.started) if found else None
 
-    def record(self, upload_id: str, part_number: int, size: int, md5: str, etag: str) -> None:
+    def record(self, upload_id: str, part_number: int, size: int, checksum: str, etag: str) -> None:
         with self._lock:
             self._parts.setdefault(upload_id, {})[part_number] = PartRecord(
-                part_number, size, md5, etag
+                part_number, size, checksum, etag
             )
 
     def parts(self, upload_id: str) -> dict[int, PartRecord]:
@@ -105,8 +107,8 @@ class JsonFileLedger(MemoryLedger):
         super().start(state)
         self._save()
 
-    def record(self, upload_id: str, part_number: int, size: int, md5: str, etag: str) -> None:
-        super().record(upload_id, part_number, size, md5, etag)
+    def record(self, upload_id: str, part_number: int, size: int, checksum: str, etag: str) -> None:
+        super().record(upload_id, part_number, size, checksum, etag)
         self._save()
 
     def forget(self, upload_id: str) -> None:

@@ -3,7 +3,7 @@ when the policy says so) to S3.
 
 Parts are read from the file at their offsets, so any part can be sent again
 by any process. Each acknowledged part is recorded in the ledger (number,
-size, MD5, ETag) at once; a later run with the same ledger, key and file
+size, checksum, ETag) at once; a later run with the same ledger, key and file
 resumes the multipart upload: it asks the server which parts it holds
 (ListParts) and, where the server cannot say (s3rver), trusts the ledger.
 The object's SHA-256 goes in its metadata and is checked after completion."""
@@ -23,14 +23,24 @@ from typing import TYPE_CHECKING, Any
 from engine.errors import ChecksumMismatch, StorageError
 from storage.base import ObjectInfo
 from storage.keys import partial_key, validate_key
+from storage.retry import backoff_delay
 from storage.s3_config import (
     MARKER_REFRESH_SECONDS,
     error_code,
+    is_transient,
     is_unsupported,
     part_size_for,
 )
 from storage.s3_ledger import PartLedger, PartRecord, UploadState
-from storage.s3_parts import PartSender, SentPart
+from storage.s3_metadata import SHA256_METADATA
+from storage.s3_parts import (
+    PartSender,
+    SentPart,
+    completed_part,
+    part_checksum,
+    upload_checksum,
+    uses_crc32,
+)
 
 if TYPE_CHECKING:
     from storage.s3 import Progress, S3Storage
@@ -145,7 +155,8 @@ def _start(storage: S3Storage, key: str, size: int, part_size: int, digest: str)
         key,
         "create_multipart_upload",
         Key=storage.object_key(key),
-        Metadata={"sha256": digest},
+        Metadata={SHA256_METADATA: digest},
+        **upload_checksum(storage.config),
     )
     upload_id = str(response["UploadId"])
     marker = partial_key(key)
@@ -164,6 +175,12 @@ def _acknowledged(
     """The parts of STATE's upload the server holds and that match the file;
     None when the upload no longer exists."""
     recorded = ledger.parts(state.upload_id)
+    kind = "crc32:" if uses_crc32(storage.config) else "md5:"
+    if any(not record.checksum.startswith(kind) for record in recorded.values()):
+        # The location's checksum setting changed since: the upload was
+        # created for the other kind (CompleteMultipartUpload would refuse).
+        log.info("%s: %s was started with other part checksums", storage.config.where, state.key)
+        return None
     listed = _list_parts(storage, state)
     if listed is _GONE:
         return None
@@ -181,10 +198,10 @@ def _acknowledged(
         # ETag of an unencrypted part is its MD5, so check it against the file.
         offset, length = _part_range(state, number)
         data = _read_part(path, offset, length)
-        md5 = hashlib.md5(data, usedforsecurity=False).hexdigest()
-        if md5 == etag.strip('"'):
-            good[number] = PartRecord(number, length, md5, etag)
-            ledger.record(state.upload_id, number, length, md5, etag)
+        if hashlib.md5(data, usedforsecurity=False).hexdigest() == etag.strip('"'):
+            checksum = part_checksum(storage.config, data)[0]
+            good[number] = PartRecord(number, length, checksum, etag)
+            ledger.record(state.upload_id, number, length, checksum, etag)
     return good
 
 
@@ -245,9 +262,13 @@ def _send_missing(
 
     def note(acknowledged: list[SentPart]) -> None:
         for sent in acknowledged:
-            done[sent.part_number] = PartRecord(sent.part_number, sent.size, sent.md5, sent.etag)
+            done[sent.part_number] = PartRecord(
+                sent.part_number, sent.size, sent.checksum, sent.etag
+            )
             if ledger is not None:
-                ledger.record(state.upload_id, sent.part_number, sent.size, sent.md5, sent.etag)
+                ledger.record(
+                    state.upload_id, sent.part_number, sent.size, sent.checksum, sent.etag
+                )
         if acknowledged:
             report(sum(p.size for p in done.values()))
 
@@ -278,24 +299,33 @@ def _send_missing(
 def _complete(
     storage: S3Storage, state: UploadState, done: dict[int, PartRecord], ledger: PartLedger | None
 ) -> ObjectInfo:
-    parts = [{"PartNumber": n, "ETag": p.etag} for n, p in sorted(done.items())]
-    try:
-        storage.client.complete_multipart_upload(
-            Bucket=storage.config.bucket,
-            Key=storage.object_key(state.key),
-            UploadId=state.upload_id,
-            MultipartUpload={"Parts": parts},
-        )
-    except Exception as exc:
-        # Some servers answer a vanished upload with a 500 (moto): ask ListParts.
-        if error_code(exc) in _GONE_CODES or _list_parts(storage, state) is _GONE:
-            # Cannot resume any more: abort, so no orphaned parts stay behind.
-            _abandon(storage, ledger, state)
-            raise StorageError(
-                f"{storage.config.where}: the multipart upload of {state.key} can no longer "
-                f"be completed ({error_code(exc)}); it was aborted, upload again"
-            ) from exc
-        raise storage.error(exc, f"completing {state.key}", state.key) from exc
+    parts = [completed_part(n, p.etag, p.checksum) for n, p in sorted(done.items())]
+    attempts = storage.config.part_attempts
+    for attempt in range(attempts):
+        try:
+            storage.client.complete_multipart_upload(
+                Bucket=storage.config.bucket,
+                Key=storage.object_key(state.key),
+                UploadId=state.upload_id,
+                MultipartUpload={"Parts": parts},
+            )
+            break
+        except Exception as exc:
+            # Some servers answer a vanished upload with a 500 (moto): ask ListParts.
+            if error_code(exc) in _GONE_CODES or _list_parts(storage, state) is _GONE:
+                # Cannot resume any more: abort, so no orphaned parts stay behind.
+                _abandon(storage, ledger, state)
+                raise StorageError(
+                    f"{storage.config.where}: the multipart upload of {state.key} can no "
+                    f"longer be completed ({error_code(exc)}); it was aborted, upload again"
+                ) from exc
+            if not is_transient(exc) or attempt == attempts - 1:
+                raise storage.error(exc, f"completing {state.key}", state.key) from exc
+            # A 500 with the upload still there (s3rver, right after a
+            # killed writer's part): AWS's advice is to try again.
+            log.warning("%s: completing %s: %s, retrying", storage.config.where, state.key,
+                        error_code(exc) or type(exc).__name__)  # fmt: skip
+            time.sleep(backoff_delay(attempt))
     if ledger is not None:
         ledger.forget(state.upload_id)
     storage.drop_upload(state.marker, state.key, None)

@@ -21,7 +21,7 @@ from engine.errors import ChecksumMismatch, StorageError
 from storage.base import ObjectInfo
 from storage.s3_config import DEFAULT_PART_SIZE, MARKER_REFRESH_SECONDS, error_code
 from storage.s3_metadata import SHA256_METADATA, set_sha256
-from storage.s3_parts import PartSender, SentPart
+from storage.s3_parts import PartSender, SentPart, completed_part, upload_checksum
 
 if TYPE_CHECKING:
     from storage.s3 import S3Storage
@@ -43,7 +43,7 @@ class S3Writer:
         self._size = 0
         self._upload_id: str | None = None
         self._sender: PartSender | None = None
-        self._etags: dict[int, str] = {}
+        self._parts: dict[int, SentPart] = {}
         self._next_part = 1
         self._state = "open"  # -> "committed" | "aborted"
         self._info: ObjectInfo | None = None
@@ -75,6 +75,7 @@ class S3Writer:
                 self._key,
                 "create_multipart_upload",
                 Key=self._object_key,
+                **upload_checksum(storage.config),
             )
             self._upload_id = str(response["UploadId"])
             storage.put_marker(self._marker, self._key, self._upload_id)
@@ -98,7 +99,7 @@ class S3Writer:
 
     def _note(self, acknowledged: list[SentPart]) -> None:
         for sent in acknowledged:
-            self._etags[sent.part_number] = sent.etag
+            self._parts[sent.part_number] = sent
 
     def _fail(self, exc: Exception, doing: str) -> StorageError:
         if isinstance(exc, StorageError):
@@ -162,7 +163,7 @@ class S3Writer:
             self._note(self._sender.drain())
         except Exception as exc:
             raise self._fail(exc, f"uploading {self._key}") from exc
-        parts = [{"PartNumber": n, "ETag": e} for n, e in sorted(self._etags.items())]
+        parts = [completed_part(n, p.etag, p.checksum) for n, p in sorted(self._parts.items())]
         try:
             self._storage.client.complete_multipart_upload(
                 Bucket=self._storage.config.bucket,

@@ -39,8 +39,8 @@ def test_snapshot_page_and_list_show_offsite_copies(
     copy = OffsiteCopy.objects.get(snapshot=busy)
     ledger = DjangoPartLedger(copy.pk)
     ledger.start(UploadState(copy.key, "up-7", 12 * MIB, 5 * MIB, busy.sha256, "m", 1.0))
-    ledger.record("up-7", 1, 5 * MIB, "a" * 32, '"e1"')
-    ledger.record("up-7", 2, 5 * MIB, "b" * 32, '"e2"')
+    ledger.record("up-7", 1, 5 * MIB, "md5:" + "a" * 32, '"e1"')
+    ledger.record("up-7", 2, 5 * MIB, "md5:" + "b" * 32, '"e2"')
 
     failed = stored_snapshot(os.urandom(1000), location="local+s3", app_id="wiki")
     request_upload(failed)

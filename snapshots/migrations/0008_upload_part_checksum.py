@@ -1,5 +1,5 @@
-"""An upload part's recorded checksum is the MD5 sent as Content-MD5 (and
-checked by the server), not a second digest of the part: one hash per part."""
+"""An upload part's recorded checksum is the one sent with it (Content-MD5
+or CRC32, storage.s3_parts), not a second digest of the part: one hash per part."""
 
 from django.db import migrations, models
 
@@ -15,8 +15,8 @@ class Migration(migrations.Migration):
         migrations.RemoveField(model_name="uploadpart", name="sha256"),
         migrations.AddField(
             model_name="uploadpart",
-            name="md5",
-            field=models.CharField(default="", max_length=32),
+            name="checksum",
+            field=models.CharField(default="", max_length=64),
             preserve_default=False,
         ),
     ]

@@ -31,8 +31,9 @@ def stream(storage: S3Storage, data: bytes, key: str = KEY) -> None:
             sink.write(data[offset : offset + MIB])
 
 
-def test_a_streamed_multipart_write_carries_its_sha256(s3_server: S3Server) -> None:
-    storage = s3_storage_on(s3_server)
+@pytest.mark.parametrize("checksums", ["when_required", "when_supported"])
+def test_a_streamed_multipart_write_carries_its_sha256(s3_server: S3Server, checksums: str) -> None:
+    storage = s3_storage_on(s3_server, request_checksum_calculation=checksums)
     data = os.urandom(SIZE)
     digest = hashlib.sha256(data).hexdigest()
     stream(storage, data)

@@ -4,7 +4,10 @@ resuming after a network failure sends only the parts not acknowledged."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import math
+import zlib
 from pathlib import Path
 
 import pytest
@@ -71,11 +74,12 @@ def test_upload_file_in_parts_records_each_part_and_checks_the_sha256(
     seen_parts: list[int] = []
 
     class WatchingLedger(MemoryLedger):
-        def record(self, upload_id: str, number: int, size: int, md5: str, etag: str) -> None:
-            super().record(upload_id, number, size, md5, etag)
+        def record(self, upload_id: str, number: int, size: int, checksum: str, etag: str) -> None:
+            super().record(upload_id, number, size, checksum, etag)
             seen_parts.append(number)
             assert size == (TEST_PART_SIZE if number < 4 else SIZE - 3 * TEST_PART_SIZE)
-            assert len(md5) == 32 and etag.strip('"') == md5  # moto, s3rver: ETag = MD5
+            # Content-MD5 by default; moto's and s3rver's ETag is the part's MD5.
+            assert checksum == f"md5:{etag.strip(chr(34))}" and len(checksum) == 36
 
     reports: list[tuple[int, int]] = []
     ledger = WatchingLedger()
@@ -123,8 +127,9 @@ def test_a_raising_progress_callback_does_not_break_the_upload(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("checksums", ["when_required", "when_supported"])
 def test_resume_after_a_network_failure_sends_only_missing_parts(
-    s3_server: S3Server, tmp_path: Path
+    s3_server: S3Server, tmp_path: Path, checksums: str
 ) -> None:
     source = tmp_path / "archive"
     digest = random_file(source, SIZE)
@@ -136,6 +141,7 @@ def test_resume_after_a_network_failure_sends_only_missing_parts(
             concurrency=1,
             max_attempts=1,
             part_attempts=2,
+            request_checksum_calculation=checksums,
         )
         # Part 3 fails on every attempt: the network is down for longer than
         # the retries last.
@@ -155,6 +161,22 @@ def test_resume_after_a_network_failure_sends_only_missing_parts(
 
     assert sorted(resent) == [3, 4]
     assert JsonFileLedger(tmp_path / "ledger.json").pending(KEY) is None
+    # Each part carried one checksum: CRC32 where the location takes flexible
+    # checksums (as aws s3 cp sends), else Content-MD5.
+    data = source.read_bytes()
+    for request in proxy.requests:
+        if request.method != "PUT" or "partNumber=" not in request.target:
+            continue
+        number = int(request.target.split("partNumber=")[1].split("&")[0])
+        part = data[(number - 1) * TEST_PART_SIZE : number * TEST_PART_SIZE]
+        if checksums == "when_supported":
+            crc = base64.b64encode(zlib.crc32(part).to_bytes(4, "big")).decode()
+            assert request.headers["x-amz-checksum-crc32"] == crc
+            assert "content-md5" not in request.headers
+        else:
+            md5 = base64.b64encode(hashlib.md5(part, usedforsecurity=False).digest()).decode()
+            assert request.headers["content-md5"] == md5
+            assert "x-amz-checksum-crc32" not in request.headers
 
 
 def test_a_different_file_for_the_key_starts_over(s3_server: S3Server, tmp_path: Path) -> None:
@@ -169,7 +191,7 @@ def test_a_different_file_for_the_key_starts_over(s3_server: S3Server, tmp_path:
 
     state = _start(storage, KEY, SIZE, TEST_PART_SIZE, "f" * 64)
     ledger.start(state)
-    ledger.record(state.upload_id, 1, TEST_PART_SIZE, "a" * 64, '"bogus"')
+    ledger.record(state.upload_id, 1, TEST_PART_SIZE, "md5:" + "a" * 32, '"bogus"')
 
     storage.upload_file(source, KEY, ledger=ledger)
     assert stored_sha256(storage, KEY) == digest
@@ -199,7 +221,7 @@ def test_moto_resume_trusts_the_server_over_the_ledger(s3_moto: S3Server, tmp_pa
             PartNumber=number,
             Body=data[(number - 1) * TEST_PART_SIZE : number * TEST_PART_SIZE],
         )
-    ledger.record(state.upload_id, 3, TEST_PART_SIZE, "b" * 64, '"not-on-the-server"')
+    ledger.record(state.upload_id, 3, TEST_PART_SIZE, "md5:" + "b" * 32, '"not-on-the-server"')
 
     with FaultProxy(s3_moto.port) as proxy:
         storage.client = s3_storage_on(s3_moto, endpoint_url=proxy.endpoint_url).client
@@ -218,7 +240,7 @@ def test_an_upload_gone_from_the_server_starts_over(s3_moto: S3Server, tmp_path:
     state = _start(storage, KEY, SIZE, TEST_PART_SIZE, digest)
     ledger = MemoryLedger()
     ledger.start(state)
-    ledger.record(state.upload_id, 1, TEST_PART_SIZE, "c" * 64, '"x"')
+    ledger.record(state.upload_id, 1, TEST_PART_SIZE, "md5:" + "c" * 32, '"x"')
     storage.abort_multipart(KEY, state.upload_id)  # e.g. a lifecycle rule removed it
 
     storage.upload_file(source, KEY, ledger=ledger)
@@ -240,8 +262,8 @@ def test_an_upload_that_cannot_complete_is_aborted_and_says_so(
     digest = random_file(source, SIZE)
 
     class VanishingLedger(MemoryLedger):
-        def record(self, upload_id: str, number: int, size: int, md5: str, etag: str) -> None:
-            super().record(upload_id, number, size, md5, etag)
+        def record(self, upload_id: str, number: int, size: int, checksum: str, etag: str) -> None:
+            super().record(upload_id, number, size, checksum, etag)
             if len(self.parts(upload_id)) == 4:
                 storage.client.abort_multipart_upload(
                     Bucket=storage.config.bucket, Key=KEY, UploadId=upload_id
@@ -258,5 +280,5 @@ def test_an_upload_that_cannot_complete_is_aborted_and_says_so(
 
 
 def test_part_record_fields() -> None:
-    record = PartRecord(part_number=2, size=5, md5="e" * 32, etag='"t"')
+    record = PartRecord(part_number=2, size=5, checksum="md5:" + "e" * 32, etag='"t"')
     assert (record.part_number, record.size, record.etag) == (2, 5, '"t"')
