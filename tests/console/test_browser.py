@@ -10,6 +10,7 @@ app as it was. Screenshots go to var/test-artifacts/console/."""
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,26 @@ def browser_page() -> Iterator[Any]:
             yield page
         finally:
             browser.close()
+    _wait_for_server_connections_to_close()
+
+
+def _wait_for_server_connections_to_close(timeout: float = 5) -> None:
+    """The live server's threads keep database connections of their own
+    (its session-scoped thread closes its one only when the session ends,
+    after pytest-django tried to drop the test database). Give them TIMEOUT
+    to close, then end what is left: sessions on this run's own test
+    database, which nothing uses once the browser is closed."""
+    from django.db import connection
+
+    others = "FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+    deadline = time.monotonic() + timeout
+    with connection.cursor() as cursor:
+        while time.monotonic() < deadline:
+            cursor.execute(f"SELECT count(*) {others}")
+            if cursor.fetchone()[0] == 0:
+                return
+            time.sleep(0.2)
+        cursor.execute(f"SELECT pg_terminate_backend(pid) {others}")
 
 
 def shot(page: Any, name: str) -> Path:
@@ -70,9 +91,11 @@ def write_marker(stack: Any, text: str) -> None:
     assert result.exit_code == 0, result.output
 
 
+# The database first: the session's live server then stops (closing its
+# connection) before the test database is dropped.
 def test_console_backup_restore_and_a_failure_in_a_real_browser(
-    browser_page: Any, live_server: Any, celery_worker: Any, celery_queue: str,
-    wordpress: Any, settings: Any,
+    transactional_db: None, celery_worker: Any, celery_queue: str, live_server: Any,
+    browser_page: Any, wordpress: Any, settings: Any,
 ) -> None:  # fmt: skip
     from django.contrib.auth.models import User
 
