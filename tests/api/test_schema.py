@@ -17,9 +17,9 @@ pytestmark = pytest.mark.django_db
 def api_routes() -> set[str]:
     """'/api/v1/backup/snapshots/{backup_id}' for every route of the API."""
     routes = set()
-    # Two includes share the prefix: schedules' routes, then snapshots' (with its catch-all).
+    # Three includes share the prefix: schedules', drills', then snapshots' (with its catch-all).
     includes = [p for p in get_resolver().url_patterns if str(p.pattern) == "api/v1/backup/"]
-    assert len(includes) == 2
+    assert len(includes) == 3
     for pattern in (route for include in includes for route in include.url_patterns):
         assert isinstance(pattern, URLPattern)
         if pattern.name == "no-such-endpoint":
@@ -36,7 +36,7 @@ def test_schema_validates_without_warnings(tmp_path) -> None:
     schema = yaml.safe_load(out.read_text())
     missing = api_routes() - set(schema["paths"])
     assert not missing, f"endpoints missing from the schema: {missing}"
-    assert len(api_routes()) == 16
+    assert len(api_routes()) == 18
     assert schema["components"]["securitySchemes"]["ApiKey"] == {
         "type": "apiKey", "in": "header", "name": "X-API-Key",
     }  # fmt: skip
