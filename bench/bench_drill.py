@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import docker
 
 from bench.bench_dumps import MB, ROW_BYTES, fill_mariadb, fill_postgres
+from engine.drill.deadline import Deadline
 from engine.drill.run import drill_databases
 from engine.dumps import DumpFile, dump_database
 from engine.dumps.row_counts import count_pg_custom_rows, count_sql_rows
@@ -99,7 +100,7 @@ def bench(label: str, client: docker.DockerClient, db: DatabaseInfo, spool: Path
     started = time.perf_counter()
     results = drill_databases(client, f"bench-{secrets.token_hex(4)}", entries, files,
                               lambda _c, _g: (image, "bench"),
-                              deadline=time.monotonic() + 3600)  # fmt: skip
+                              deadline=Deadline(3600))  # fmt: skip
     drill_seconds = time.perf_counter() - started
     assert all(r.ok for r in results), [r.reason for r in results]
     anchor = by_hand(image, db.engine, main)

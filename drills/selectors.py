@@ -63,6 +63,46 @@ def last_app_drill(app_id: str) -> dict[str, Any] | None:
     return summary(_finished().filter(app_id=app_id).first())
 
 
+def latest_snapshot(app_id: str) -> Any:
+    """The snapshot a drill "of the app" takes: its newest completed one that
+    is not a safety backup taken before a restore (that is the state a
+    restore replaced, not the app's backup line); None when there is none.
+
+    It is also "the tip of the app's chain" the issue speaks of, for now
+    only: incremental backups are refused (snapshots/api/serializers.py), so
+    every snapshot is a full one and a chain is one snapshot long. When
+    incrementals come, the tip must be chosen here along the parent links,
+    and a drill of it must restore the chain from its full snapshot."""
+    from snapshots.models import Snapshot
+
+    return (
+        Snapshot.objects.filter(app_id=app_id, status=Snapshot.Status.COMPLETED)
+        .exclude(purpose=Snapshot.Purpose.PRE_RESTORE)
+        .order_by("-created_at")
+        .first()
+    )
+
+
+def no_snapshot_to_drill(app_id: str) -> str:
+    return f"app {app_id} has no completed snapshot to drill"
+
+
+def get_latest_snapshot(app_id: str) -> Any:
+    """latest_snapshot(APP_ID), or NotFound (the API's 404) saying why."""
+    from engine.discovery import validate_app_id
+    from engine.errors import AppNotFound
+    from snapshots.selectors import NotFound
+
+    try:
+        validate_app_id(app_id)
+    except AppNotFound as exc:
+        raise NotFound(str(exc)) from None
+    snapshot = latest_snapshot(app_id)
+    if snapshot is None:
+        raise NotFound(no_snapshot_to_drill(app_id))
+    return snapshot
+
+
 def list_drills(snapshot_id: str | None = None, app_id: str | None = None) -> QuerySet[Drill]:
     drills = Drill.objects.all()
     if snapshot_id:

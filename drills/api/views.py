@@ -1,4 +1,5 @@
-"""POST snapshots/<backup_id>/drill (202, a task) and GET drills."""
+"""POST snapshots/<backup_id>/drill and apps/<app_id>/drill (202, a task),
+GET drills."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ from rest_framework.response import Response
 
 from drills import selectors
 from drills.api.serializers import DrillListQuery, DrillListSerializer
+from drills.models import Drill
 from drills.services.requests import start_drill
 from snapshots import selectors as snapshot_selectors
 from snapshots.api.envelope import reply
-from snapshots.api.schema import BACKUP_ID_PARAMETER, envelope, responses
+from snapshots.api.schema import APP_ID_PARAMETER, BACKUP_ID_PARAMETER, envelope, responses
 from snapshots.api.serializers import TaskAcceptedSerializer
 from snapshots.api.views.base import ApiView, accepted
 from snapshots.models import Run
@@ -35,9 +37,33 @@ class SnapshotDrillView(ApiView):
         ),
     )
     def post(self, request: Request, backup_id: str) -> Response:
-        drill = start_drill(snapshot_selectors.get_snapshot(backup_id))
-        run = Run.objects.select_related("snapshot").get(pk=drill.pk)
-        return accepted(run, "restore drill queued")
+        return _queued(start_drill(snapshot_selectors.get_snapshot(backup_id)))
+
+
+class AppDrillView(ApiView):
+    required_scope = "operate"
+
+    @extend_schema(
+        tags=["apps"],
+        operation_id="apps_drill",
+        summary="Restore-drill an app's latest snapshot",
+        description="The drill of snapshots/<id>/drill, of the app's newest completed snapshot "
+        "(safety backups taken before a restore are not counted). That is also the tip of the "
+        "app's chain: only full snapshots exist for now. 404 when the app has no completed "
+        "snapshot. The accepted task names the snapshot it drills (backup_id).",
+        parameters=[APP_ID_PARAMETER],
+        request=None,
+        responses=responses(
+            {202: envelope("AppDrillAcceptedEnvelope", TaskAcceptedSerializer())}, 404, 409, 503
+        ),
+    )
+    def post(self, request: Request, app_id: str) -> Response:
+        return _queued(start_drill(selectors.get_latest_snapshot(app_id)))
+
+
+def _queued(drill: Drill) -> Response:
+    run = Run.objects.select_related("snapshot").get(pk=drill.pk)
+    return accepted(run, f"restore drill of {drill.backup_id} queued")
 
 
 class DrillListView(ApiView):

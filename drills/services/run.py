@@ -28,7 +28,8 @@ from drills.services.notify import drill_failed
 from drills.services.scheduled import settle_drill_firing
 from engine.docker_client import connect
 from engine.drill.archive import extract_dumps
-from engine.drill.run import DatabaseResult, DrillTimeout, drill_databases
+from engine.drill.deadline import Deadline, DrillTimeout
+from engine.drill.run import DatabaseResult, drill_databases
 from engine.errors import EngineError, Terminated
 from engine.priority import lower_priority
 from engine.progress import Progress
@@ -75,8 +76,8 @@ def run_drill(drill_id: str, on_progress: Callable[[Progress], None] | None = No
     except Terminated as exc:
         _end(run, started, (Drill.Outcome.FAILED, str(exc), [], {}))
         raise
-    except SoftTimeLimitExceeded:
-        outcome = (Drill.Outcome.FAILED, "the drill's time limit was reached", [], {})
+    except SoftTimeLimitExceeded:  # the task's backstop: the drill's own limit came first
+        outcome = (Drill.Outcome.FAILED, "the drill's task time limit was reached", [], {})
     except (EngineError, docker.errors.DockerException) as exc:
         outcome = (Drill.Outcome.FAILED, str(exc), [], {})
     except Exception as exc:
@@ -112,22 +113,24 @@ def _drill(run: Run, started: float, progress: Callable[[Progress], None]) -> Ou
     snapshot = run.snapshot
     if snapshot is None:
         return Drill.Outcome.FAILED, "the snapshot was deleted", [], {}
-    deadline = started + conf.time_limit_seconds()
+    deadline = Deadline(conf.time_limit_seconds(), started)
+    verify: dict[str, Any] = {}
     client = connect(settings.DOCKER_HOST)
     try:
         room = _room(client, snapshot)
         if room:
             return Drill.Outcome.SKIPPED, room, [], {}
-        report = verify_snapshot(snapshot, deep=True, progress=progress)
+        report = verify_snapshot(
+            snapshot, deep=True, progress=deadline.guard(progress, "during the deep verify")
+        )
         verify = {k: report[k] for k in ("valid", "checksum_match", "sidecar_match", "errors")}
         if not report["valid"]:
             errors = "; ".join(report["errors"][:5])
             return Drill.Outcome.FAILED, f"deep verify failed: {errors}", [], verify
-        if time.monotonic() > deadline:
-            raise DrillTimeout("the drill's time limit was reached after the deep verify")
+        deadline.check("after the deep verify")
         results = _restore_and_check(client, run, snapshot, deadline, progress)
     except DrillTimeout as exc:
-        return Drill.Outcome.FAILED, str(exc), [], {}
+        return Drill.Outcome.FAILED, str(exc), [], verify
     finally:
         client.close()
     return (*_judge(results), [r.to_json() for r in results], verify)
@@ -137,7 +140,7 @@ def _restore_and_check(
     client: docker.DockerClient,
     run: Run,
     snapshot: Snapshot,
-    deadline: float,
+    deadline: Deadline,
     progress: Callable[[Progress], None],
 ) -> list[DatabaseResult]:
     where = spool_dir(run.pk)
@@ -149,6 +152,7 @@ def _restore_and_check(
             compression=snapshot.compression,  # type: ignore[arg-type]
             encrypted=snapshot.encrypted, identities=identities() if snapshot.encrypted else [],
             passphrase=secret,
+            progress=deadline.guard(progress, "during the extraction of the dumps"),
         )  # fmt: skip
         entries = list(archive.backup.get("databases", []))
         recorded = {c.get("name"): c.get("image") for c in archive.backup.get("containers", [])}

@@ -6,10 +6,10 @@ from __future__ import annotations
 from django.utils import timezone
 
 from drills.models import Drill
+from drills.selectors import latest_snapshot, no_snapshot_to_drill
 from drills.services.requests import start_drill
 from engine.errors import EngineError
 from schedules.models import Schedule, ScheduleFiring
-from snapshots.models import Snapshot
 
 _FIRING_STATE = {
     Drill.Outcome.PASSED: ScheduleFiring.State.COMPLETED,
@@ -19,16 +19,11 @@ _FIRING_STATE = {
 
 
 def start_scheduled_drill(firing: ScheduleFiring, schedule: Schedule) -> ScheduleFiring:
-    snapshot = (
-        Snapshot.objects.filter(app_id=schedule.app_id, status=Snapshot.Status.COMPLETED)
-        .exclude(purpose=Snapshot.Purpose.PRE_RESTORE)
-        .order_by("-created_at")
-        .first()
-    )
+    snapshot = latest_snapshot(schedule.app_id)
     firing.started_at = timezone.now()
     if snapshot is None:
         firing.state, firing.finished_at = ScheduleFiring.State.SKIPPED, timezone.now()
-        firing.error = f"app {schedule.app_id} has no completed snapshot to drill"
+        firing.error = no_snapshot_to_drill(schedule.app_id)
         firing.save(update_fields=["state", "error", "started_at", "finished_at"])
         return firing
     try:

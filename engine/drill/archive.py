@@ -11,6 +11,7 @@ from engine.age import AgeReader
 from engine.archive.reader import ArchiveReport, scan_archive
 from engine.compression import Compression, open_decompressor
 from engine.errors import ArchiveError
+from engine.progress import ProgressCallback, no_progress
 from engine.secret import Secret
 from storage.base import Storage
 
@@ -24,13 +25,15 @@ def extract_dumps(
     encrypted: bool,
     identities: Sequence[str] = (),
     passphrase: Secret | None = None,
+    progress: ProgressCallback = no_progress,
 ) -> ArchiveReport:
     """The archive's report, its dumps copied into DUMP_DIR (report.dump_files).
-    Raises ArchiveError when the archive cannot be read."""
+    Raises ArchiveError when the archive cannot be read. PROGRESS is called
+    on this thread every half second of reading (a deadline's guard raises there)."""
     with storage.open(key) as raw:
         source = AgeReader(raw, identities=identities, passphrase=passphrase) if encrypted else raw
         try:
-            return scan_archive(open_decompressor(source, compression), dump_dir=dump_dir)
+            return scan_archive(open_decompressor(source, compression), progress, dump_dir)
         except ArchiveError:
             raise
         except Exception as exc:  # zstd/gzip raise their own types on corrupt data

@@ -17,7 +17,8 @@ from typing import Any
 import docker
 
 from engine.drill import checks
-from engine.drill.sandbox import Limits, sandbox
+from engine.drill.deadline import Deadline, DrillTimeout
+from engine.drill.sandbox import Limits, remove_labelled, sandbox
 from engine.dumps import DumpFile, restore_database, wait_until_ready
 from engine.errors import EngineError
 from engine.progress import Progress, ProgressCallback, no_progress
@@ -26,9 +27,7 @@ ImageFor = Callable[[str, list[dict[str, Any]]], tuple[str | None, str]]
 DEFAULT_LIMITS = Limits()
 MAX_MISMATCHES = 50  # per database, in the result
 
-
-class DrillTimeout(EngineError):
-    pass
+__all__ = ["DatabaseResult", "DrillTimeout", "compare_counts", "drill_databases"]
 
 
 @dataclass
@@ -74,13 +73,14 @@ def drill_databases(
     dump_files: dict[str, Path],
     image_for: ImageFor,
     *,
-    deadline: float,
+    deadline: Deadline,
     limits: Limits = DEFAULT_LIMITS,
     progress: ProgressCallback = no_progress,
 ) -> list[DatabaseResult]:
     """ENTRIES: backup.json's database entries; DUMP_FILES: archive name ->
     extracted file. IMAGE_FOR(container, entries) gives the image id to use
-    and where it came from, or (None, why not). DEADLINE: time.monotonic()."""
+    and where it came from, or (None, why not). Past DEADLINE, the running
+    step is stopped (its sandbox removed) and DrillTimeout raised."""
     by_container: dict[str, list[dict[str, Any]]] = {}
     for entry in entries:
         by_container.setdefault(entry["container"], []).append(entry)
@@ -100,13 +100,6 @@ def drill_databases(
     return results
 
 
-def _remaining(deadline: float, what: str) -> float:
-    left = deadline - time.monotonic()
-    if left <= 0:
-        raise DrillTimeout(f"the drill's time limit was reached before {what}")
-    return left
-
-
 def _drill_container(
     client: docker.DockerClient,
     drill_id: str,
@@ -114,8 +107,38 @@ def _drill_container(
     engine: str,
     image: str,
     dumps: list[DumpFile],
-    deadline: float,
+    deadline: Deadline,
     limits: Limits,
+) -> list[DatabaseResult]:
+    container = dumps[0].container
+    deadline.check(f"before the sandbox of {container} was started")
+    steps: list[str] = []  # the steps begun, the last one is what the limit interrupts
+    # Past the limit the sandbox goes (the exec this thread waits on ends
+    # with it): whatever error the step then raises, the time limit is the reason.
+    with deadline.watchdog(lambda: remove_labelled(client, drill_id)) as fired:
+        try:
+            results = _in_sandbox(client, drill_id, index, engine, image, dumps, deadline,
+                                  limits, steps)  # fmt: skip
+        except Exception:
+            if not fired.is_set():
+                raise
+    if fired.is_set():
+        step = steps[-1] if steps else "the start of the sandbox"
+        raise deadline.reached(f"during {step} in the sandbox of {container} (the sandbox "
+                               "was removed)")  # fmt: skip
+    return results
+
+
+def _in_sandbox(
+    client: docker.DockerClient,
+    drill_id: str,
+    index: int,
+    engine: str,
+    image: str,
+    dumps: list[DumpFile],
+    deadline: Deadline,
+    limits: Limits,
+    steps: list[str],
 ) -> list[DatabaseResult]:
     started = time.monotonic()
     container = dumps[0].container
@@ -129,21 +152,20 @@ def _drill_container(
 
     try:
         with sandbox(client, drill_id, index, engine, image, limits) as db:  # type: ignore[arg-type]
+            steps.append("the start of its server")
             try:
-                wait_until_ready(client, db, timeout=min(300.0, _remaining(deadline, "start")))
+                wait_until_ready(client, db, timeout=min(300.0, max(1.0, deadline.left())))
             except EngineError as exc:
                 return every(False, f"the server did not start: {exc}")
-            _remaining(deadline, "the restore")
+            steps.append("the restore of its dumps")
             try:
                 restore_database(client, db, dumps)
             except EngineError as exc:
                 return every(False, f"the dump did not restore: {exc}")
-            _remaining(deadline, "the checks")
+            steps.append("the checks of the restored databases")
             present = (checks.postgres_databases if engine == "postgres"
                        else checks.mysql_databases)(client, db)  # fmt: skip
             return [_check(client, db, d, present, image, started) for d in databases]
-    except DrillTimeout:
-        raise
     except EngineError as exc:
         return every(False, str(exc))
 

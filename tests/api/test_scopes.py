@@ -59,6 +59,7 @@ EXPECTED = {
     ("schedules-api:notifications", "get"): "read",
     # Restore drills (issue 17).
     ("drills-api:drill", "post"): "operate",
+    ("drills-api:app-drill", "post"): "operate",
     ("drills-api:drills", "get"): "read",
 }
 

@@ -31,9 +31,10 @@ from tests.stacks import ComposeStack
 pytestmark = [pytest.mark.slow, pytest.mark.docker, pytest.mark.django_db(transaction=True)]
 
 
-def _drill(backup_id: str) -> Drill:
+def _drill(backup_id: str, *args: str) -> Drill:
+    """`backup drill BACKUP_ID`, or `backup drill ARGS` (e.g. --app) when given."""
     with contextlib.suppress(CommandError):  # the drill row says why; the tests look at it
-        call_command("backup", "drill", backup_id)
+        call_command("backup", "drill", *(args or [backup_id]))
     return Drill.objects.filter(backup_id=backup_id).latest("created_at")
 
 
@@ -73,7 +74,7 @@ def test_a_good_postgres_snapshot_passes_with_the_sources_row_counts(
     snapshot = backup_now(odoo.project)
     before = container_states(docker_client, odoo)
 
-    drill = _drill(snapshot.backup_id)
+    drill = _drill(snapshot.backup_id, "--app", odoo.project)  # the app's latest snapshot
 
     assert drill.outcome == Drill.Outcome.PASSED, drill.reason
     result = _by_database(drill)["postgres"]

@@ -148,7 +148,9 @@ class Command(BaseCommand):
         listing.add_argument("--json", action="store_true")
         sub.add_parser("cleanup", help="fail runs of dead workers, remove half-written files")
         drill = sub.add_parser("drill", help="restore its databases into throwaway containers")
-        drill.add_argument("backup_id")
+        which = drill.add_mutually_exclusive_group(required=True)
+        which.add_argument("backup_id", nargs="?")
+        which.add_argument("--app", metavar="APP_ID", help="drill the app's latest snapshot")
 
     def handle(self, *args: Any, **options: Any) -> None:
         action = options["action"]
@@ -277,7 +279,7 @@ class Command(BaseCommand):
 
         bar = ProgressBar(sys.stderr)
         try:
-            drill_command(options["backup_id"], self.stdout, bar)
+            drill_command(options["backup_id"], self.stdout, bar, app_id=options["app"])
         finally:
             bar.done()
 
