@@ -161,6 +161,16 @@ BACKUP_NICE = env.int("BACKUP_NICE", 10, minimum=0)
 BACKUP_IO_CLASS = env.str("BACKUP_IO_CLASS", "best-effort")
 if BACKUP_IO_CLASS not in ("best-effort", "idle", "none"):
     raise ImproperlyConfigured("BACKUP_IO_CLASS must be best-effort, idle or none")
+# Restore drills (drills/conf.py): the whole drill's time limit, and the free
+# disk a drill wants first (dumps x factor + a margin) or it is skipped.
+BACKUP_DRILL_TIME_LIMIT_SECONDS = env.int("BACKUP_DRILL_TIME_LIMIT_SECONDS", 3600, minimum=1)
+BACKUP_DRILL_MIN_FREE_BYTES = env.int("BACKUP_DRILL_MIN_FREE_BYTES", 512 << 20, minimum=0)
+try:
+    BACKUP_DRILL_DISK_FACTOR = float(env.str("BACKUP_DRILL_DISK_FACTOR", "3"))
+except ValueError:
+    BACKUP_DRILL_DISK_FACTOR = -1.0
+if not BACKUP_DRILL_DISK_FACTOR >= 1:
+    raise ImproperlyConfigured("BACKUP_DRILL_DISK_FACTOR must be a number, at least 1")
 # A run holds its app's lease for this long and renews it every quarter of
 # it; a run (or lease) not renewed for this long by the database's clock
 # belonged to a dead worker, and its host's recovery finishes or undoes it.

@@ -1,5 +1,5 @@
-"""The drills' settings, with safe defaults (environment variables through
-backup_project.settings where an operator sets them)."""
+"""The drills' settings (environment variables of the same names, read in
+backup_project.settings), with the same defaults for settings without them."""
 
 from __future__ import annotations
 

@@ -213,8 +213,12 @@ def _judge(results: list[DatabaseResult]) -> tuple[str, str]:
         return Drill.Outcome.PASSED, "no database dump in this snapshot: the deep verify passed"
     failed = [r for r in results if not r.ok]
     if failed:
-        reasons = "; ".join(f"{r.container}/{r.database}: {r.reason}" for r in failed[:5])
-        return Drill.Outcome.FAILED, reasons
+        # Which database, where, and what: the operator's first line (API,
+        # admin, CLI, notification); the rest is in the per-database figures.
+        reasons = "; ".join(f"database {r.database} ({r.engine}, container {r.container}): "
+                            f"{r.reason}" for r in failed[:5])  # fmt: skip
+        more = f" (and {len(failed) - 5} more databases)" if len(failed) > 5 else ""
+        return Drill.Outcome.FAILED, reasons + more
     if all(r.skipped for r in results):
         return Drill.Outcome.SKIPPED, "; ".join(sorted({r.reason for r in results}))
     notes = sorted({r.reason for r in results if r.reason})

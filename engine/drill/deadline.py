@@ -6,9 +6,9 @@ Two ways in, because the steps are of two kinds:
   process and reports progress every half second: `guard()` wraps that
   callback so it raises DrillTimeout once the limit has passed;
 - restoring a dump and counting rows run inside the sandbox container,
-  where this process only waits on Docker: `watchdog()` removes the
-  sandbox when the limit passes, which ends the exec this process waits
-  on; the step then fails, and the caller reports the time limit instead.
+  where this process only waits on Docker: `watchdog()` kills the sandbox
+  when the limit passes, which ends the exec this process waits on; the
+  step then fails, and the caller reports the time limit instead.
 
 DrillTimeout is a BaseException, like engine.errors.Terminated: the steps'
 own `except Exception` (a deep verify reports a corrupt archive as a

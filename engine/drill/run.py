@@ -18,7 +18,7 @@ import docker
 
 from engine.drill import checks
 from engine.drill.deadline import Deadline, DrillTimeout
-from engine.drill.sandbox import Limits, remove_labelled, sandbox
+from engine.drill.sandbox import Limits, kill_labelled, sandbox
 from engine.dumps import DumpFile, restore_database, wait_until_ready
 from engine.errors import EngineError
 from engine.progress import Progress, ProgressCallback, no_progress
@@ -26,6 +26,15 @@ from engine.progress import Progress, ProgressCallback, no_progress
 ImageFor = Callable[[str, list[dict[str, Any]]], tuple[str | None, str]]
 DEFAULT_LIMITS = Limits()
 MAX_MISMATCHES = 50  # per database, in the result
+DRILLED_ENGINES = ("mysql", "mariadb", "postgres")
+# MongoDB dumps and restores exist (engine/dumps/mongo.py), but no MongoDB
+# server image can run where this was built (no registry), so a sandbox
+# restore and its counts could never be tested: skipped, saying so.
+NOT_DRILLED = {
+    "mongo": "drills of MongoDB databases are not supported yet (the sandbox restore could "
+    "not be tested without a MongoDB server image); the deep verify checked the dump's "
+    "structure only",
+}
 
 __all__ = ["DatabaseResult", "DrillTimeout", "compare_counts", "drill_databases"]
 
@@ -57,12 +66,13 @@ def compare_counts(recorded: dict[str, int], restored: dict[str, int]) -> list[s
     for table in sorted(recorded):
         if table not in restored:
             problems.append(f"table {table}: missing after the restore "
-                            f"({recorded[table]} rows at backup time)")  # fmt: skip
+                            f"(expected {recorded[table]} rows)")  # fmt: skip
         elif restored[table] != recorded[table]:
-            problems.append(f"table {table}: {restored[table]} rows restored, "
-                            f"{recorded[table]} at backup time")  # fmt: skip
-    problems += [f"table {t}: restored but not in the dump's count" for t in sorted(restored)
-                 if t not in recorded]  # fmt: skip
+            problems.append(f"table {table}: expected {recorded[table]} rows (counted "
+                            f"when the dump was made), found {restored[table]} after the "
+                            "restore")  # fmt: skip
+    problems += [f"table {t}: found after the restore ({restored[t]} rows) but not in the "
+                 "dump's count" for t in sorted(restored) if t not in recorded]  # fmt: skip
     return problems
 
 
@@ -88,10 +98,14 @@ def drill_databases(
     for index, (container, group) in enumerate(sorted(by_container.items())):
         engine = group[0]["engine"]
         image, source = image_for(container, group)
-        if image is None or engine not in ("mysql", "mariadb", "postgres"):
-            why = source if image is None else f"drills of {engine} are not supported yet"
-            results += [DatabaseResult(container, engine, e.get("database"), ok=True, skipped=True,
-                                       reason=why) for e in group if e.get("database")]  # fmt: skip
+        if image is None or engine not in DRILLED_ENGINES:
+            why = source if image is None else NOT_DRILLED.get(
+                engine, f"drills of {engine} databases are not supported yet")  # fmt: skip
+            # One result per database; a whole-server dump (MongoDB's) is one
+            # result of its own, so a snapshot of only that is not "passed".
+            named = [e.get("database") for e in group if e.get("database")] or [None]
+            results += [DatabaseResult(container, engine, name, ok=True, skipped=True,
+                                       reason=why) for name in named]  # fmt: skip
             continue
         dumps = [DumpFile.from_json(e, dump_files[e["archive_name"]]) for e in group]
         progress(Progress("drilling", index, len(by_container), container))
@@ -113,9 +127,10 @@ def _drill_container(
     container = dumps[0].container
     deadline.check(f"before the sandbox of {container} was started")
     steps: list[str] = []  # the steps begun, the last one is what the limit interrupts
-    # Past the limit the sandbox goes (the exec this thread waits on ends
-    # with it): whatever error the step then raises, the time limit is the reason.
-    with deadline.watchdog(lambda: remove_labelled(client, drill_id)) as fired:
+    # Past the limit the sandbox is killed (the exec this thread waits on ends
+    # with it), then removed on the way out as always: whatever error the
+    # step then raises, the time limit is the reason.
+    with deadline.watchdog(lambda: kill_labelled(client, drill_id)) as fired:
         try:
             results = _in_sandbox(client, drill_id, index, engine, image, dumps, deadline,
                                   limits, steps)  # fmt: skip
@@ -125,7 +140,7 @@ def _drill_container(
     if fired.is_set():
         step = steps[-1] if steps else "the start of the sandbox"
         raise deadline.reached(f"during {step} in the sandbox of {container} (the sandbox "
-                               "was removed)")  # fmt: skip
+                               "was stopped and removed)")  # fmt: skip
     return results
 
 
@@ -205,6 +220,6 @@ def _check(
                 result.ok = not problems
                 if problems:
                     more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-                    result.reason = f"{database}: {problems[0]}{more}"
+                    result.reason = f"{problems[0]}{more}"
     result.seconds = round(time.monotonic() - started, 3)
     return result

@@ -141,6 +141,22 @@ def remove_labelled(client: docker.DockerClient, drill_id: str | None = None) ->
     return removed
 
 
+def kill_labelled(client: docker.DockerClient, drill_id: str) -> None:
+    """Kill the running containers of DRILL_ID (the exec a drill waits on ends
+    with them); their removal is left to the sandbox's own exit, so two
+    removals never race. Never raises."""
+    try:
+        found = client.containers.list(filters={"label": f"{LABEL}={drill_id}"})
+    except docker.errors.APIError as exc:
+        logger.warning("cannot list drill containers: %s", exc)
+        return
+    for container in found:
+        try:
+            container.kill()
+        except docker.errors.APIError as exc:  # gone or stopped already: nothing to stop
+            logger.info("drill container %s not killed: %s", container.name, exc)
+
+
 def labelled_drills(client: docker.DockerClient) -> dict[str, float]:
     """The drill ids that have something labelled on this host, each with
     the age in seconds of its oldest object (0 when Docker does not say)."""

@@ -7,11 +7,13 @@ import hashlib
 import io
 import json
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
 
 import docker
 import zstandard
 
+from snapshots.models import Snapshot
 from tests.stacks import ComposeStack
 
 # Values that a naive row counter would get wrong: quotes, the row separator,
@@ -72,8 +74,9 @@ def container_states(client: docker.DockerClient, stack: ComposeStack) -> dict[s
     return states
 
 
-def drill_objects(client: docker.DockerClient) -> list[str]:
-    selector = {"label": "backup-drill"}
+def drill_objects(client: docker.DockerClient, drill_id: str | None = None) -> list[str]:
+    """What is labelled backup-drill (=DRILL_ID when given) on the host."""
+    selector = {"label": "backup-drill" if drill_id is None else f"backup-drill={drill_id}"}
     return [
         *(f"container {c.name}" for c in client.containers.list(all=True, filters=selector)),
         *(f"volume {v.name}" for v in client.volumes.list(filters=selector)),
@@ -83,10 +86,36 @@ def drill_objects(client: docker.DockerClient) -> list[str]:
 
 def drop_rows_in_archive(archive: Path, table: str, keep: int) -> None:
     """Rewrite ARCHIVE (tar.zst, not encrypted) so that the SQL dump keeps
-    only KEEP rows of TABLE's INSERT, then make every checksum agree again:
-    the dump's entry in backup.json (size, sha256; its row_counts stay as
-    recorded), manifest.json, the file's sidecar. The result passes deep
-    verify and the dump's structural check; only a restore can tell."""
+    only KEEP rows of TABLE's INSERT (see edit_dumps_in_archive). The result
+    passes deep verify and the dump's structural check; only a restore can tell."""
+    marker = b"INSERT INTO `" + table.encode()
+
+    def edit(data: bytes) -> bytes | None:
+        return _keep_rows(data, table, keep) if marker in data else None
+
+    edit_dumps_in_archive(archive, edit)
+
+
+def sleep_in_dump(archive: Path, seconds: int) -> None:
+    """Rewrite ARCHIVE so that restoring its SQL dump first sleeps SECONDS
+    (a statement of the dump like any other: the dump stays structurally
+    valid, its row counts unchanged): a restore that lasts as long as wanted."""
+
+    def edit(data: bytes) -> bytes | None:
+        at = data.find(b"\nCREATE TABLE `")
+        if at < 0:
+            return None
+        return data[: at + 1] + f"SELECT SLEEP({seconds});\n".encode() + data[at + 1 :]
+
+    edit_dumps_in_archive(archive, edit)
+
+
+def edit_dumps_in_archive(archive: Path, edit: Callable[[bytes], bytes | None]) -> None:
+    """Rewrite ARCHIVE (tar.zst, not encrypted): each database dump member
+    becomes EDIT(its bytes) (None: unchanged), then every checksum is made
+    to agree again: the dump's entry in backup.json (size, sha256; its
+    row_counts stay as recorded) and manifest.json (the stored file's own
+    checksum: restamp)."""
     raw = zstandard.ZstdDecompressor().stream_reader(archive.open("rb")).read()
     members: list[tuple[tarfile.TarInfo, bytes | None]] = []
     with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as tar:
@@ -95,14 +124,12 @@ def drop_rows_in_archive(archive: Path, table: str, keep: int) -> None:
             members.append((info, data))
     changed: dict[str, bytes] = {}
     for info, data in members:
-        if (
-            info.name.startswith("databases/")
-            and data
-            and b"INSERT INTO `" + table.encode() in data
-        ):
-            changed[info.name] = _keep_rows(data, table, keep)
+        if info.name.startswith("databases/") and data:
+            new = edit(data)
+            if new is not None:
+                changed[info.name] = new
 
-    assert changed, f"no INSERT of {table} found"
+    assert changed, "no dump of the archive was edited"
     backup = json.loads(next(d for i, d in members if i.name == "backup.json"))
     for entry in backup["databases"]:
         if entry["archive_name"] in changed:
@@ -120,6 +147,14 @@ def drop_rows_in_archive(archive: Path, table: str, keep: int) -> None:
                 info.size = len(data)
             tar.addfile(info, io.BytesIO(data) if data is not None else None)
     archive.write_bytes(zstandard.ZstdCompressor().compress(out.getvalue()))
+
+
+def restamp(snapshot: Snapshot, archive: Path) -> None:
+    """SNAPSHOT's recorded SHA-256 and size, and ARCHIVE's sidecar, made to
+    match the rewritten ARCHIVE: it passes deep verify again."""
+    digest = hashlib.sha256(archive.read_bytes()).hexdigest()
+    Snapshot.objects.filter(pk=snapshot.pk).update(sha256=digest, size_bytes=archive.stat().st_size)
+    Path(f"{archive}.sha256").write_text(f"{digest}  {archive.name}\n")
 
 
 def _keep_rows(data: bytes, table: str, keep: int) -> bytes:

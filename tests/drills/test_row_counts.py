@@ -36,7 +36,7 @@ def test_one_row_per_line_mariadb_layout(tmp_path: Path) -> None:
 
 def test_count_differences_name_each_table() -> None:
     assert compare_counts({"a": 3, "b": 1, "c": 0}, {"a": 2, "c": 0, "d": 5}) == [
-        "table a: 2 rows restored, 3 at backup time",
-        "table b: missing after the restore (1 rows at backup time)",
-        "table d: restored but not in the dump's count",
+        "table a: expected 3 rows (counted when the dump was made), found 2 after the restore",
+        "table b: missing after the restore (expected 1 rows)",
+        "table d: found after the restore (5 rows) but not in the dump's count",
     ]
