@@ -17,7 +17,7 @@ dumps it with engine.dumps.dump_database, then for each engine prints:
 Deep verify and the archive pass that extracts the dumps are measured by
 bench_backup/bench_restore; they are not repeated here.
 
-    .venv/bin/python bench/bench_drill.py [--size-mb 100]
+    .venv/bin/python bench/bench_drill.py [--size-mb 100] [--cpu-shares 256]
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ import docker
 from bench.bench_dumps import MB, ROW_BYTES, fill_mariadb, fill_postgres
 from engine.drill.deadline import Deadline
 from engine.drill.run import drill_databases
+from engine.drill.sandbox import Limits
 from engine.dumps import DumpFile, dump_database
 from engine.dumps.row_counts import count_pg_custom_rows, count_sql_rows
 from engine.inventory import ContainerInfo, DatabaseCredentials, DatabaseInfo
@@ -82,7 +83,9 @@ def by_hand(image: str, engine: str, dump: DumpFile) -> float:
     return time.perf_counter() - started
 
 
-def bench(label: str, client: docker.DockerClient, db: DatabaseInfo, spool: Path) -> None:
+def bench(
+    label: str, client: docker.DockerClient, db: DatabaseInfo, spool: Path, limits: Limits
+) -> None:
     started = time.perf_counter()
     dumps = dump_database(client, db, spool)
     dump_seconds = time.perf_counter() - started
@@ -100,11 +103,12 @@ def bench(label: str, client: docker.DockerClient, db: DatabaseInfo, spool: Path
     started = time.perf_counter()
     results = drill_databases(client, f"bench-{secrets.token_hex(4)}", entries, files,
                               lambda _c, _g: (image, "bench"),
-                              deadline=Deadline(3600))  # fmt: skip
+                              deadline=Deadline(3600), limits=limits)  # fmt: skip
     drill_seconds = time.perf_counter() - started
     assert all(r.ok for r in results), [r.reason for r in results]
     anchor = by_hand(image, db.engine, main)
-    print(f"{label}: drill {drill_seconds:.1f} s (start, restore, counts of every table); "
+    print(f"{label}: drill {drill_seconds:.1f} s (start, restore, counts of every table; "
+          f"sandbox cpu shares {limits.cpu_shares}); "
           f"by hand (docker run + restore, no checks) {anchor:.1f} s; "
           f"ratio {anchor / drill_seconds:.2f}")  # fmt: skip
 
@@ -112,7 +116,13 @@ def bench(label: str, client: docker.DockerClient, db: DatabaseInfo, spool: Path
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size-mb", type=int, default=100)
+    parser.add_argument(
+        "--cpu-shares", type=int, default=Limits().cpu_shares,
+        help="the sandbox's CPU weight (the drill's own: 256; the anchor runs at Docker's 1024, "
+        "so 1024 compares like with like on a busy host)",
+    )  # fmt: skip
     args = parser.parse_args()
+    limits = Limits(cpu_shares=args.cpu_shares)
     rows = args.size_mb * MB // ROW_BYTES
     client = docker.from_env(timeout=300)
     workdir = Path(tempfile.mkdtemp(prefix="bench-drill-"))
@@ -129,7 +139,7 @@ def main() -> int:
             ContainerInfo(maria.id, maria.name, "mariadb", "mariadb:10.11", "running"),
             "mariadb", DatabaseCredentials("root", Secret(password)),
         )  # fmt: skip
-        bench("MariaDB", client, db, workdir / "spool-maria")
+        bench("MariaDB", client, db, workdir / "spool-maria", limits)
 
         odoo = odoo_stack(client, random_project("odoo"), workdir / "odoo")
         stacks.append(odoo)
@@ -141,7 +151,7 @@ def main() -> int:
             ContainerInfo(pg.id, pg.name, "postgres", "postgres:15", "running"),
             "postgres", DatabaseCredentials(odoo.project, None),
         )  # fmt: skip
-        bench("PostgreSQL", client, db, workdir / "spool-pg")
+        bench("PostgreSQL", client, db, workdir / "spool-pg", limits)
     finally:
         for stack in stacks:
             stack.remove()

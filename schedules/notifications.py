@@ -33,6 +33,7 @@ EVENT_KINDS: dict[str, str] = {
     Notification.Event.BACKUP_FAILED: "failure",
     Notification.Event.RETENTION_FAILED: "failure",
     Notification.Event.VERIFY_FAILED: "failure",
+    Notification.Event.DRILL_FAILED: "failure",
     Notification.Event.BACKUP_SUCCEEDED: "success",
     Notification.Event.BACKUP_SKIPPED: "warning",
     Notification.Event.BACKUP_MISSED: "warning",

@@ -13,6 +13,14 @@ from pathlib import Path
 import docker
 import zstandard
 
+from engine.dumps.pg_format import (
+    BLK_BLOBS,
+    BLK_DATA,
+    _Cursor,
+    _read_header,
+    _read_toc,
+    _skip_chunks,
+)
 from snapshots.models import Snapshot
 from tests.stacks import ComposeStack
 
@@ -171,6 +179,53 @@ def _keep_rows(data: bytes, table: str, keep: int) -> bytes:
     rows = lines[i][len(head) + 1 :].rstrip(b";").split(b"),(")
     lines[i] = head + b" " + b"),(".join(rows[:keep]) + b");"
     return b"\n".join(lines)
+
+
+def drop_pg_rows_in_archive(archive: Path, table: str, keep: int) -> None:
+    """Like drop_rows_in_archive, for the pg_dump custom-format dump that
+    holds TABLE ("schema.table"): its data block keeps the first KEEP COPY
+    rows. pg_dump wrote the file to a pipe (no data offsets in the TOC), so
+    a shorter block leaves the file as valid as pg_restore reads it."""
+
+    def edit(data: bytes) -> bytes | None:
+        return _pg_keep_rows(data, table, keep) if data.startswith(b"PGDMP") else None
+
+    edit_dumps_in_archive(archive, edit)
+
+
+def _pg_keep_rows(data: bytes, table: str, keep: int) -> bytes | None:
+    c = _Cursor(io.BytesIO(data), len(data))
+    version, _db, _server = _read_header(c)
+    names: dict[int, tuple[str, str, str]] = {}
+    _read_toc(c, version[:2], names)
+    out, start, found = bytearray(data[: c.pos]), c.pos, False
+    while not c.at_end():
+        block_type, dump_id = c.byte(), c.int()
+        desc, schema, name = names.get(dump_id, ("", "", ""))
+        if block_type == BLK_DATA and desc == "TABLE DATA" and f"{schema}.{name}" == table:
+            head = data[start : c.pos]
+            rows = bytearray()
+            while (length := c.int()) != 0:
+                rows += c.take(length)
+            lines = bytes(rows).split(b"\n")
+            end = lines.index(b"\\.")  # COPY's end-of-data line
+            kept = b"\n".join([*lines[:keep], *lines[end:]])
+            out += head + _pg_int(len(kept), c.int_size) + kept + _pg_int(0, c.int_size)
+            found = True
+        else:
+            if block_type == BLK_BLOBS:
+                while c.int() != 0:
+                    _skip_chunks(c)
+            else:
+                _skip_chunks(c)
+            out += data[start : c.pos]
+        start = c.pos
+    return bytes(out) if found else None
+
+
+def _pg_int(value: int, size: int) -> bytes:
+    """An integer as pg_dump writes it: a sign byte, then SIZE bytes little-endian."""
+    return bytes([1 if value < 0 else 0]) + abs(value).to_bytes(size, "little")
 
 
 def _fix_manifest(manifest: dict, changed: dict[str, bytes]) -> None:

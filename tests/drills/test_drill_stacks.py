@@ -25,6 +25,7 @@ from tests.backup_helpers import archive_path, backup_now
 from tests.drills.helpers import (
     container_states,
     drill_objects,
+    drop_pg_rows_in_archive,
     drop_rows_in_archive,
     mariadb_counts,
     postgres_counts,
@@ -150,3 +151,27 @@ def test_a_dump_that_lost_rows_but_passes_verify_fails_the_drill_naming_the_tabl
         f"Restore drill failed: {wordpress.project} {snapshot.backup_id}"
     )
     assert drill.reason in received[0]["body"]["message"]
+    assert received[0]["body"]["type"] == "failure"  # a red mark, as a failed backup's
+
+
+def test_a_postgres_dump_that_lost_rows_but_passes_verify_fails_the_drill_naming_the_table(
+    odoo: ComposeStack, docker_client: docker.DockerClient
+) -> None:
+    seed_postgres(odoo)
+    snapshot = backup_now(odoo.project)
+    path = archive_path(snapshot, Path(settings.BACKUP_ROOT))
+    drop_pg_rows_in_archive(path, "public.res_partner", keep=3)
+    restamp(snapshot, path)
+    call_command("backup", "verify", snapshot.backup_id, "--deep")  # still passes: raises if not
+    before = container_states(docker_client, odoo)
+
+    drill = _drill(snapshot.backup_id)
+
+    postgres = odoo.container("postgres").name
+    table = "table public.res_partner: expected 30 rows (counted when the dump was made), "
+    table += "found 3 after the restore"
+    assert drill.outcome == Drill.Outcome.FAILED
+    assert drill.reason == f"database postgres (postgres, container {postgres}): {table}"
+    assert _by_database(drill)["postgres"]["mismatches"] == [table]
+    assert container_states(docker_client, odoo) == before
+    assert drill_objects(docker_client, str(drill.pk)) == []
