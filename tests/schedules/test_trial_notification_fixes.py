@@ -34,6 +34,7 @@ def _quick(settings) -> None:
         ("backup_failed", "failure"),
         ("retention_failed", "failure"),
         ("verify_failed", "failure"),
+        ("drill_failed", "failure"),
         ("backup_missed", "warning"),
     ],
 )
