@@ -142,7 +142,7 @@ def test_a_scheduled_drill_that_fails_settles_its_firing_and_notifies_the_target
     assert "Restore drill failed" in received[0]["body"]["title"]
     assert "deep verify failed" in received[0]["body"]["message"]
     assert container_states(docker_client, wordpress) == before
-    assert drill_objects(docker_client) == []
+    assert drill_objects(docker_client, str(drill.pk)) == []
 
 
 @pytest.mark.django_db
@@ -242,13 +242,15 @@ def test_a_drill_killed_mid_way_leaves_leftovers_that_cleanup_removes(
     finally:
         if proc.poll() is None:
             proc.kill()
-    left = drill_objects(docker_client)
+    # This drill's objects only: another test run may drill on this engine too.
+    killed = str(Drill.objects.get(backup_id=snapshot.backup_id).pk)
+    left = drill_objects(docker_client, killed)
     assert left, "the SIGKILL left nothing to clean up: the test proves nothing"
     time.sleep(5)  # the run's heartbeat is older than the lease: it is dead
 
     call_command("backup", "cleanup")
 
-    assert drill_objects(docker_client) == []
+    assert drill_objects(docker_client, killed) == []
     drill = Drill.objects.get(backup_id=snapshot.backup_id)
     assert drill.state == Drill.State.FINISHED and drill.outcome == Drill.Outcome.FAILED
     assert "died" in drill.reason

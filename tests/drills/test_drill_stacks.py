@@ -74,7 +74,7 @@ def test_a_good_mariadb_snapshot_passes_with_the_sources_row_counts(
         wordpress.container("mariadb").id)["Image"]  # fmt: skip
     assert drill.verify["valid"] is True
     assert container_states(docker_client, wordpress) == before
-    assert drill_objects(docker_client) == []
+    assert drill_objects(docker_client, str(drill.pk)) == []
 
 
 def test_a_good_postgres_snapshot_passes_with_the_sources_row_counts(
@@ -93,7 +93,7 @@ def test_a_good_postgres_snapshot_passes_with_the_sources_row_counts(
     entry = next(d for d in snapshot.contents["databases"] if d["database"] == "postgres")
     assert entry["row_counts"] == source
     assert container_states(docker_client, odoo) == before
-    assert drill_objects(docker_client) == []
+    assert drill_objects(docker_client, str(drill.pk)) == []
 
 
 def test_a_dump_that_lost_rows_but_passes_verify_fails_the_drill_naming_the_table(
@@ -129,7 +129,7 @@ def test_a_dump_that_lost_rows_but_passes_verify_fails_the_drill_naming_the_tabl
     assert result["ok"] is False and result["mismatches"] == [table]
     assert (result["rows"], result["rows_recorded"]) == (5, 42)
     assert container_states(docker_client, wordpress) == before
-    assert drill_objects(docker_client) == []
+    assert drill_objects(docker_client, str(drill.pk)) == []
     assert json.loads(json.dumps(drill.databases))  # stored as plain JSON
 
     api = APIClient()
