@@ -28,6 +28,7 @@ from engine.compression import Compression, open_compressor
 from engine.database_detection import undumped_warnings
 from engine.errors import DatabaseDumpError, ObjectNotFound, StorageError, VolumeNotFound
 from engine.hashing import HashingWriter, sidecar_text
+from engine.incremental.chain import ChainLink, ChainStart, start_chain
 from engine.inventory import AppInfo, DatabaseInfo
 from engine.output_thread import OutputThread
 from engine.progress import Progress, ProgressCallback, no_progress
@@ -48,6 +49,10 @@ class BackupOptions:
     consistency: ConsistencyMode = "live"
     include_databases: bool = True
     include_config: bool = True
+    # Where each snapshot's index is kept (engine.incremental.index); None: none kept.
+    index_dir: Path | None = None
+    # Set: an incremental against this parent (its index must be in index_dir).
+    chain: ChainLink | None = None
 
     @property
     def encrypted(self) -> bool:
@@ -65,6 +70,10 @@ class BackupResult:
     contents: dict[str, Any] = field(default_factory=dict)
     # Database data copied as raw live files, with what to do about it.
     warnings: list[str] = field(default_factory=list)
+    kind: str = "full"
+    chain: ChainLink | None = None  # the parent of an incremental
+    bytes_written: int = 0  # file bytes this archive holds (volumes, dumps, config)
+    bytes_full: int = 0  # what a full backup of the same state would have held
 
 
 DumpFunction = Callable[[docker.DockerClient, DatabaseInfo, Path, ProgressCallback], Sequence[Any]]
@@ -138,10 +147,46 @@ def _write_archive(
     guard: StepGuard,
 ) -> BackupResult:
     key = archive_key(app.app_id, backup_id, options.compression, options.encrypted)
-    info = _backup_info(app, backup_id, options, dumps)
+    chain = None
+    if options.index_dir is not None:
+        chain = start_chain(options.index_dir, app.app_id, backup_id, options.chain)
+    try:
+        result = _write_chained(
+            client, app, backup_id, storage, options, dumps, progress, spool, guard, key, chain
+        )
+    except BaseException:
+        if chain is not None:
+            chain.index.abort()
+        raise
+    if chain is not None:
+        # After the archive and its sidecar: an index names only stored snapshots.
+        chain.index.commit()
+    return result
+
+
+def _write_chained(
+    client: docker.DockerClient,
+    app: AppInfo,
+    backup_id: str,
+    storage: Storage,
+    options: BackupOptions,
+    dumps: list[Any],
+    progress: ProgressCallback,
+    spool: Path,
+    guard: StepGuard,
+    key: str,
+    chain: ChainStart | None,
+) -> BackupResult:
+    link = chain.link if chain is not None else None
+    parent = chain.parent if chain is not None else None
+    info = _backup_info(app, backup_id, options, dumps, link)
+    if chain is not None and chain.warning:
+        info["warnings"].append(chain.warning)
     known_sizes = [v.size_bytes for v in app.volumes]
     total = None if None in known_sizes else sum(known_sizes) + sum(d.size for d in dumps)  # type: ignore[arg-type]
     manifest = Manifest(backup_id=backup_id)
+    if link is not None:
+        manifest.kind, manifest.parent_backup_id = "incremental", link.parent_backup_id
     with storage.open_writer(key) as sink:
         hasher = HashingWriter(sink)
         encryptor = _open_encryptor(hasher, options)
@@ -151,10 +196,15 @@ def _write_archive(
         compressor = open_compressor(
             output, options.compression, options.compression_level, options.compression_threads
         )
-        writer = ArchiveWriter(compressor, manifest, progress, total, spill_dir=spool)
+        writer = ArchiveWriter(
+            compressor, manifest, progress, total, spill_dir=spool,
+            index=chain.index if chain is not None else None, parent=parent,
+        )  # fmt: skip
         try:
             try:
                 _write_members(writer, client, app, options, info, dumps, progress, total, guard)
+                if parent is not None:
+                    manifest.deleted = parent.deleted()
             except BaseException:
                 writer.abandon()
                 raise
@@ -171,7 +221,7 @@ def _write_archive(
         sidecar_key = f"{key}.sha256"
         stored = _commit_with_sidecar(storage, sink, key, sidecar_key, sha256)
     progress(Progress("stored", stored.size, stored.size))
-    return BackupResult(
+    result = BackupResult(
         storage_key=key,
         sidecar_key=sidecar_key,
         size_bytes=stored.size,
@@ -180,7 +230,15 @@ def _write_archive(
         consistency=options.consistency,
         contents=_contents(writer.summary, manifest.skipped, info),
         warnings=list(info["warnings"]) + changed_warnings(writer.summary),
+        kind=manifest.kind,
+        chain=link,
+        bytes_written=writer.bytes_read,
+        bytes_full=writer.bytes_read + (parent.carried_bytes if parent is not None else 0),
     )
+    if parent is not None:
+        result.contents["unchanged_files"] = parent.carried_files
+        result.contents["deleted_paths"] = len(manifest.deleted)
+    return result
 
 
 def _commit_with_sidecar(
@@ -250,8 +308,9 @@ def _open_encryptor(out: HashingWriter, options: BackupOptions) -> Any:
 
 
 def _backup_info(
-    app: AppInfo, backup_id: str, options: BackupOptions, dumps: list[Any]
-) -> dict[str, Any]:
+    app: AppInfo, backup_id: str, options: BackupOptions, dumps: list[Any],
+    link: ChainLink | None = None,
+) -> dict[str, Any]:  # fmt: skip
     """backup.json: what is inside, readable without our software."""
     if options.recipients:
         encryption: dict[str, Any] = {"type": "age-x25519", "recipients": list(options.recipients)}
@@ -264,7 +323,12 @@ def _backup_info(
         "format_version": FORMAT_VERSION,
         "backup_id": backup_id,
         "app_id": app.app_id,
-        "kind": "full",
+        "kind": "full" if link is None else "incremental",
+        # An incremental names its parent and the parent archive's SHA-256:
+        # a restore checks each link of the chain against these.
+        "parent_backup_id": link.parent_backup_id if link else None,
+        "parent_sha256": link.parent_sha256 if link else None,
+        "chain_position": link.position if link else 0,
         "created_at": datetime.now(UTC).isoformat(),
         "host": socket.gethostname(),
         "compression": options.compression,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import tempfile
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -55,8 +55,15 @@ class ArchiveSummary:
 class EntryLog:
     """Entries in archive order; see the module docstring."""
 
-    def __init__(self, manifest: Manifest, spill_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        manifest: Manifest,
+        spill_dir: Path | None = None,
+        on_final: Callable[[ManifestEntry], None] | None = None,
+    ) -> None:
+        """ON_FINAL gets each entry once final (its digest known), in order."""
         self.manifest = manifest
+        self._on_final = on_final
         self.summary = ArchiveSummary()
         # (entry, hasher or None, the pipe item after which its digest is final)
         self._pending: deque[tuple[ManifestEntry, Any, int]] = deque()
@@ -81,6 +88,8 @@ class EntryLog:
             entry, hasher, _ = pending.popleft()
             if hasher is not None:
                 entry.sha256 = hasher.hexdigest()
+            if self._on_final is not None:
+                self._on_final(entry)
             if self._spill is not None:
                 lines.append(entry.encode())
         if lines and self._spill is not None:

@@ -21,7 +21,7 @@ from typing import Any
 
 from engine.archive.entry_log import ArchiveSummary, EntryLog
 from engine.archive.file_reader import FixedSizeFileReader
-from engine.archive.layout import BACKUP_JSON, MANIFEST_JSON, volume_member
+from engine.archive.layout import BACKUP_JSON, MANIFEST_JSON, split_volume_member, volume_member
 from engine.archive.manifest import Manifest, ManifestEntry
 from engine.archive.tar_headers import (
     BLOCK,
@@ -43,6 +43,8 @@ from engine.archive.walk import (
     walk_tree,
 )  # fmt: skip
 from engine.archive.writer_thread import CHUNK_SIZE, Writable, WriterThread
+from engine.incremental.changes import ParentState
+from engine.incremental.index import IndexWriter
 from engine.progress import Progress, ProgressCallback, no_progress
 
 BATCH_SIZE = 1024 * 1024  # headers and small files are gathered up to this size
@@ -59,15 +61,23 @@ class ArchiveWriter:
         progress: ProgressCallback = no_progress,
         bytes_total: int | None = None,
         spill_dir: Path | None = None,
+        index: IndexWriter | None = None,
+        parent: ParentState | None = None,
     ) -> None:
         """SPILL_DIR: keep finished manifest entries in a temp file there
-        instead of in manifest.entries (flat memory for big volumes)."""
+        instead of in manifest.entries (flat memory for big volumes).
+        INDEX: gets every volume entry (engine.incremental.index). PARENT:
+        an incremental: volume files unchanged since it are not written, their
+        index lines are carried over (engine.incremental.changes)."""
         self._pipe = WriterThread(out)
         # Headers and small files are gathered in a pooled buffer, read in place.
         self._batch = self._pipe.buffer()
         self._fill = 0
         self._batch_hashes: list[tuple[Any, int, int]] = []
-        self._log = EntryLog(manifest, spill_dir)
+        self._index = index
+        self._parent = parent
+        on_final = None if index is None else self._index_entry
+        self._log = EntryLog(manifest, spill_dir, on_final)
         self._offset = 0  # bytes written so far, for the final record padding
         self._closed = False
         self.manifest = manifest
@@ -89,6 +99,22 @@ class ArchiveWriter:
         # _emit flushed on reaching BATCH_SIZE): waiting for the next item
         # would wait for one that may never come, if ENTRY is the last member.
         self._log.add(entry, hasher, self._pipe.submitted + (1 if self._fill else 0))
+
+    def _index_entry(self, entry: ManifestEntry) -> None:
+        if self._index is not None and split_volume_member(entry.path) is not None:
+            self._index.add(entry, self.manifest.backup_id)
+
+    def _unchanged(self, name: str, kind: str, st: os.stat_result) -> bool:
+        """Tell the parent NAME is here as KIND; True when it is a file
+        unchanged since the parent (its index line is carried, nothing written)."""
+        if self._parent is None:
+            return False
+        carried = self._parent.visit(name, kind, st)
+        if carried is None:
+            return False
+        if self._index is not None:
+            self._index.add_raw(carried)
+        return True
 
     # -- small members ---------------------------------------------------------
 
@@ -132,6 +158,7 @@ class ArchiveWriter:
             elif kind == CHANGED or st is None:
                 self._changed_type(name)
             elif kind == DIR:
+                self._unchanged(name, "dir", st)
                 self._add_dir(name, st)
             else:
                 self._add_member(name, parent, leaf, st, hardlinks)
@@ -141,13 +168,23 @@ class ArchiveWriter:
         hardlinks: dict[tuple[int, int], str],
     ) -> None:  # fmt: skip
         if stat.S_ISLNK(st.st_mode):
+            self._unchanged(name, "symlink", st)
             self._add_symlink(name, parent, leaf, st)
         elif stat.S_ISREG(st.st_mode):
             key = (st.st_dev, st.st_ino)
             if st.st_nlink > 1 and key in hardlinks:
+                self._unchanged(name, "hardlink", st)
                 self._add_hardlink(name, hardlinks[key], st)
                 return
+            if self._unchanged(name, "file", st):
+                # Its bytes are in an earlier archive of the chain; later
+                # names of the same inode still link to this name.
+                if st.st_nlink > 1:
+                    hardlinks[key] = name
+                return
             opened = self._add_volume_file(name, parent, leaf, st)
+            if opened is None and self._parent is not None:
+                self._parent.gone(name)
             if opened is not None and opened.st_nlink > 1:
                 hardlinks[(opened.st_dev, opened.st_ino)] = name
         else:
@@ -162,6 +199,8 @@ class ArchiveWriter:
         # swapped for a symlink, say): not followed, not stored, noted.
         self.manifest.skipped.append({"path": name, "reason": "changed type during the backup"})
         self._log.summary.note_changed(name)
+        if self._parent is not None:
+            self._parent.gone(name)
 
     def _base_entry(self, name: str, kind: str, st: os.stat_result) -> ManifestEntry:
         return ManifestEntry(
@@ -181,6 +220,8 @@ class ArchiveWriter:
             entry.link_target = read_member_link(parent, leaf)
         except FileNotFoundError:
             self.manifest.skipped.append({"path": name, "reason": "vanished"})
+            if self._parent is not None:
+                self._parent.gone(name)
             return
         except MemberChanged:
             self._changed_type(name)
