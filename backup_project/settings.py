@@ -134,6 +134,9 @@ BACKUP_EXCLUDED_PROJECTS = env.list("BACKUP_EXCLUDED_PROJECTS", ["websoft9"])
 DOCKER_HOST = env.str("DOCKER_HOST", "unix:///var/run/docker.sock")
 # Database dumps are spooled here before going into the archive.
 BACKUP_SPOOL_DIR = env.path("BACKUP_SPOOL_DIR", DATA_DIR / "spool")
+# Each snapshot's index (paths, sizes, times, inodes): what an incremental
+# compares with, readable without the archive's key. On the worker's host.
+BACKUP_INDEX_DIR = env.path("BACKUP_INDEX_DIR", DATA_DIR / "index")
 BACKUP_COMPRESSION = env.str("BACKUP_COMPRESSION", "zstd")
 if BACKUP_COMPRESSION not in ("zstd", "gzip"):
     raise ImproperlyConfigured(

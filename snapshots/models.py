@@ -35,6 +35,12 @@ class Snapshot(models.Model):
     parent = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.PROTECT, related_name="children"
     )
+    # 0 for a full backup; the k-th incremental after its full has k.
+    chain_position = models.PositiveIntegerField(default=0)
+    # File bytes the archive holds (volumes, dumps, config), and what a full
+    # backup of the same state would have held: an incremental's saving.
+    bytes_written = models.BigIntegerField(null=True, blank=True)
+    bytes_full = models.BigIntegerField(null=True, blank=True)
     purpose = models.CharField(max_length=16, choices=Purpose.choices, default=Purpose.MANUAL)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     consistency = models.CharField(max_length=8, default="live")
@@ -65,6 +71,12 @@ class Snapshot(models.Model):
 
     def __str__(self) -> str:
         return self.backup_id
+
+    @property
+    def chain_length(self) -> int:
+        """Archives a restore of this snapshot reads: its full and the
+        incrementals up to it."""
+        return self.chain_position + 1
 
     @property
     def duration_seconds(self) -> float | None:
@@ -184,6 +196,9 @@ class AppBackupPolicy(models.Model):
     # "password_env": "WP_DB_PASSWORD"}}; secrets are never stored here (see
     # snapshots/services/overrides.py).
     database_overrides = models.JSONField(default=dict, blank=True)
+    # An incremental backup follows at most this many incrementals since the
+    # chain's full: the next one is full again (restores read shorter chains).
+    incrementals_before_full = models.PositiveSmallIntegerField(default=7)
 
     class Meta:
         verbose_name_plural = "app backup policies"

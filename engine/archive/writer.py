@@ -177,11 +177,7 @@ class ArchiveWriter:
                 self._add_hardlink(name, hardlinks[key], st)
                 return
             if self._unchanged(name, "file", st):
-                # Its bytes are in an earlier archive of the chain; later
-                # names of the same inode still link to this name.
-                if st.st_nlink > 1:
-                    hardlinks[key] = name
-                return
+                return  # its bytes are in an earlier archive of the chain
             opened = self._add_volume_file(name, parent, leaf, st)
             if opened is None and self._parent is not None:
                 self._parent.gone(name)

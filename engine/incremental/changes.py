@@ -9,7 +9,9 @@ and no program can set it back, so a file rewritten with its old size and
 mtime restored (rsync -t, tar -x) is still seen as changed.
 
 Directories, symlinks and hardlinks are always written (a header each, no
-data): the newest archive of a chain holds every one of them, exact. Paths
+data): the newest archive of a chain holds every one of them, exact. So is
+a regular file with more than one name (its bytes too): a hardlink member
+must point to an earlier member of its own archive. Paths
 of the parent that this backup no longer has, or has as another type, are
 the manifest's `deleted` list: remove them before extracting this archive.
 
@@ -62,8 +64,9 @@ class ParentState:
         if identity[0] != kind:
             self._replaced.append(name)
             return None
-        if kind != "file" or entry.get("changed_during_read"):
+        if kind != "file" or entry.get("changed_during_read") or st.st_nlink > 1:
             # A copy read while it changed may be torn: never carried over.
+            # A file of several names is written again (see above).
             return None
         now: Identity = (
             "file", st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino,

@@ -41,11 +41,23 @@ class SnapshotSerializer(serializers.ModelSerializer):
         "copied without a dump, and what to do about it",
     )  # fmt: skip
     last_drill = serializers.SerializerMethodField()
+    chain_length = serializers.IntegerField(
+        read_only=True, help_text="archives a restore reads: the full and the incrementals up "
+        "to this one (1 for a full)",
+    )  # fmt: skip
+    bytes_written = serializers.IntegerField(
+        read_only=True, allow_null=True, help_text="file bytes this archive holds"
+    )
+    bytes_full = serializers.IntegerField(
+        read_only=True, allow_null=True,
+        help_text="file bytes a full backup of the same state would have held",
+    )  # fmt: skip
 
     class Meta:
         model = Snapshot
         fields = [
-            "backup_id", "app_id", "host_id", "kind", "parent_backup_id", "purpose", "status",
+            "backup_id", "app_id", "host_id", "kind", "parent_backup_id", "chain_position",
+            "chain_length", "bytes_written", "bytes_full", "purpose", "status",
             "consistency", "compression", "encrypted", "encryption", "storage_location",
             "storage_key", "size_bytes", "sha256", "error", "created_at", "started_at",
             "finished_at", "duration_seconds", "warnings", "last_drill",
@@ -82,7 +94,8 @@ class SnapshotSerializer(serializers.ModelSerializer):
 
 
 _PLAIN_FIELDS = [
-    "backup_id", "app_id", "host_id", "kind", "purpose", "status", "consistency",
+    "backup_id", "app_id", "host_id", "kind", "chain_position", "chain_length",
+    "bytes_written", "bytes_full", "purpose", "status", "consistency",
     "compression", "encrypted", "encryption", "storage_location", "storage_key", "size_bytes",
     "sha256", "error",
 ]  # fmt: skip
@@ -148,19 +161,17 @@ class SnapshotPageSerializer(serializers.Serializer):
     snapshots = SnapshotSerializer(many=True)
 
 
-@extend_schema_field({"type": "string", "enum": ["full"], "default": "full"})
+@extend_schema_field({"type": "string", "enum": ["full", "incremental"], "default": "full"})
 class BackupTypeField(serializers.CharField):
-    """Only "full" for now. The schema lists only that; "incremental" gets
-    its own message, since clients will try it."""
+    """full or incremental (snapshots.services.chain decides, when it runs,
+    whether an incremental can be one)."""
 
     def to_internal_value(self, data: Any) -> str:
         value = super().to_internal_value(data)
-        if value == "incremental":
+        if value not in ("full", "incremental"):
             raise serializers.ValidationError(
-                'incremental backups are not available yet; use "full"'
+                f'"{value}" is not a backup type; use "full" or "incremental"'
             )
-        if value != "full":
-            raise serializers.ValidationError(f'"{value}" is not a backup type; use "full"')
         return value
 
 

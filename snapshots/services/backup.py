@@ -25,6 +25,7 @@ from snapshots.recovery import hand_over
 from snapshots.run_journal import RunGuard
 from snapshots.run_reporter import run_reporter
 from snapshots.runs import claim_run, fail_run, finish_run
+from snapshots.services.chain import BACKUP_TYPES, decide_chain
 from snapshots.services.encryption import write_options
 from snapshots.services.offsite import queue_upload
 from snapshots.services.overrides import database_overrides
@@ -71,13 +72,17 @@ def request_backup(
     encrypt: bool | None = None,
     storage_location: str = "local",
     app_must_be_here: bool = False,
+    backup_type: str = "full",
 ) -> Run:
     """Create the pending snapshot and run rows; the work runs in run_backup.
     Everything that can be refused is checked first, so a refused request
     leaves no row: the app id, the storage location, the consistency, the
     encryption settings and, with APP_MUST_BE_HERE, that the app exists on
-    this host."""
+    this host. BACKUP_TYPE "incremental" asks for one; whether it is one is
+    decided when it runs (snapshots.services.chain)."""
     validate_app_id(app_id)  # AppNotFound naming the rule
+    if backup_type not in BACKUP_TYPES:
+        raise BackupRefused(f"backup type must be one of {', '.join(BACKUP_TYPES)}")
     get_storage(storage_location)  # unknown location: refused now, not later
     mode = consistency or _policy(app_id).consistency
     if mode not in CONSISTENCY_MODES:
@@ -93,7 +98,8 @@ def request_backup(
     return Run.objects.create(
         operation=Run.Operation.BACKUP, app_id=app_id, snapshot=snapshot,
         host_id=settings.BACKUP_HOST_ID,
-        options={"encrypt": encrypt, "consistency": mode, "storage_location": storage_location},
+        options={"encrypt": encrypt, "consistency": mode, "storage_location": storage_location,
+                 "backup_type": backup_type},
     )  # fmt: skip
 
 
@@ -146,7 +152,10 @@ def perform_backup(
         _mark_running(snapshot)
         # The reporter stops (its last report written) before the final state.
         with run_reporter(run, on_progress, lease) as progress:
-            _execute(snapshot, run.options.get("encrypt"), progress, RunGuard(run, lease))
+            _execute(
+                snapshot, run.options.get("encrypt"), progress, RunGuard(run, lease),
+                run.options.get("backup_type", "full"),
+            )  # fmt: skip
         # `completed` is written last: the file and its sidecar are durable by now.
         snapshot.status = Snapshot.Status.COMPLETED
         snapshot.save()
@@ -171,8 +180,9 @@ def _mark_running(snapshot: Snapshot) -> None:
 
 
 def _execute(
-    snapshot: Snapshot, encrypt: bool | None, progress: ProgressCallback, guard: StepGuard
-) -> None:
+    snapshot: Snapshot, encrypt: bool | None, progress: ProgressCallback, guard: StepGuard,
+    backup_type: str = "full",
+) -> None:  # fmt: skip
     """Write the archive and fill SNAPSHOT's fields (not saved yet)."""
     if settings.BACKUP_IO_CLASS != "none":
         lower_priority(settings.BACKUP_NICE, settings.BACKUP_IO_CLASS)
@@ -185,6 +195,7 @@ def _execute(
         logger.info("backup %s: database %s: %s", snapshot.backup_id, database.container.name,
                     database.detected_by)  # fmt: skip
     recipients, passphrase = write_options(encrypt)
+    chain = decide_chain(snapshot, backup_type, policy)
     options = BackupOptions(
         compression=snapshot.compression,  # type: ignore[arg-type]
         compression_level=(
@@ -197,6 +208,8 @@ def _execute(
         passphrase=passphrase,
         consistency=snapshot.consistency,  # type: ignore[arg-type]
         include_databases=policy.include_databases,
+        index_dir=settings.BACKUP_INDEX_DIR,
+        chain=chain.link,
     )
     # The key is known before anything is written: recorded now, a backup that
     # dies half-way still names what it may have left, so deleting its
@@ -214,6 +227,13 @@ def _execute(
     snapshot.size_bytes = result.size_bytes
     snapshot.sha256 = result.sha256
     snapshot.contents = result.contents
+    if backup_type == "incremental" and result.chain is None:
+        snapshot.contents["full_because"] = chain.why_full or "the parent's index is unusable"
+    snapshot.kind = result.kind
+    snapshot.parent = chain.parent if result.chain is not None else None
+    snapshot.chain_position = result.chain.position if result.chain is not None else 0
+    snapshot.bytes_written = result.bytes_written
+    snapshot.bytes_full = result.bytes_full
     snapshot.warnings = result.warnings
     for warning in result.warnings:
         logger.warning("backup %s: %s", snapshot.backup_id, warning)
@@ -285,6 +305,11 @@ def _result(snapshot: Snapshot) -> dict[str, object]:
         "size_bytes": snapshot.size_bytes,
         "sha256": snapshot.sha256,
         "storage_key": snapshot.storage_key,
+        "kind": snapshot.kind,
+        "parent_backup_id": snapshot.parent.backup_id if snapshot.parent else None,
+        "chain_length": snapshot.chain_length,
+        "bytes_written": snapshot.bytes_written,
+        "bytes_full": snapshot.bytes_full,
         "consistency": snapshot.consistency,
         "encrypted": snapshot.encrypted,
         "duration_seconds": snapshot.duration_seconds,

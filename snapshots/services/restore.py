@@ -91,6 +91,13 @@ def request_restore(app_id: str, backup_id: str, options: RestoreOptions) -> Run
         raise RestoreRefused(
             f"snapshot {backup_id} is {snapshot.status}; only completed snapshots can be restored"
         )
+    if snapshot.kind == Snapshot.Kind.INCREMENTAL:
+        # Its archive holds only what changed: restored alone it would lose
+        # every unchanged file. Restoring a chain is not built yet (issue 13).
+        raise RestoreRefused(
+            f"snapshot {backup_id} is incremental; restoring a chain is not available yet: "
+            "restore a full snapshot"
+        )
     busy = Run.objects.filter(
         app_id=app_id,
         operation__in=[Run.Operation.BACKUP, Run.Operation.RESTORE],

@@ -14,6 +14,7 @@ from backup_project.celery import app as celery_app
 from engine.discovery import get_app
 from engine.docker_client import connect
 from engine.errors import EngineError, ObjectNotFound
+from engine.incremental.index import remove_index
 from snapshots.models import Run, Snapshot
 from snapshots.services.backup import request_backup
 from snapshots.services.offsite_recovery import abort_uploads
@@ -80,17 +81,21 @@ def _enqueue(task_name: str, run: Run) -> None:
 
 
 def start_backup(
-    app_id: str, *, encrypt: bool | None = None, storage_location: str = "local"
-) -> Run:
-    """Queue a full backup of APP_ID. The app must exist on this host now: a
-    typo gets an immediate answer, not a failed task later."""
+    app_id: str, *, encrypt: bool | None = None, storage_location: str = "local",
+    backup_type: str = "full",
+) -> Run:  # fmt: skip
+    """Queue a backup of APP_ID (BACKUP_TYPE: full, or incremental when its
+    chain allows). The app must exist on this host now: a typo gets an
+    immediate answer, not a failed task later."""
     client = connect(settings.DOCKER_HOST)
     try:
         get_app(client, app_id)
     finally:
         client.close()
     with transaction.atomic():
-        run = request_backup(app_id, encrypt=encrypt, storage_location=storage_location)
+        run = request_backup(
+            app_id, encrypt=encrypt, storage_location=storage_location, backup_type=backup_type
+        )
         _enqueue(BACKUP_TASK, run)
     return run
 
@@ -135,6 +140,10 @@ def delete_snapshot(snapshot: Snapshot) -> DeletedSnapshot:
             _refuse_if_in_use(locked)
             raise
         freed, removed = _remove_files(locked)
+    try:  # its index, when this process runs on the host that made it
+        remove_index(settings.BACKUP_INDEX_DIR, locked.app_id, locked.backup_id)
+    except OSError as exc:  # a leftover index names no snapshot: harmless
+        logger.warning("snapshot %s: its index was not removed: %s", locked.backup_id, exc)
     logger.info("deleted snapshot %s of %s (%d bytes)", locked.backup_id, locked.app_id, freed)
     return DeletedSnapshot(locked.backup_id, locked.app_id, freed, removed)
 

@@ -6,7 +6,6 @@ paths first) gives back the tree as it was at the incremental's time."""
 from __future__ import annotations
 
 import io
-import json
 import os
 import shutil
 import stat
@@ -63,22 +62,25 @@ def _tar_x(archive: Path, dest: Path) -> None:
     )  # fmt: skip
 
 
+# README's loop: each archive in chain order, its deleted paths removed first.
+DELETED = (
+    'import json,sys; sys.stdout.buffer.write(b"\\0".join(p.encode("utf-8", "surrogateescape")'
+    ' for p in json.load(sys.stdin)["deleted"]))'
+)
+BY_HAND = """
+for f in {archives}; do
+  zstd -dc "$f" | tar -xO manifest.json | python3 -c '{deleted}' \\
+    | (cd {dest} && xargs -0r rm -rf --)
+  zstd -dc "$f" | tar -x --numeric-owner -p --sparse -C {dest}
+done
+"""
+
+
 def _restore_by_hand(out_dir: Path, chain: list[str], dest: Path) -> Path:
-    """The README's way: each archive in chain order, its deleted paths removed first."""
     dest.mkdir()
-    for backup_id in chain:
-        archive = out_dir / f"{backup_id}.tar.zst"
-        listed = subprocess.run(
-            f"zstd -dc {archive} | tar -xO manifest.json", shell=True, check=True,
-            capture_output=True,
-        ).stdout  # fmt: skip
-        for path in json.loads(listed)["deleted"]:
-            target = dest / path
-            if target.is_dir() and not target.is_symlink():
-                shutil.rmtree(target)
-            elif target.exists() or target.is_symlink():
-                target.unlink()
-        _tar_x(archive, dest)
+    archives = " ".join(str(out_dir / f"{backup_id}.tar.zst") for backup_id in chain)
+    script = BY_HAND.format(archives=archives, dest=dest, deleted=DELETED)
+    subprocess.run(["bash", "-euo", "pipefail", "-c", script], check=True)
     return dest / "volumes" / VOLUME
 
 
@@ -98,6 +100,9 @@ def _mutate(root: Path) -> tuple[set[str], set[str]]:
     written.add("sparse-middle.img")
     (root / "secret.key").unlink()  # deleted
     deleted.add("secret.key")
+    latin1 = os.fsdecode(b"latin1-\xe9t\xe9")  # a name that is no UTF-8
+    (root / latin1).unlink()
+    deleted.add(latin1)
     os.rename(root / "-dash", root / "renamed")  # renamed
     deleted.add("-dash")
     written.add("renamed")
@@ -158,9 +163,11 @@ def test_incremental_writes_only_changes_and_tar_in_chain_order_restores(
     assert kinds[volume_member(VOLUME, "empty-dir")] == "file"
     assert len(_written_files(full)) > len(_written_files(incr))
 
-    # Nothing changed since: the next incremental writes no file at all.
+    # Nothing changed since: the next incremental writes only the files of
+    # several names (a hardlink member must point into its own archive).
     incr2 = _backup(src, out_dir, index_dir, INCR2, INCR)
-    assert _written_files(incr2) == set() and incr2.deleted == []
+    several_names = {"hardlink-to-index", "zz-new-hardlink", "content/uploads/photo.jpg"}
+    assert _written_files(incr2) == several_names and incr2.deleted == []
 
     assert snapshot(_restore_by_hand(out_dir, [FULL], tmp_path / "r0")) == at_full
     assert snapshot(_restore_by_hand(out_dir, [FULL, INCR], tmp_path / "r1")) == at_incr
@@ -232,3 +239,61 @@ def test_an_unusable_parent_index_makes_a_full_backup_with_a_warning(
     assert started.parent is None and started.link is None
     assert started.warning is not None and "full backup instead" in started.warning
     assert f"backup index-rebuild {FULL}" in started.warning
+
+
+def test_deep_scan_of_each_incremental_finds_it_valid(tmp_path: Path) -> None:
+    """Hardlinks to a file carried over from the parent point to a member of
+    an earlier archive: the archive itself is still valid."""
+    from engine.archive.reader import scan_archive
+    from engine.compression import open_decompressor
+
+    src, out_dir, index_dir = tmp_path / "volume", tmp_path / "out", tmp_path / "index"
+    make_tree(src)
+    out_dir.mkdir()
+    _backup(src, out_dir, index_dir, FULL)
+    _mutate(src)
+    _backup(src, out_dir, index_dir, INCR, FULL)
+    _backup(src, out_dir, index_dir, INCR2, INCR)
+    for backup_id in (FULL, INCR, INCR2):
+        with open(out_dir / f"{backup_id}.tar.zst", "rb") as raw:
+            report = scan_archive(open_decompressor(raw, "zstd"))
+        assert report.errors == [] and report.valid, backup_id
+
+
+def test_index_rebuilt_from_the_archives_equals_the_one_kept(tmp_path: Path) -> None:
+    from contextlib import contextmanager
+
+    from engine.compression import open_decompressor
+    from engine.errors import ArchiveError
+    from engine.incremental.rebuild import rebuild_index
+
+    src, out_dir, index_dir = tmp_path / "volume", tmp_path / "out", tmp_path / "index"
+    make_tree(src)
+    out_dir.mkdir()
+    _backup(src, out_dir, index_dir, FULL)
+    _mutate(src)
+    _backup(src, out_dir, index_dir, INCR, FULL)
+    (src / "run.sh").unlink()
+    _backup(src, out_dir, index_dir, INCR2, INCR)
+
+    def opener(backup_id: str):
+        @contextmanager
+        def open_tar():
+            with open(out_dir / f"{backup_id}.tar.zst", "rb") as raw:
+                yield open_decompressor(raw, "zstd")
+
+        return open_tar
+
+    def lines(directory: Path) -> dict[str, dict]:
+        header, entries = read_index(index_path(directory, "wp", INCR2), INCR2)
+        assert header.parent_backup_id == INCR
+        return {entry["path"]: entry for entry in entries}
+
+    rebuilt_dir = tmp_path / "rebuilt"
+    path, count = rebuild_index(rebuilt_dir, "wp", [opener(b) for b in (FULL, INCR, INCR2)], INCR2)
+    assert lines(rebuilt_dir) == lines(index_dir) and count == len(lines(index_dir))
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    # A chain with a link missing is refused, and leaves no index.
+    with pytest.raises(ArchiveError, match="parent"):
+        rebuild_index(tmp_path / "bad", "wp", [opener(FULL), opener(INCR2)], INCR2)
+    assert not index_path(tmp_path / "bad", "wp", INCR2).exists()

@@ -48,8 +48,10 @@ class SnapshotListView(ApiView):
         tags=["snapshots"],
         operation_id="snapshots_create",
         summary="Back an app up now",
-        description='Queues a full backup; poll tasks/<task_id>. backup_type "incremental" is '
-        "not available yet (400).",
+        description='Queues a backup; poll tasks/<task_id>. backup_type "incremental" writes '
+        "only what changed since the app's latest backup; it is full when that backup failed "
+        "or is missing, for the app's first backup, and after the app's "
+        "incrementals_before_full incrementals (7 by default). The snapshot's kind says which.",
         request=BackupRequestSerializer,
         responses=responses(
             {202: envelope("TaskAcceptedEnvelope", TaskAcceptedSerializer())}, 400, 404, 503
@@ -58,8 +60,9 @@ class SnapshotListView(ApiView):
     def post(self, request: Request) -> Response:
         body = self.valid(BackupRequestSerializer, request.data)
         run = start_backup(
-            body["app_id"], encrypt=body["encrypt"], storage_location=body["storage_location"]
-        )
+            body["app_id"], encrypt=body["encrypt"], storage_location=body["storage_location"],
+            backup_type=body["backup_type"],
+        )  # fmt: skip
         return accepted(run, "backup queued")
 
 

@@ -22,6 +22,7 @@ from engine.progress import Progress
 from engine.termination import stop_on
 from snapshots.models import Snapshot
 from snapshots.services.backup import request_backup, run_backup
+from snapshots.services.chain_index import rebuild_snapshot_index
 from snapshots.services.offsite import UploadRefused, follow_upload, request_upload, run_upload
 from snapshots.services.restore import (
     RestoreOptions,
@@ -120,6 +121,10 @@ class Command(BaseCommand):
         encrypt.add_argument("--no-encrypt", dest="encrypt", action="store_false")
         create.add_argument("--storage", default="local")
         create.add_argument(
+            "--incremental", action="store_true",
+            help="write only what changed since the app's latest backup (full when it cannot)",
+        )  # fmt: skip
+        create.add_argument(
             "--wait", type=float, default=0, help="seconds to wait if the app is busy (else refuse)"
         )
         verify = sub.add_parser("verify", help="verify a backup without restoring it")
@@ -151,15 +156,19 @@ class Command(BaseCommand):
         which = drill.add_mutually_exclusive_group(required=True)
         which.add_argument("backup_id", nargs="?")
         which.add_argument("--app", metavar="APP_ID", help="drill the app's latest snapshot")
+        rebuild = sub.add_parser(
+            "index-rebuild", help="write a snapshot's index (for incrementals) again from its chain"
+        )
+        rebuild.add_argument("backup_id")
 
     def handle(self, *args: Any, **options: Any) -> None:
         action = options["action"]
-        if action not in ("create", "verify", "restore", "upload", "drill"):
+        if action not in ("create", "verify", "restore", "upload", "drill", "index-rebuild"):
             getattr(self, f"_{action}")(options)
             return
         try:
             with stop_on(signal.SIGTERM, signal.SIGINT):
-                getattr(self, f"_{action}")(options)
+                getattr(self, f"_{action.replace('-', '_')}")(options)
         except Terminated as exc:
             raise CommandError(
                 f"{action} {exc}: ended like a failure; its run says what was undone",
@@ -176,14 +185,18 @@ class Command(BaseCommand):
         run = request_backup(
             options["app_id"], consistency=options["consistency"], encrypt=options["encrypt"],
             storage_location=options["storage"], app_must_be_here=True,
+            backup_type="incremental" if options["incremental"] else "full",
         )  # fmt: skip
         bar = ProgressBar(sys.stderr)
         snapshot = run_backup(str(run.pk), on_progress=bar, wait_for_lock_seconds=options["wait"])
         bar.done()
         if snapshot.status != Snapshot.Status.COMPLETED:
             raise failure(f"backup {snapshot.backup_id}", snapshot.error, run.pk)
+        kind = snapshot.kind
+        if snapshot.parent_id:
+            kind += f" on {snapshot.parent.backup_id} (chain of {snapshot.chain_length})"  # type: ignore[union-attr]
         self.stdout.write(
-            f"{snapshot.backup_id} completed: {_human(snapshot.size_bytes)}, "
+            f"{snapshot.backup_id} completed ({kind}): {_human(snapshot.size_bytes)}, "
             f"sha256 {snapshot.sha256}, {snapshot.storage_location}:{snapshot.storage_key}"
         )
         for warning in snapshot.warnings:
@@ -195,6 +208,13 @@ class Command(BaseCommand):
             raise failure(f"off-site copy of {snapshot.backup_id}", upload.error, upload.pk)
         if upload is not None:
             self.stdout.write(f"copied off-site: {', '.join(upload.options.get('targets', []))}")
+
+    def _index_rebuild(self, options: dict[str, Any]) -> None:
+        snapshot = Snapshot.objects.filter(backup_id=options["backup_id"]).first()
+        if snapshot is None:
+            raise CommandError(f"no snapshot {options['backup_id']!r}")
+        path, entries = rebuild_snapshot_index(snapshot)
+        self.stdout.write(f"index of {snapshot.backup_id} rebuilt: {path} ({entries} entries)")
 
     def _verify(self, options: dict[str, Any]) -> None:
         snapshot = Snapshot.objects.filter(backup_id=options["backup_id"]).first()
