@@ -24,7 +24,7 @@ import errno
 import hashlib
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -110,6 +110,11 @@ def _fs_error(name: str, exc: OSError) -> EngineError:
     return EngineError(f"cannot extract {name!r}: {exc.strerror}")
 
 
+# (member name, kind) -> True: a volume member read past, not written (a
+# chain restore's older archives: engine.restore.chain).
+SkipMember = Callable[[str, str], bool]
+
+
 class _Extractor:
     def __init__(
         self,
@@ -118,7 +123,10 @@ class _Extractor:
         skip_other: bool,
         progress: ProgressCallback,
         bytes_total: int | None,
+        skip_member: SkipMember | None = None,
     ) -> None:
+        self.skip_member = skip_member
+        self.dir_mtimes: dict[str, int] = {}
         self.trees: dict[str, Tree] = {}
         self.spool: Tree | None = None
         self.seen: dict[str, Seen] = {}
@@ -178,8 +186,12 @@ class _Extractor:
             raise ArchiveError(f"duplicate member {name!r}")
         checked = self.checks.check(member)  # raises for anything hostile
         spot, linkname = checked.spot, checked.linkname
+        written = spot.area != "skip"
         if spot.area in ("backup", "manifest"):
             self._json_member(member, spot, name, source)
+        elif spot.area == "volume" and self.skip_member and self.skip_member(name, kind):
+            self.skipped += 1
+            written = False
         elif spot.area == "volume":
             self._volume_member(member, spot, name, linkname, source)
         elif spot.area == "spool":
@@ -188,7 +200,7 @@ class _Extractor:
             self.skipped += 1
         if spot.area != "manifest":
             self.seen[name] = Seen(kind, member.size, member.mode, member.uid, member.gid,
-                                   member.mtime_ns, linkname, spot.area != "skip")  # fmt: skip
+                                   member.mtime_ns, linkname, written)  # fmt: skip
         self.bytes_done += member.size
         if time.monotonic() - self.last_report >= 0.5:
             self.last_report = time.monotonic()
@@ -265,7 +277,9 @@ class _Extractor:
 
     # -- the end ---------------------------------------------------------------
 
-    def finish(self) -> ExtractReport:
+    def finish(self, defer_dirs: bool = False) -> ExtractReport:
+        """Check the manifest, fix files; then the directories' metadata,
+        unless DEFER_DIRS (apply_dirs() later: more files go in first)."""
         digests = self.hasher.finish()
         if self.manifest is None or self.backup is None:
             raise ArchiveError("manifest.json is missing (archive truncated?)")
@@ -275,11 +289,21 @@ class _Extractor:
             more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
             raise ArchiveError(f"archive does not match its manifest: {errors[0]}{more}")
         self._fix_files(mtimes)
+        self.dir_mtimes = mtimes
+        if not defer_dirs:
+            self.apply_dirs()
+        self.progress(Progress("restoring", self.bytes_done, self.bytes_total))
+        return ExtractReport(
+            backup=self.backup, manifest=self.manifest, volumes=self.stats,
+            spooled=self.report_spooled, skipped_members=self.skipped,
+        )  # fmt: skip
+
+    def apply_dirs(self) -> None:
         # Deepest first: a directory's metadata is final once its children are.
         for tree, parts, member, name in sorted(
             self.dir_meta, key=lambda meta: len(meta[1]), reverse=True
         ):
-            mtime = mtimes.get(name, member.mtime_ns)
+            mtime = self.dir_mtimes.get(name, member.mtime_ns)
             try:
                 tree.trim()
                 fd = tree.dir_fd(parts)
@@ -288,11 +312,6 @@ class _Extractor:
                 os.utime(fd, ns=(mtime, mtime))
             except OSError as exc:
                 raise _fs_error(name, exc) from exc
-        self.progress(Progress("restoring", self.bytes_done, self.bytes_total))
-        return ExtractReport(
-            backup=self.backup, manifest=self.manifest, volumes=self.stats,
-            spooled=self.report_spooled, skipped_members=self.skipped,
-        )  # fmt: skip
 
     def _fix_files(self, mtimes: dict[str, int]) -> None:
         """Where the manifest knows better than the tar header: exact mtimes,
@@ -301,7 +320,9 @@ class _Extractor:
             return
         by_path = {entry["path"]: entry for entry in self.entries}
         fill = {name for name in self.holey if not by_path[name].get("sparse")}
-        for name in sorted(fill | mtimes.keys()):
+        # Only what this extraction wrote (a chain's older archives skip some).
+        written = {name for name in mtimes if self.seen[name].written}
+        for name in sorted(fill | written):
             parts, entry = name.split("/"), ManifestEntry(**by_path[name])
             if parts[0] != VOLUMES_DIR or len(parts) < 3 or parts[1] not in self.trees:
                 continue

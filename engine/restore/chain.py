@@ -1,0 +1,135 @@
+"""Extract an incremental's chain into staging directories, each file
+written once, in its final version.
+
+The newest archive goes first, whole: it holds every directory, symlink and
+hardlink of the final tree (an incremental always writes them), every file
+changed since its parent, and the dumps and config. Then each older archive
+in turn, newest to oldest, gives only the regular files that no later
+archive wrote or deleted: what a later manifest lists is known once that
+archive is read, before the older one is opened. Every archive is checked
+member by member against its own manifest as a full restore checks it
+(engine.restore.extract); directories get their metadata at the very end.
+
+Before any of that, check_links: each archive's backup.json names the one
+after it in the chain as its parent, with that archive's SHA-256.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from engine.archive.read_ahead import Source
+from engine.archive.tar_reader import TarReader
+from engine.errors import ArchiveError
+from engine.progress import ProgressCallback, no_progress
+from engine.restore.extract import ExtractReport, _Extractor
+from engine.restore.stream import stored_mismatch
+
+if TYPE_CHECKING:
+    from engine.restore.staging import StoredArchive
+
+
+@dataclass(frozen=True)
+class ChainLinkRecord:
+    """One snapshot of the chain as the database knows it."""
+
+    backup_id: str
+    sha256: str
+    kind: str
+
+
+def check_links(records: Sequence[ChainLinkRecord], backups: Sequence[dict[str, Any]]) -> None:
+    """RECORDS (newest first, ending with a full) against each archive's
+    backup.json (BACKUPS, same order): raises ArchiveError at the first link
+    that is not right. Nothing is extracted before this passed."""
+    if not records or records[-1].kind != "full":
+        raise ArchiveError("the chain does not end with a full backup")
+    for number, (record, backup) in enumerate(zip(records, backups, strict=True)):
+        if backup.get("backup_id") != record.backup_id:
+            held = backup.get("backup_id")
+            raise ArchiveError(f"the archive of {record.backup_id} holds {held!r}")
+        if backup.get("kind", "full") != record.kind:
+            raise ArchiveError(f"{record.backup_id} is {backup.get('kind')!r} in its archive")
+        if record.kind == "full":
+            if number != len(records) - 1:
+                raise ArchiveError(f"{record.backup_id}, a full backup, is inside the chain")
+            continue
+        parent = records[number + 1]
+        if backup.get("parent_backup_id") != parent.backup_id:
+            raise ArchiveError(
+                f"{record.backup_id} names {backup.get('parent_backup_id')!r} as its parent, "
+                f"not {parent.backup_id}"
+            )
+        if backup.get("parent_sha256") != parent.sha256:
+            raise ArchiveError(
+                f"{record.backup_id} was made on another {parent.backup_id} (its parent's "
+                "SHA-256 differs)"
+            )
+
+
+def extract_chain(
+    chain: Sequence[StoredArchive],
+    backups: Sequence[dict[str, Any]],
+    targets: Mapping[str, Path],
+    *,
+    spool_dir: Path | None = None,
+    progress: ProgressCallback = no_progress,
+) -> ExtractReport:
+    """CHAIN: the stored archives, newest first, each read once with its
+    stored bytes hashed (engine.restore.stream.StoredPass); BACKUPS: their
+    backup.json (check_links passed). TARGETS: volume -> empty staging dir.
+    Returns the newest archive's report. Raises ArchiveError for anything
+    hostile or inconsistent, a member not matching its manifest, or stored
+    bytes not matching their SHA-256 record or sidecar (the only check of
+    the members an older archive is read past for); the caller discards the
+    staging dirs."""
+    newest = _Extractor(targets, spool_dir, True, progress, None)
+    try:
+        report = _run(newest, chain[0])
+        known = _listed(newest)
+        for stored, backup in zip(chain[1:], backups[1:], strict=True):
+            # A volume the app got later is not in the older archives.
+            archived = {volume.get("name") for volume in backup.get("volumes", [])}
+            older = _Extractor(
+                {v: path for v, path in targets.items() if v in archived}, None, True,
+                progress, None,
+                skip_member=lambda name, kind, decided=known: kind != "file" or name in decided,
+            )  # fmt: skip
+            try:
+                _run(older, stored)
+            finally:
+                older.close()
+            known |= _listed(older)
+        newest.apply_dirs()
+        return report
+    finally:
+        newest.close()
+
+
+def _run(extractor: _Extractor, stored: StoredArchive) -> ExtractReport:
+    """One archive through EXTRACTOR, its stored bytes checked at the end."""
+    with stored.open() as archive:
+        source = Source(archive.tar)
+        try:
+            reader = TarReader(source)
+            while (member := reader.next()) is not None:
+                extractor.member(member, source)
+            source.drain()
+            report = extractor.finish(defer_dirs=True)
+        finally:
+            source.close()
+        sha256, _ = archive.finish()
+    errors = stored_mismatch(sha256, stored.sha256, stored.sidecar())
+    if errors:
+        raise ArchiveError(f"backup {stored.backup_id}: {'; '.join(errors)}")
+    return report
+
+
+def _listed(extractor: _Extractor) -> set[str]:
+    """Paths an archive decided: the ones it wrote, and the ones it deleted."""
+    if extractor.manifest is None:  # finish() refused it already
+        raise ArchiveError("manifest.json is missing")
+    return {entry["path"] for entry in extractor.entries} | set(extractor.manifest.deleted)
