@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +31,7 @@ from engine.dumps import DumpFile, verify_dump
 from engine.errors import ArchiveError, EngineError, brief
 from engine.inventory import AppInfo
 from engine.progress import Progress, ProgressCallback
+from engine.restore.chain import extract_chain
 from engine.restore.extract import extract_volumes
 from engine.restore.plan import RestorePlan
 from engine.restore.stream import StoredPass, stored_mismatch
@@ -157,11 +158,16 @@ def stage(
     stored: StoredArchive,
     progress: ProgressCallback,
     guard: StepGuard,
+    chain: Sequence[StoredArchive] = (),
+    backups: Sequence[dict[str, Any]] = (),
 ) -> None:
     """Extract and check in one read of STORED, into new staging dirs beside
     STAGED's data dirs and its spool dir. Raises ArchiveRefused for a bad
     archive, EngineError for anything else; either way the caller discards
-    STAGED (nothing of the app's data was touched)."""
+    STAGED (nothing of the app's data was touched). CHAIN: STORED is an
+    incremental; CHAIN its archives newest first (STORED's first, a full
+    last), BACKUPS their backup.json, links checked (engine.restore.chain):
+    each archive read once, each file written once."""
     names = {volume: staging_name() for volume in staged.data_dirs}
     # Journaled before they exist: a crash from here on leaves only these
     # dirs (and the spool), which the run's recovery deletes.
@@ -173,12 +179,19 @@ def stage(
     staged.spool_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     progress(Progress("extracting"))
     try:
-        with stored.open() as archive:
-            report = extract_volumes(
-                archive.tar, dict(staged.stages), spool_dir=staged.spool_dir,
-                progress=progress, bytes_total=stored.tar_bytes,
+        if chain:
+            report = extract_chain(
+                chain, backups, dict(staged.stages), spool_dir=staged.spool_dir,
+                progress=progress,
             )  # fmt: skip
-            sha256, _ = archive.finish()
+            sha256 = stored.sha256  # each archive's was checked, the chain's last
+        else:
+            with stored.open() as archive:
+                report = extract_volumes(
+                    archive.tar, dict(staged.stages), spool_dir=staged.spool_dir,
+                    progress=progress, bytes_total=stored.tar_bytes,
+                )  # fmt: skip
+                sha256, _ = archive.finish()
     except ArchiveError as exc:  # DecryptionError included
         raise ArchiveRefused(_refused(stored, [str(exc)])) from exc
     except (EngineError, KeyboardInterrupt, SystemExit):

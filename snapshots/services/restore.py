@@ -29,7 +29,7 @@ from engine.restore.orchestrate import (
     restore_databases_from_archive,
 )
 from engine.restore.plan import make_plan
-from engine.restore.staging import prepare, stage, why_not_while_running
+from engine.restore.staging import StoredArchive, prepare, stage, why_not_while_running
 from engine.restore.timeline import Timeline
 from engine.restore.volume_users import containers_to_stop, refuse_foreign_users
 from snapshots.locks import Lease, acquire_app_lock, app_is_locked, release_app_lock
@@ -39,6 +39,7 @@ from snapshots.run_journal import RunGuard
 from snapshots.run_reporter import run_reporter
 from snapshots.runs import claim_run, fail_run, finish_run
 from snapshots.services.restore_archive import first_member, open_stream, stored_archive
+from snapshots.services.restore_chain import chain_volume_sizes, ready_chain, refuse_broken_chain
 from snapshots.services.restore_errors import (
     AppBusy,
     NoDatabaseRollback,
@@ -92,12 +93,7 @@ def request_restore(app_id: str, backup_id: str, options: RestoreOptions) -> Run
             f"snapshot {backup_id} is {snapshot.status}; only completed snapshots can be restored"
         )
     if snapshot.kind == Snapshot.Kind.INCREMENTAL:
-        # Its archive holds only what changed: restored alone it would lose
-        # every unchanged file. Restoring a chain is not built yet (issue 13).
-        raise RestoreRefused(
-            f"snapshot {backup_id} is incremental; restoring a chain is not available yet: "
-            "restore a full snapshot"
-        )
+        refuse_broken_chain(snapshot)  # the rest is checked when it runs
     busy = Run.objects.filter(
         app_id=app_id,
         operation__in=[Run.Operation.BACKUP, Run.Operation.RESTORE],
@@ -252,9 +248,14 @@ def _restore(
     backup, then stop, swap, restore the databases and start (restore_app)."""
     guard = RunGuard(run, lease)
     timeline = Timeline()
-    stored = stored_archive(snapshot)  # no key for an encrypted one: refused here
     open_tar = open_stream(snapshot)
-    backup = first_member(snapshot, open_tar)
+    links: list[Snapshot] = []
+    chain: list[StoredArchive] = []
+    backups: list[dict[str, Any]] = []
+    if snapshot.kind == Snapshot.Kind.INCREMENTAL:  # every link checked first
+        links, chain, backups = ready_chain(snapshot)
+    stored = chain[0] if chain else stored_archive(snapshot)  # no key: refused here
+    backup = backups[0] if chain else first_member(snapshot, open_tar)
     client = connect(settings.DOCKER_HOST)
     app = _current_app(client, run.app_id)
     plan = make_plan(client, app, backup, options.restore_database)
@@ -278,13 +279,19 @@ def _restore(
     staged = prepare(client, app, plan, settings.BACKUP_SPOOL_DIR / f"restore-{run.pk}")
     handed_over = False
     try:
-        why_not = why_not_while_running(
-            staged.data_dirs, (snapshot.contents or {}).get("volumes") or {}
+        recorded = (
+            chain_volume_sizes(links) if chain else (snapshot.contents or {}).get("volumes") or {}
         )
+        why_not = why_not_while_running(staged.data_dirs, recorded)
         result["staged_while_running"] = why_not is None
         if why_not is None:
             with timeline.phase(phases.VALIDATE_AND_STAGE):
-                stage(staged, stored, progress, guard)
+                stage(staged, stored, progress, guard, chain, backups)
+        elif chain:  # the old order extracts one archive: never a chain
+            raise RestoreRefused(
+                f"incremental {snapshot.backup_id} is restored only by staging its chain while "
+                f"the app runs, and that is not possible: {why_not}"
+            )
         else:
             result["staged_while_running_why_not"] = why_not
             result["warnings"].append(

@@ -81,6 +81,12 @@ def verify_snapshot(
         copies = {"copies": reports, "read_from": read_from}
         errors = [r["error"] for r in reports if r.get("ok") is False] or errors
         valid = valid and not any(r.get("ok") is False for r in reports)
+    chain: dict[str, Any] = {}
+    if deep and snapshot.kind == Snapshot.Kind.INCREMENTAL:
+        chain_ids, chain_errors = _chain_links(snapshot)
+        chain = {"chain": chain_ids}
+        errors += chain_errors
+        valid = valid and not chain_errors
     return {
         "valid": valid,
         "checksum_match": result.checksum_match,
@@ -90,12 +96,27 @@ def verify_snapshot(
         "deep": result.deep,
         "errors": errors,
         **copies,
+        **chain,
         "snapshot_id": snapshot.backup_id,
         "backup_id": snapshot.backup_id,
         "app_id": snapshot.app_id,
         "contains": contains(contents),
         "contents": contents,
     }
+
+
+def _chain_links(snapshot: Snapshot) -> tuple[list[str], list[str]]:
+    """(the chain's backup ids full first, errors): every link completed, its
+    archive present, its backup.json naming the one before (and that one's
+    SHA-256) as parent, what a restore checks first. Each link's own bytes
+    are checked by verifying it."""
+    from snapshots.services.restore_chain import ready_chain  # restore imports this module
+
+    try:
+        links, _, _ = ready_chain(snapshot)
+    except EngineError as exc:
+        return [], [str(exc)]
+    return [link.backup_id for link in reversed(links)], []
 
 
 def contains(contents: dict[str, Any]) -> dict[str, int]:
