@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 
 import docker
@@ -19,39 +18,23 @@ from engine.incremental.index import index_path, read_index
 from snapshots.models import AppBackupPolicy, Snapshot
 from snapshots.services.snapshots import SnapshotInUse, delete_snapshot
 from tests.backup_helpers import backup_now
-from tests.small_app import data_dir, deploy_small_app, remove_small_app
+from tests.incremental_helpers import incremental, incremental_dirs, small_app_fixture
+from tests.small_app import data_dir
 from tests.stacks import ComposeStack
+
+__all__ = ["incremental_dirs"]  # the autouse fixture, imported
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
-@pytest.fixture(autouse=True)
-def backup_dirs(settings, tmp_path: Path) -> None:
-    settings.BACKUP_ROOT = tmp_path / "backups"
-    settings.BACKUP_SPOOL_DIR = tmp_path / "spool"
-    settings.BACKUP_INDEX_DIR = tmp_path / "index"
-    settings.BACKUP_AGE_RECIPIENTS = []
-    settings.BACKUP_PASSPHRASE = ""
-
-
-@pytest.fixture
-def app(docker_client: docker.DockerClient, tmp_path: Path) -> Iterator[ComposeStack]:
-    stack = deploy_small_app(docker_client, tmp_path, data_mb=8)
-    yield stack
-    remove_small_app(stack)
-
-
-def _incremental(app: ComposeStack) -> Snapshot:
-    snapshot = backup_now(app.project, "--incremental")
-    assert snapshot.status == Snapshot.Status.COMPLETED, snapshot.error
-    return snapshot
+app = small_app_fixture(data_mb=8)
 
 
 def test_first_is_full_then_incrementals_write_only_changes(
     app: ComposeStack, docker_client: docker.DockerClient, settings, capsys
 ) -> None:
     root = data_dir(docker_client, app)
-    full = _incremental(app)
+    full = incremental(app)
     assert full.kind == "full" and full.parent is None and full.chain_length == 1
     assert full.contents["full_because"] == "the app's first backup is full"
     assert full.bytes_written == full.bytes_full and full.bytes_full >= 8 << 20
@@ -59,7 +42,7 @@ def test_first_is_full_then_incrementals_write_only_changes(
     (root / "blob000.bin").unlink()
     (root / "new.txt").write_text("new")
     capsys.readouterr()
-    incr = _incremental(app)
+    incr = incremental(app)
     out = capsys.readouterr().out
     assert f"(incremental on {full.backup_id} (chain of 2))" in out
     assert incr.kind == "incremental" and incr.parent == full and incr.chain_position == 1
@@ -88,7 +71,7 @@ def test_every_n_plus_first_backup_is_full(app: ComposeStack, docker_client) -> 
     kinds = []
     for number in range(5):
         (root / "marker.txt").write_text(f"change {number}")
-        kinds.append((_incremental(app).kind, Snapshot.objects.latest("created_at").chain_position))
+        kinds.append((incremental(app).kind, Snapshot.objects.latest("created_at").chain_position))
     assert kinds == [("full", 0), ("incremental", 1), ("incremental", 2), ("full", 0),
                      ("incremental", 1)]  # fmt: skip
     assert (
@@ -100,27 +83,27 @@ def test_every_n_plus_first_backup_is_full(app: ComposeStack, docker_client) -> 
 
 
 def test_a_failed_or_missing_parent_makes_the_next_backup_full(app: ComposeStack, settings) -> None:
-    first = _incremental(app)
+    first = incremental(app)
     # The latest finished backup failed (its row as a failed backup leaves
     # it): the chain is not continued across it.
     failed = Snapshot.objects.create(
         backup_id="backup_20000101_000000_faaaaa", app_id=app.project, host_id="h",
         status=Snapshot.Status.FAILED, error="disk full",
     )  # fmt: skip
-    after_failure = _incremental(app)
+    after_failure = incremental(app)
     assert after_failure.kind == "full"
     assert failed.backup_id in after_failure.contents["full_because"]
     assert first.kind == "full"
     # The parent's archive is gone: full again.
     (Path(settings.BACKUP_ROOT) / after_failure.storage_key).unlink()
-    missing = _incremental(app)
+    missing = incremental(app)
     assert missing.kind == "full" and "missing" in missing.contents["full_because"]
     # The parent's index on this host is lost: full, with a warning that says what to run.
     index_path(settings.BACKUP_INDEX_DIR, app.project, missing.backup_id).unlink()
-    lost = _incremental(app)
+    lost = incremental(app)
     assert lost.kind == "full" and lost.parent is None
     assert any(f"backup index-rebuild {missing.backup_id}" in w for w in lost.warnings)
-    assert _incremental(app).kind == "incremental"
+    assert incremental(app).kind == "incremental"
 
 
 def test_incremental_encrypted_to_recipients_needs_no_identity(
@@ -129,9 +112,9 @@ def test_incremental_encrypted_to_recipients_needs_no_identity(
     identity, recipient = generate_identity()
     settings.BACKUP_AGE_RECIPIENTS = [recipient]
     settings.BACKUP_AGE_IDENTITY_FILE = ""  # the worker holds no secret
-    full = _incremental(app)
+    full = incremental(app)
     (data_dir(docker_client, app) / "marker.txt").write_text("encrypted change")
-    incr = _incremental(app)
+    incr = incremental(app)
     assert full.encrypted and incr.encrypted
     assert incr.kind == "incremental" and incr.parent == full
     key_file = tmp_path / "key.txt"

@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import docker
@@ -16,36 +15,19 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from snapshots.models import Run, Snapshot
-from tests.backup_helpers import backup_now
 from tests.engine.chaingen import mutate
 from tests.engine.treegen import make_tree
 from tests.engine.treegen import snapshot as tree_snapshot
-from tests.small_app import data_dir, deploy_small_app, remove_small_app, statuses
+from tests.incremental_helpers import incremental, incremental_dirs, small_app_fixture
+from tests.small_app import data_dir, statuses
 from tests.stacks import ComposeStack
+
+__all__ = ["incremental_dirs"]  # the autouse fixture, imported
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
-@pytest.fixture(autouse=True)
-def backup_dirs(settings, tmp_path: Path) -> None:
-    settings.BACKUP_ROOT = tmp_path / "backups"
-    settings.BACKUP_SPOOL_DIR = tmp_path / "spool"
-    settings.BACKUP_INDEX_DIR = tmp_path / "index"
-    settings.BACKUP_AGE_RECIPIENTS = []
-    settings.BACKUP_PASSPHRASE = ""
-
-
-@pytest.fixture
-def app(docker_client: docker.DockerClient, tmp_path: Path) -> Iterator[ComposeStack]:
-    stack = deploy_small_app(docker_client, tmp_path, data_mb=4)
-    yield stack
-    remove_small_app(stack)
-
-
-def _incremental(app: ComposeStack) -> Snapshot:
-    snapshot = backup_now(app.project, "--incremental")
-    assert snapshot.status == Snapshot.Status.COMPLETED, snapshot.error
-    return snapshot
+app = small_app_fixture(data_mb=4)
 
 
 def _restore(app_id: str, backup_id: str) -> Run:
@@ -58,16 +40,16 @@ def _chain(app: ComposeStack, root: Path) -> list[tuple[Snapshot, dict]]:
     """A full and two incrementals, with changes of every kind between
     them; each with the volume's state when it was taken."""
     make_tree(root / "tree")
-    points = [(_incremental(app), tree_snapshot(root))]
+    points = [(incremental(app), tree_snapshot(root))]
     mutate(root / "tree")
     (root / "marker.txt").write_text("first incremental")
-    points.append((_incremental(app), tree_snapshot(root)))
+    points.append((incremental(app), tree_snapshot(root)))
     shutil.rmtree(root / "tree" / "content")  # a directory with its files
     os.rename(root / "tree" / "renamed", root / "tree" / "-dash")  # renamed back
     os.unlink(root / "blob000.bin")
     (root / "tree" / "shared" / "added.txt").write_text("second incremental")
     os.chmod(root / "tree" / "shared", 0o750)
-    points.append((_incremental(app), tree_snapshot(root)))
+    points.append((incremental(app), tree_snapshot(root)))
     assert [s.kind for s, _ in points] == ["full", "incremental", "incremental"]
     return points
 

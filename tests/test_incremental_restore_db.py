@@ -17,22 +17,13 @@ from engine.age import generate_identity
 from snapshots.models import Run, Snapshot
 from tests.backup_helpers import backup_now
 from tests.engine.treegen import snapshot as tree_snapshot
+from tests.incremental_helpers import incremental_dirs
 from tests.stacks import ComposeStack
+from tests.test_restore import _sql
+
+__all__ = ["incremental_dirs"]  # the autouse fixture, imported
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture(autouse=True)
-def backup_dirs(settings, tmp_path: Path) -> None:
-    settings.BACKUP_ROOT = tmp_path / "backups"
-    settings.BACKUP_SPOOL_DIR = tmp_path / "spool"
-    settings.BACKUP_INDEX_DIR = tmp_path / "index"
-
-
-def _sql(stack: ComposeStack, sql: str) -> str:
-    password = stack.services[0].environment["MYSQL_ROOT_PASSWORD"]
-    return stack.exec("mariadb", ["mariadb", "-uroot", "-N", "wordpress", "-e", sql],
-                      {"MYSQL_PWD": password})  # fmt: skip
 
 
 def test_wordpress_chain_encrypted_to_recipients_restores_files_and_rows(
