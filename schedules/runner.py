@@ -158,7 +158,7 @@ def _request(firing: ScheduleFiring, schedule: Schedule) -> ScheduleFiring:
             run = request_backup(
                 schedule.app_id, purpose=Snapshot.Purpose.SCHEDULED,
                 consistency=schedule.consistency or None, encrypt=schedule.encrypt,
-                storage_location=schedule.storage_location,
+                storage_location=schedule.storage_location, backup_type=schedule.backup_type,
             )  # fmt: skip
     except (EngineError, UnknownStorageLocation) as exc:
         _end(firing, ScheduleFiring.State.FAILED, f"the backup could not be requested: {exc}")

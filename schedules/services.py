@@ -68,12 +68,11 @@ def _check_app(app_id: object) -> str:
 def _check_plain(values: dict[str, Any]) -> None:
     if "action" in values and values["action"] not in Schedule.Action.values:
         raise InvalidSchedule("action", "action must be backup or drill")
-    if "backup_type" in values and values["backup_type"] != Schedule.BackupType.FULL:
-        if values["backup_type"] == Schedule.BackupType.INCREMENTAL:
-            raise InvalidSchedule(
-                "backup_type", 'incremental backups are not available yet; use "full"'
-            )
-        raise InvalidSchedule("backup_type", f"{values['backup_type']!r} is not a backup type")
+    if "backup_type" in values and values["backup_type"] not in Schedule.BackupType.values:
+        raise InvalidSchedule(
+            "backup_type",
+            f'{values["backup_type"]!r} is not a backup type; use "full" or "incremental"',
+        )
     location = values.get("storage_location")
     if location is not None and location not in storage_names():
         raise InvalidSchedule(

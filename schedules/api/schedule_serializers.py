@@ -50,7 +50,9 @@ class ScheduleWriteSerializer(serializers.Serializer):
         required=False, min_value=0, max_value=3600,
         help_text="a random delay of up to this many seconds before each scheduled backup",
     )  # fmt: skip
-    backup_type = serializers.CharField(required=False, help_text='"full"')
+    backup_type = serializers.CharField(
+        required=False, help_text='"full" or "incremental" (full when its chain needs one)'
+    )
     action = serializers.CharField(
         required=False, help_text='"backup" (default) or "drill": a restore drill of the '
         "app's latest completed snapshot",
@@ -92,7 +94,7 @@ class ScheduleSerializer(serializers.Serializer):
     day_of_month = serializers.IntegerField(allow_null=True)
     cron_expression = serializers.CharField()
     jitter_seconds = serializers.IntegerField()
-    backup_type = serializers.CharField(help_text="full (incremental is not available yet)")
+    backup_type = serializers.CharField(help_text="full or incremental")
     action = serializers.CharField(help_text="backup, or drill (a restore drill)")
     storage_location = serializers.CharField()
     consistency = serializers.CharField()

@@ -62,6 +62,14 @@ def test_two_messages_for_one_scheduled_time_make_one_firing(make_schedule: Make
     assert Run.objects.get(pk=first.run_id).state == Run.State.PENDING
 
 
+def test_an_incremental_schedule_asks_for_an_incremental(make_schedule: MakeSchedule) -> None:
+    schedule = every_minute(make_schedule, backup_type=Schedule.BackupType.INCREMENTAL)
+    firing = runner.fire(schedule.pk)
+    assert firing is not None
+    # Asked for; the run decides under the app's lock (snapshots.services.chain).
+    assert Run.objects.get(pk=firing.run_id).options["backup_type"] == "incremental"
+
+
 def test_after_downtime_one_catch_up_for_the_latest_due_time(make_schedule: MakeSchedule) -> None:
     now = timezone.now()
     three_hours_ago = now - timedelta(hours=3)

@@ -77,7 +77,7 @@ def test_seed_body_create_list_read_patch_delete(api: APIClient, host_app: Compo
         ({"frequency": "cron", "cron_expression": "99 * * * *"}, "cron_expression", "99"),
         ({"app_id": "nosuchapp-zz"}, "app_id", "nosuchapp-zz"),
         ({"storage_location": "s3-offsite"}, "storage_location", "unknown storage location"),
-        ({"backup_type": "incremental"}, "backup_type", "not available yet"),
+        ({"backup_type": "differential"}, "backup_type", 'use "full" or "incremental"'),
         ({"notification_targets": ["nope"]}, "notification_targets", "target 1"),
         ({"colour": "blue"}, "colour", "unknown field"),
     ],
