@@ -27,7 +27,7 @@ from backup_project.s3_settings import parse_location
 from snapshots.models import Snapshot
 from storage.local import LocalStorage
 from tests.conftest import REPO_ROOT, subprocess_env
-from tests.s3_servers import S3Server, moto_server
+from tests.s3_servers import S3Server, moto_server, s3rver_server
 
 PART_MB = 5  # S3's smallest part: a few MiB make a multipart upload
 
@@ -57,6 +57,24 @@ def configure_s3(settings: Any, env: dict[str, str]) -> dict[str, Any]:
 def moto() -> Iterator[S3Server]:
     with moto_server() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def s3rver() -> Iterator[S3Server]:
+    with s3rver_server() as server:
+        yield server
+
+
+@pytest.fixture(params=["moto", "s3rver"])
+def s3_location(request: pytest.FixtureRequest, settings: Any, tmp_path: Path) -> dict[str, Any]:
+    """A fresh bucket on each real server in turn (moto, s3rver) as the `s3`
+    location, backups under tmp_path. Use with `moto` and `s3rver` imported."""
+    s3 = request.getfixturevalue(request.param)
+    settings.BACKUP_ROOT = tmp_path / "backups"
+    settings.BACKUP_SPOOL_DIR = tmp_path / "spool"
+    bucket = s3.new_bucket()
+    configure_s3(settings, s3_env(s3, bucket))
+    return {"server": s3, "client": s3.client(), "bucket": bucket}
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -23,18 +22,12 @@ from snapshots.models import Run, Snapshot
 from snapshots.models_offsite import OffsiteCopy
 from snapshots.selectors_offsite import where
 from snapshots.services.offsite import request_upload, run_upload
-from tests.offsite_helpers import PART_MB, configure_s3, moto, s3_env, stored_snapshot
-from tests.s3_servers import S3Server, free_port, s3rver_server
+from tests.offsite_helpers import PART_MB, configure_s3, moto, s3_env, s3rver, stored_snapshot
+from tests.s3_servers import S3Server, free_port
 
 pytestmark = pytest.mark.django_db(transaction=True)
-__all__ = ["moto"]
+__all__ = ["moto", "s3rver"]
 SECRET = "SeCrEt" + secrets.token_hex(8)  # the secret key given; must appear nowhere
-
-
-@pytest.fixture(scope="module")
-def s3rver() -> Iterator[S3Server]:
-    with s3rver_server() as server:
-        yield server
 
 
 def _wrong_credentials(s3rver: S3Server, moto: S3Server) -> tuple[dict[str, str], str]:

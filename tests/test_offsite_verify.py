@@ -7,8 +7,6 @@ a local copy gone fails it naming local even though S3 still holds one."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,30 +14,12 @@ import pytest
 from snapshots.models import Run, Snapshot
 from snapshots.services.offsite import request_upload, run_upload
 from snapshots.services.snapshots import verify_now
-from tests.offsite_helpers import PART_MB, configure_s3, moto, s3_env, stored_snapshot
-from tests.s3_servers import S3Server, s3rver_server
+from tests.offsite_helpers import PART_MB, moto, s3_location, s3rver, stored_snapshot
 
 pytestmark = pytest.mark.django_db(transaction=True)
-__all__ = ["moto"]
+__all__ = ["moto", "s3_location", "s3rver"]
 MIB = 1024 * 1024
 DATA_SIZE = 2 * PART_MB * MIB + 777  # three parts: a multipart object
-
-
-@pytest.fixture(scope="session")
-def s3rver() -> Iterator[S3Server]:
-    with s3rver_server() as server:
-        yield server
-
-
-@pytest.fixture(params=["moto", "s3rver"])
-def server(request: pytest.FixtureRequest, settings: Any, tmp_path: Path) -> dict[str, Any]:
-    """A fresh bucket on each real server in turn as the `s3` location."""
-    s3 = request.getfixturevalue(request.param)
-    settings.BACKUP_ROOT = tmp_path / "backups"
-    settings.BACKUP_SPOOL_DIR = tmp_path / "spool"
-    bucket = s3.new_bucket()
-    configure_s3(settings, s3_env(s3, bucket))
-    return {"client": s3.client(), "bucket": bucket}
 
 
 def uploaded(location: str) -> Snapshot:
@@ -53,7 +33,7 @@ def by_location(run: Run) -> dict[str, dict[str, Any]]:
     return {copy["location"]: copy for copy in run.result["copies"]}
 
 
-def test_quick_verify_checks_and_reports_each_copy(server: dict[str, Any]) -> None:
+def test_quick_verify_checks_and_reports_each_copy(s3_location: dict[str, Any]) -> None:
     snapshot = uploaded("local+s3")
     run = verify_now(snapshot)
     assert run.state == Run.State.COMPLETED, run.error
@@ -68,9 +48,9 @@ def test_quick_verify_checks_and_reports_each_copy(server: dict[str, Any]) -> No
     assert run.result["read_from"] == "local" and run.result["valid"]
 
 
-def test_s3_object_deleted_behind_its_back_fails_naming_s3(server: dict[str, Any]) -> None:
+def test_s3_object_deleted_behind_its_back_fails_naming_s3(s3_location: dict[str, Any]) -> None:
     snapshot = uploaded("local+s3")
-    server["client"].delete_object(Bucket=server["bucket"], Key=snapshot.storage_key)
+    s3_location["client"].delete_object(Bucket=s3_location["bucket"], Key=snapshot.storage_key)
     run = verify_now(snapshot)
     assert run.state == Run.State.FAILED
     assert "copy 's3': the archive is missing" in run.error
@@ -78,10 +58,10 @@ def test_s3_object_deleted_behind_its_back_fails_naming_s3(server: dict[str, Any
     assert run.result["errors"] == ["copy 's3': the archive is missing"]
 
 
-def test_s3_object_overwritten_behind_its_back_fails_naming_s3(server: dict[str, Any]) -> None:
+def test_s3_object_overwritten_behind_its_back_fails_naming_s3(s3_location: dict[str, Any]) -> None:
     snapshot = uploaded("local+s3")
-    server["client"].put_object(
-        Bucket=server["bucket"], Key=snapshot.storage_key, Body=os.urandom(DATA_SIZE)
+    s3_location["client"].put_object(
+        Bucket=s3_location["bucket"], Key=snapshot.storage_key, Body=os.urandom(DATA_SIZE)
     )
     run = verify_now(snapshot)
     assert run.state == Run.State.FAILED
@@ -90,11 +70,11 @@ def test_s3_object_overwritten_behind_its_back_fails_naming_s3(server: dict[str,
 
 
 def test_a_shorter_s3_object_with_the_right_metadata_fails_on_its_size(
-    server: dict[str, Any],
+    s3_location: dict[str, Any],
 ) -> None:
     snapshot = uploaded("local+s3")
-    server["client"].put_object(
-        Bucket=server["bucket"], Key=snapshot.storage_key, Body=b"short",
+    s3_location["client"].put_object(
+        Bucket=s3_location["bucket"], Key=snapshot.storage_key, Body=b"short",
         Metadata={"sha256": snapshot.sha256},
     )  # fmt: skip
     run = verify_now(snapshot)
@@ -103,7 +83,7 @@ def test_a_shorter_s3_object_with_the_right_metadata_fails_on_its_size(
 
 
 def test_a_missing_local_copy_fails_naming_local_though_s3_has_one(
-    server: dict[str, Any], settings: Any
+    s3_location: dict[str, Any], settings: Any
 ) -> None:
     snapshot = uploaded("local+s3")
     (settings.BACKUP_ROOT / snapshot.storage_key).unlink()
@@ -115,22 +95,22 @@ def test_a_missing_local_copy_fails_naming_local_though_s3_has_one(
     assert run.result["read_from"] == "s3" and run.result["checksum_match"]
 
 
-def test_s3_only_reads_the_s3_copy_and_checks_its_head(server: dict[str, Any]) -> None:
+def test_s3_only_reads_the_s3_copy_and_checks_its_head(s3_location: dict[str, Any]) -> None:
     snapshot = uploaded("s3")
     run = verify_now(snapshot)
     assert run.state == Run.State.COMPLETED, run.error
     assert list(by_location(run)) == ["s3"]
     assert by_location(run)["s3"]["checked"] == "read+head"
-    server["client"].copy_object(
-        Bucket=server["bucket"], Key=snapshot.storage_key, MetadataDirective="REPLACE",
-        CopySource={"Bucket": server["bucket"], "Key": snapshot.storage_key},
+    s3_location["client"].copy_object(
+        Bucket=s3_location["bucket"], Key=snapshot.storage_key, MetadataDirective="REPLACE",
+        CopySource={"Bucket": s3_location["bucket"], "Key": snapshot.storage_key},
         Metadata={"sha256": "0" * 64},
     )  # fmt: skip
     run = verify_now(snapshot)
     assert run.state == Run.State.FAILED and run.error.startswith("copy 's3': "), run.error
 
 
-def test_a_copy_not_uploaded_yet_is_reported_and_fails_nothing(server: dict[str, Any]) -> None:
+def test_a_copy_not_uploaded_yet_is_reported_and_fails_nothing(s3_location: dict[str, Any]) -> None:
     snapshot = stored_snapshot(os.urandom(1000), location="local+s3")
     request_upload(snapshot)  # pending: nothing on S3 yet
     run = verify_now(snapshot)
@@ -140,7 +120,7 @@ def test_a_copy_not_uploaded_yet_is_reported_and_fails_nothing(server: dict[str,
     }  # fmt: skip
 
 
-def test_a_local_only_snapshot_reports_no_copies(server: dict[str, Any]) -> None:
+def test_a_local_only_snapshot_reports_no_copies(s3_location: dict[str, Any]) -> None:
     snapshot = stored_snapshot(os.urandom(1000), location="local")
     run = verify_now(snapshot)
     assert run.state == Run.State.COMPLETED, run.error

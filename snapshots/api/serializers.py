@@ -226,6 +226,23 @@ class VerifyContainsSerializer(serializers.Serializer):
     config_files = serializers.IntegerField(min_value=0)
 
 
+class CopyCheckSerializer(serializers.Serializer):
+    """One copy's check in a verify report (snapshots.services.offsite_verify)."""
+
+    location = serializers.CharField(help_text="local, or the off-site location's name")
+    checked = serializers.CharField(
+        allow_null=True,
+        help_text="read: size and SHA-256 of its bytes; head: size and the SHA-256 the object "
+        "carries; read+head: both; null: not checked (an off-site copy not uploaded yet)",
+    )
+    state = serializers.CharField(
+        required=False, help_text="off-site copies: the upload's state (none: no upload)"
+    )
+    ok = serializers.BooleanField(allow_null=True, help_text="null: not checked")
+    error = serializers.CharField(allow_blank=True, help_text="why it failed, naming the copy")
+    size_bytes = serializers.IntegerField(required=False, help_text="the size found")
+
+
 class VerifyReportSerializer(serializers.Serializer):
     task_id = serializers.UUIDField()
     snapshot_id = serializers.CharField(help_text="the backup id (the UI's original name)")
@@ -242,6 +259,13 @@ class VerifyReportSerializer(serializers.Serializer):
         help_text="what is inside: volumes (by name), databases, config_files, file_count, "
         "... (a quick verify: what the snapshot recorded; a deep one: what the scan found)"
     )
+    # Only for snapshots with an off-site copy (storage_location s3 or local+s3).
+    copies = CopyCheckSerializer(
+        many=True, required=False, help_text="one check per copy; absent for local-only snapshots"
+    )
+    read_from = serializers.CharField(
+        required=False, help_text="the copy the main check read (local first: no egress)"
+    )
 
     @staticmethod
     def from_run(run: Run, backup_id: str) -> dict[str, Any]:
@@ -249,6 +273,7 @@ class VerifyReportSerializer(serializers.Serializer):
         errors = report.pop("errors", None) or ([run.error] if run.error else [])
         known = {name: report.pop(name, None) for name in REPORT_FIELDS}
         counts = report.pop("contains", None)
+        copies = {name: report.pop(name) for name in ("copies", "read_from") if name in report}
         for name in ("backup_id", "snapshot_id", "app_id"):
             report.pop(name, None)
         # Reports written before contents was nested had its keys at the top.
@@ -259,7 +284,7 @@ class VerifyReportSerializer(serializers.Serializer):
             "task_id": run.pk, "snapshot_id": backup_id, "backup_id": backup_id, **known,
             "sha256": known["sha256"] or "", "size_bytes": known["size_bytes"] or 0,
             "errors": errors, "contains": counts or verify_contains(contents),
-            "contents": contents,
+            "contents": contents, **copies,
         }  # fmt: skip
 
 
