@@ -77,6 +77,8 @@ class S3Config:
     response_checksum_validation: ChecksumWhen = "when_required"
     part_size: int | None = None  # None: part_size_for(size); streaming writes use the floor
     concurrency: int = 4  # parts in flight; memory is about concurrency x part size
+    # A read fetches ranges of this size, up to `concurrency` at once (storage.s3_reader).
+    read_chunk_size: int = DEFAULT_PART_SIZE
     connect_timeout: float = 10.0
     read_timeout: float = 60.0
     max_attempts: int = 5  # botocore's per-request retries (standard mode)
@@ -103,6 +105,11 @@ class S3Config:
             raise ValueError(
                 f"storage {self.name!r}: copy_max_size must be between {MIN_PART_SIZE} and "
                 f"{MAX_COPY_SIZE} bytes"
+            )
+        if not 64 * 1024 <= self.read_chunk_size <= MAX_PART_SIZE:
+            raise ValueError(
+                f"storage {self.name!r}: read chunk size must be between 64 KiB and "
+                f"{MAX_PART_SIZE} bytes"
             )
         if self.concurrency < 1 or self.max_attempts < 1 or self.part_attempts < 1:
             raise ValueError(f"storage {self.name!r}: concurrency and attempts must be >= 1")
