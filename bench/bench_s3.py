@@ -3,7 +3,8 @@ same run, then peak RSS at a larger size, the seed floor (a 5 GB upload in
 less than 10 minutes) and the bytes sent again after a `kill -9` at 50 %.
 
     .venv/bin/python bench/bench_s3.py [--server s3rver|moto] [--size-mb 1024]
-        [--rounds 5] [--rss-size-mb 4096] [--seed-bytes 5000000000] [--kill-mb 1024]
+        [--rounds 5] [--download-rounds 0] [--rss-size-mb 4096]
+        [--seed-bytes 5000000000] [--kill-mb 1024]
 
 s3rver is the default server: it serves ranged GETs from its files, so
 downloads measure the clients (moto copies the whole object for each
@@ -65,8 +66,8 @@ else:
 
 def run_measured(
     command: list[str], stdin: bytes | None = None, env: dict[str, str] | None = None
-) -> tuple[float, int]:
-    """(wall seconds, peak RSS in MiB) of one child process."""
+) -> tuple[float, int, float]:
+    """(wall seconds, peak RSS in MiB, CPU seconds) of one child process."""
     started = time.perf_counter()
     child = subprocess.Popen(
         command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env
@@ -80,7 +81,7 @@ def run_measured(
     child.returncode = os.waitstatus_to_exitcode(status)
     if child.returncode != 0:
         raise RuntimeError(f"{command[0]} failed: {child.stderr.read().decode()[-2000:]}")
-    return elapsed, usage.ru_maxrss // 1024
+    return elapsed, usage.ru_maxrss // 1024, usage.ru_utime + usage.ru_stime
 
 
 class Bench:
@@ -101,7 +102,7 @@ class Bench:
 
     def ours(
         self, op: str, key: str, path: Path, config: dict[str, Any] | None = None, **extra: object
-    ) -> tuple[float, int]:
+    ) -> tuple[float, int, float]:
         settings = {
             "op": op, "config": config or self.config, "key": key, "path": str(path), **extra,
         }  # fmt: skip
@@ -109,7 +110,7 @@ class Bench:
             [sys.executable, "-c", CHILD.format(repo=str(REPO))], json.dumps(settings).encode()
         )
 
-    def aws(self, source: str, target: str) -> tuple[float, int]:
+    def aws(self, source: str, target: str) -> tuple[float, int, float]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
         env.update(
             AWS_ACCESS_KEY_ID=self.server.access_key,
@@ -161,7 +162,7 @@ def compare(bench: Bench, size: int, rounds: int) -> None:
     with source_file(bench.work, size) as (source, digest):
         for number in range(rounds):
             order = UPLOADERS[number % 3 :] + UPLOADERS[: number % 3]
-            times: dict[str, tuple[float, int]] = {}
+            times: dict[str, tuple[float, int, float]] = {}
             for who in order:
                 if who == "aws":
                     times["aws up"] = bench.aws(str(source), bench.s3("aws"))
@@ -195,7 +196,8 @@ def compare(bench: Bench, size: int, rounds: int) -> None:
                 f"{mib_s(size, times['aws down'][0]):.1f} = {ratios['download'][-1]:.2f}; "
                 f"peak RSS up {times['ours up'][1]} / {times['ours-crc32 up'][1]} / "
                 f"{times['aws up'][1]} MiB, down {times['ours down'][1]} / "
-                f"{times['aws down'][1]} MiB; load {os.getloadavg()[0]:.1f}",
+                f"{times['aws down'][1]} MiB; CPU s down {times['ours down'][2]:.1f} / "
+                f"{times['aws down'][2]:.1f}; load {os.getloadavg()[0]:.1f}",
                 flush=True,
             )
     print(
@@ -206,13 +208,44 @@ def compare(bench: Bench, size: int, rounds: int) -> None:
     )
 
 
+def compare_downloads(bench: Bench, size: int, rounds: int) -> None:
+    """Downloads only, ROUNDS rounds of ours and aws's of one object (who goes
+    first alternating): more rounds of the noisier figure in the same time."""
+    print(f"\n{size / MIB:.0f} MiB, downloads only, {rounds} rounds", flush=True)
+    ratios: list[float] = []
+    with source_file(bench.work, size) as (source, digest):
+        bench.ours("upload", "down", source, sha256=digest)
+    for number in range(rounds):
+        times: dict[str, tuple[float, int, float]] = {}
+        for who in ("ours", "aws") if number % 2 == 0 else ("aws", "ours"):
+            target = bench.work / f"down-{who}"
+            if who == "ours":
+                times[who] = bench.ours("download", "down", target)
+            else:
+                times[who] = bench.aws(bench.s3("down"), str(target))
+            if target.stat().st_size != size:
+                raise SystemExit(f"{who}'s download has the wrong size")
+            target.unlink()
+        ratios.append(times["aws"][0] / times["ours"][0])
+        print(
+            f"  round {number + 1} ({'ours' if number % 2 == 0 else 'aws'} first): MiB/s "
+            f"ours {mib_s(size, times['ours'][0]):.1f} / aws {mib_s(size, times['aws'][0]):.1f} "
+            f"= {ratios[-1]:.2f}; CPU s {times['ours'][2]:.1f} / {times['aws'][2]:.1f}; "
+            f"peak RSS {times['ours'][1]} / {times['aws'][1]} MiB; "
+            f"load {os.getloadavg()[0]:.1f}",
+            flush=True,
+        )
+    bench.delete("down")
+    print(f"  median download ratio {statistics.median(ratios):.2f}", flush=True)
+
+
 def ours_only(bench: Bench, size: int, what: str, limit_seconds: float | None = None) -> None:
     """Our upload and download of SIZE bytes, time and peak RSS."""
     with source_file(bench.work, size) as (source, digest):
-        up, up_rss = bench.ours("upload", "ours", source, sha256=digest)
+        up, up_rss, _ = bench.ours("upload", "ours", source, sha256=digest)
         bench.storage.verify("ours", digest)
         target = bench.work / "down-ours"
-        down, down_rss = bench.ours("download", "ours", target)
+        down, down_rss, _ = bench.ours("download", "ours", target)
         target.unlink()
         bench.delete("ours")
     verdict = ""
@@ -254,7 +287,7 @@ def kill_at_half(bench: Bench, size: int) -> None:
         child.wait()
         at_kill = _recorded_bytes(ledger)
         before = len(proxy.requests)
-        elapsed, _ = bench.ours(
+        elapsed, _, _ = bench.ours(
             "upload", "resumed", source, config=relayed, ledger=str(ledger), sha256=digest
         )
         sent = sum(
@@ -289,6 +322,9 @@ def main() -> None:
     parser.add_argument("--size-mb", type=int, action="append", help="default: 1024")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--rss-size-mb", type=int, action="append", default=[])
+    parser.add_argument(
+        "--download-rounds", type=int, default=0, help="then downloads only, this many rounds"
+    )
     parser.add_argument("--seed-bytes", type=int, default=0, help="e.g. 5000000000 (5 GB)")
     parser.add_argument("--kill-mb", type=int, default=0)
     parser.add_argument("--part-mb", type=int, default=8)
@@ -306,7 +342,10 @@ def main() -> None:
         with serve() as server:
             bench = Bench(server, work, args.part_mb, args.concurrency)
             for size_mb in args.size_mb or [1024]:
-                compare(bench, size_mb * MIB, args.rounds)
+                if args.rounds:
+                    compare(bench, size_mb * MIB, args.rounds)
+                if args.download_rounds:
+                    compare_downloads(bench, size_mb * MIB, args.download_rounds)
             for size_mb in args.rss_size_mb:
                 ours_only(bench, size_mb * MIB, f"{size_mb} MiB, ours only")
             if args.seed_bytes:

@@ -11,9 +11,12 @@ from typing import Any
 
 import pytest
 
+from engine.progress import Progress
+from engine.verify import PROGRESS_EVERY
 from snapshots.models import Run, Snapshot
 from snapshots.services.offsite import request_upload, run_upload
 from snapshots.services.snapshots import verify_now
+from snapshots.services.verify import request_verify, run_verify
 from tests.offsite_helpers import PART_MB, moto, s3_location, s3rver, stored_snapshot
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -125,3 +128,23 @@ def test_a_local_only_snapshot_reports_no_copies(s3_location: dict[str, Any]) ->
     run = verify_now(snapshot)
     assert run.state == Run.State.COMPLETED, run.error
     assert "copies" not in run.result
+
+
+def test_the_bytes_a_verify_downloads_reach_the_run_row_and_the_task_state(
+    s3_location: dict[str, Any],
+) -> None:
+    """The engine reports every 64 MiB it read (engine.verify.PROGRESS_EVERY):
+    an s3-only archive just past that, read from S3, shows in what the run's
+    progress relay writes to the run row and hands the Celery task state
+    (snapshots.tasks) or the CLI's bar."""
+    size = PROGRESS_EVERY + 3 * MIB
+    snapshot = stored_snapshot(os.urandom(size), location="s3")
+    assert run_upload(str(request_upload(snapshot).pk)).state == Run.State.COMPLETED
+    seen: list[Progress] = []
+    run = run_verify(str(request_verify(snapshot, deep=False).pk), on_progress=seen.append)
+    assert run.state == Run.State.COMPLETED, run.error
+    assert run.result["read_from"] == "s3"
+    # The relay writes each report to the run row and hands it to the sink.
+    reports = [(p.bytes_done, p.bytes_total) for p in seen if p.phase == "verifying"]
+    assert reports == [(PROGRESS_EVERY, size)]
+    assert (run.phase, run.bytes_done, run.bytes_total) == ("done", size, size)
