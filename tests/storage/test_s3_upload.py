@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from engine.errors import ChecksumMismatch, StorageError
-from storage.s3_config import MAX_PARTS, MIB, S3Config, part_size_for
+from storage.s3_config import MAX_PARTS, MIB, S3Config, make_client, part_size_for
 from storage.s3_ledger import JsonFileLedger, MemoryLedger, PartRecord
 from tests.s3_servers import S3Server
 from tests.storage.conftest import TEST_PART_SIZE, s3_storage_on
@@ -60,6 +60,27 @@ def test_config_never_shows_its_secret() -> None:
     assert "s3cr3t-value" not in config.where
     in_url = S3Config(bucket="b", endpoint_url="https://user:s3cr3t-value@minio.lan:9000/")
     assert "s3cr3t-value" not in in_url.where and "minio.lan:9000" in in_url.where
+
+
+@pytest.mark.parametrize(
+    ("addressing", "checksums"), [("path", "when_required"), ("virtual", "when_supported")]
+)
+def test_the_client_is_built_from_the_locations_settings(addressing: str, checksums: str) -> None:
+    """The explicit botocore Config the issue asks for, read back from a real client."""
+    config = S3Config(
+        bucket="b", endpoint_url="http://127.0.0.1:9", addressing_style=addressing,  # type: ignore[arg-type]
+        request_checksum_calculation=checksums, response_checksum_validation=checksums,  # type: ignore[arg-type]
+        connect_timeout=3.0, read_timeout=7.0, max_attempts=6, concurrency=5,
+    )  # fmt: skip
+    built = make_client(config).meta.config
+    # botocore's max_attempts here counts retries: 6 of them, 7 attempts in all.
+    assert built.retries == {"mode": "standard", "total_max_attempts": 7}
+    assert (built.connect_timeout, built.read_timeout) == (3.0, 7.0)
+    assert built.s3 == {"addressing_style": addressing}
+    assert built.request_checksum_calculation == checksums
+    assert built.response_checksum_validation == checksums
+    assert built.max_pool_connections == 5 + 2  # a connection per part or range in flight
+    assert built.signature_version == "s3v4"
 
 
 # -- uploading a file --------------------------------------------------------------
