@@ -22,6 +22,7 @@ import docker
 import pytest
 from django.core.management import CommandError, call_command
 
+from engine.age.keys import generate_identity
 from snapshots.models import Run, Snapshot
 from snapshots.models_offsite import OffsiteCopy
 from snapshots.services.verify import request_verify, run_verify
@@ -95,6 +96,29 @@ def test_s3_only_backup_verifies_deep_and_restores_from_s3(
     names = [p.name for d in (settings.BACKUP_ROOT, settings.BACKUP_SPOOL_DIR) if d.exists()
              for p in d.rglob("*") if p.is_file()]  # fmt: skip
     assert not [n for n in names if snapshot.backup_id in n], names
+
+
+def test_an_encrypted_backup_puts_only_ciphertext_off_site(
+    small_app: ComposeStack, offsite: dict[str, Any], settings: Any, tmp_path: Path
+) -> None:
+    """The policy says encrypt: the object on S3 is the age file the backup
+    wrote (encrypted before it left the host), and a restore reads it back."""
+    identity, recipient = generate_identity()
+    settings.BACKUP_AGE_RECIPIENTS = [recipient]
+    key_file = tmp_path / "identity.txt"
+    key_file.write_text(identity + "\n")
+    settings.BACKUP_AGE_IDENTITY_FILE = str(key_file)
+    snapshot = backup_now(small_app.project, "--storage", "s3")
+    assert snapshot.status == Snapshot.Status.COMPLETED, snapshot.error
+    assert snapshot.encrypted and snapshot.storage_key.endswith(".age")
+    body, head = s3_object(offsite["client"], offsite["bucket"], snapshot.storage_key)
+    assert body.startswith(b"age-encryption.org/v1\n")
+    assert hashlib.sha256(body).hexdigest() == snapshot.sha256 == head["Metadata"]["sha256"]
+    # Member names a plain tar.zst shows in the clear (zstd keeps such
+    # literals as they are): none of them is in the object.
+    assert b"backup.json" not in body and b"blob000.bin" not in body
+    run = run_verify(str(request_verify(snapshot, deep=True).pk))
+    assert run.state == Run.State.COMPLETED and run.result["valid"], run.error
 
 
 @pytest.fixture
