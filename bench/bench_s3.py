@@ -58,8 +58,10 @@ if s["op"] == "upload":
     ledger = JsonFileLedger(Path(s["ledger"])) if s.get("ledger") else None
     storage.upload_file(Path(s["path"]), s["key"], ledger=ledger, sha256=s.get("sha256"))
 else:
+    # 1 MiB reads, as our consumers read the stream (engine.verify.STORED_CHUNK,
+    # the restore's and the API download's chunks); aws writes 256 KiB pieces.
     with storage.open(s["key"]) as src, open(s["path"], "wb") as dst:
-        while block := src.read(8 * 1024 * 1024):
+        while block := src.read(1024 * 1024):
             dst.write(block)
 """
 
