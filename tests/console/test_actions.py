@@ -21,16 +21,33 @@ CONTENTS = {
 }
 
 
-def test_backup_now_offers_locations_and_refuses_incremental(admin_client: Client) -> None:
+def test_backup_now_offers_full_only_and_refuses_incremental(admin_client: Client) -> None:
     form = admin_client.get("/admin/console/apps/shop/backup/").content.decode()
-    assert 'value="local"' in form and 'value="incremental"' in form
+    assert 'value="local"' in form and 'value="full"' in form
+    # Not offered (the service makes full backups only), and said so beside the field.
+    assert 'value="incremental"' not in form and "Incremental backups are not available" in form
     answer = admin_client.post(
         "/admin/console/apps/shop/backup/",
         {"backup_type": "incremental", "storage_location": "local"},
     )
     assert answer.status_code == 200
-    assert "incremental backups are not available yet" in answer.content.decode()
+    assert "&quot;incremental&quot; backups are not available" in answer.content.decode()
     assert not Run.objects.exists() and not Snapshot.objects.exists()
+
+
+def test_backup_now_offers_every_configured_location(admin_client: Client, settings) -> None:
+    # Only the settings: the form lists locations, it connects to none.
+    settings.BACKUP_S3_STORAGES = {"s3": {"bucket": "offsite"}}
+    form = admin_client.get("/admin/console/apps/shop/backup/").content.decode()
+    for value, label in (
+        ("local", "this host&#x27;s disk only"),
+        ("s3", "off-site only"),
+        ("local+s3", "this host&#x27;s disk and off-site (s3)"),
+    ):
+        assert f'value="{value}"' in form and f">{value}: {label}" in form, value
+    settings.BACKUP_S3_STORAGES = {}
+    form = admin_client.get("/admin/console/apps/shop/backup/").content.decode()
+    assert 'value="local"' in form and "s3" not in form.split('id="backup-now"')[1]
 
 
 def test_backup_now_unknown_location_is_a_form_error(admin_client: Client) -> None:
