@@ -15,6 +15,7 @@ from django.db import models
 
 class Schedule(models.Model):
     class Frequency(models.TextChoices):
+        HOURLY = "hourly"  # every hour at `time`'s minute
         DAILY = "daily"
         WEEKLY = "weekly"
         MONTHLY = "monthly"
