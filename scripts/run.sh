@@ -36,7 +36,9 @@ pids+=($!)
 log "API:    http://${HOST}:${PORT}/api/v1/health   docs: http://${HOST}:${PORT}/api/v1/docs"
 log "admin:  http://${HOST}:${PORT}/admin/   (user and password: see above)"
 log "logs:   $DATA_DIR/log/worker.log, $DATA_DIR/log/beat.log; Ctrl-C stops everything"
-.venv/bin/gunicorn backup_project.wsgi --bind "${HOST}:${PORT}" --workers 2 --timeout 120 \
+# monitoring/gunicorn_conf.py: with LOG_FORMAT=json gunicorn's own lines are JSON too.
+.venv/bin/gunicorn backup_project.wsgi --config python:monitoring.gunicorn_conf \
+  --bind "${HOST}:${PORT}" --workers 2 --timeout 120 \
   --access-logfile - &
 pids+=($!)
 wait -n "${pids[@]}"
