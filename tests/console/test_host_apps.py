@@ -1,0 +1,44 @@
+"""The dashboard's list of apps on this Docker host with no backup, run or
+schedule yet (what a new operator sees first), on the real engine; and a web
+process that cannot reach the engine still shows the dashboard, saying why
+the host's apps are missing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from tests.api.conftest import MakeSnapshot
+from tests.s3_servers import free_port
+
+pytestmark = pytest.mark.django_db
+
+
+def section(page: str) -> str:
+    start = page.find('id="unprotected-apps"')
+    return page[start : page.index("</div>", start)] if start >= 0 else ""
+
+
+@pytest.mark.docker
+def test_apps_on_the_host_without_a_backup_are_offered_one(
+    admin_client: Client, host_app: Any, make_snapshot: MakeSnapshot
+) -> None:
+    app_id = host_app.project
+    listed = section(admin_client.get("/admin/").content.decode())
+    assert f'<li data-app="{app_id}">' in listed
+    assert f'href="/admin/console/apps/{app_id}/backup/"' in listed
+    assert f'/admin/schedules/schedule/add/?app_id={app_id}"' in listed
+
+    make_snapshot(app_id=app_id)  # now in the table, so no longer in the list
+    page = admin_client.get("/admin/").content.decode()
+    assert f'data-app="{app_id}"' not in section(page) and f'data-app="{app_id}"' in page
+
+
+def test_without_the_engine_the_dashboard_says_why(admin_client: Client, settings) -> None:
+    settings.DOCKER_HOST = f"tcp://127.0.0.1:{free_port()}"  # nothing listens there
+    answer = admin_client.get("/admin/")
+    page = answer.content.decode()
+    assert answer.status_code == 200 and 'id="app-table"' in page
+    assert 'id="host-apps-unknown"' in page and "Docker" in page
