@@ -82,6 +82,9 @@ def install(site: admin.AdminSite) -> None:
         return console_urls(site) + stock_get_urls()
 
     site.get_urls = get_urls  # type: ignore[method-assign]
+    # Not "Django administration": the operator opened the backup service.
+    site.site_header = site.site_title = "Backup service"
+    site.index_title = "Backups at a glance"
     # AdminSite.get_urls wraps self.index, so an instance attribute is the index.
     site.index = views.dashboard_view  # type: ignore[method-assign]
     hide_celery_models(site)

@@ -43,7 +43,9 @@ def dashboard_view(request: HttpRequest, extra_context: dict[str, Any] | None = 
         request, "console/dashboard.html", "Backups at a glance",
         data=data, location_chart=location_chart, rows=app_rows(data.apps, data.now),
         host_apps=host_apps,
-        problems=sum(1 for app in data.apps if app.level != "ok"),
+        # The host's apps with nothing yet need attention first of all.
+        app_count=len(data.apps) + len(host_apps.app_ids),
+        problems=sum(1 for app in data.apps if app.level != "ok") + len(host_apps.app_ids),
     )  # fmt: skip
 
 

@@ -26,7 +26,12 @@ def test_apps_on_the_host_without_a_backup_are_offered_one(
     admin_client: Client, host_app: Any, make_snapshot: MakeSnapshot
 ) -> None:
     app_id = host_app.project
-    listed = section(admin_client.get("/admin/").content.decode())
+    first = admin_client.get("/admin/").content.decode()
+    listed = section(first)
+    # Each of them needs attention (the host may hold other tests' stacks too).
+    count = listed.count("<li data-app=")
+    assert f'<strong id="problem-count">{count}</strong>' in first and f"{count} app" in first
+    assert "<title>Backups at a glance | Backup service</title>" in first
     assert f'<li data-app="{app_id}">' in listed
     assert f'href="/admin/console/apps/{app_id}/backup/"' in listed
     assert f'/admin/schedules/schedule/add/?app_id={app_id}"' in listed
