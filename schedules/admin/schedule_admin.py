@@ -19,6 +19,7 @@ from django_celery_beat import models as beat_models
 
 from console.format import human_size
 from console.forms import BACKUP_KINDS, location_label
+from engine.quiesce import CONSISTENCY_MODES
 from schedules import services
 from schedules.admin.widgets import WriteOnlyTextarea
 from schedules.models import Schedule, ScheduleFiring
@@ -78,8 +79,21 @@ class ScheduleForm(forms.ModelForm):
         fields["day_of_month"].help_text = "Monthly: 1-31; 29-31 mean the month's last day."
         fields["cron_expression"].help_text = "Cron: minute hour day-of-month month weekday."
         fields["jitter_seconds"].help_text = "A random delay of up to this many seconds."
-        fields["consistency"].help_text = "Empty: the app's own policy."
-        fields["encrypt"].help_text = "Unknown: the deployment's default."
+        fields["consistency"].widget = forms.Select(
+            choices=[("", "the app's own policy"), *((mode, mode) for mode in CONSISTENCY_MODES)]
+        )
+        fields[
+            "consistency"
+        ].help_text = (
+            "Whether the app's containers are paused or stopped while its volumes are read."
+        )
+        fields["encrypt"].widget.choices = [
+            ("unknown", "the deployment's default"), ("true", "encrypt"),
+            ("false", "do not encrypt"),
+        ]  # fmt: skip
+        fields["action"].widget = forms.Select(
+            choices=[("backup", "back up"), ("drill", "restore drill of the latest snapshot")]
+        )
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
