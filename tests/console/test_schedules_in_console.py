@@ -74,7 +74,9 @@ def test_app_page_and_schedule_page_link_to_the_preview(admin_client: Client) ->
     assert '<option value="2">Wednesday</option>' in change
     assert ">local: this host&#x27;s disk only</option>" in change
     assert 'value="incremental"' not in change.split('name="backup_type"')[1].split("</select>")[0]
-    assert '<option value="pause">pause</option>' in change and "the app&#x27;s own policy" in change
+    assert (
+        '<option value="pause">pause</option>' in change and "the app&#x27;s own policy" in change
+    )
     assert "the deployment&#x27;s default" in change and "restore drill of the latest" in change
     for legend in ("When", "Retention (empty: the rule is not used)", "Notification targets"):
         assert legend in change, legend
