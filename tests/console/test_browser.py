@@ -145,6 +145,7 @@ def test_console_backup_restore_and_a_failure_in_a_real_browser(
     page.click("#backup-now input[type=submit]")
     assert wait_for_end(page) == "completed", page.content()
     assert polls, "the run page never polled its status"
+    assert not page.locator("#run-error").is_visible()  # no empty error box on a success
     shot(page, "backup-run-completed")
     snapshot = Snapshot.objects.get(app_id=app_id)
     assert snapshot.status == "completed" and snapshot.backup_id in page.content()
