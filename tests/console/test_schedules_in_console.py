@@ -99,7 +99,9 @@ def test_an_hourly_schedule_through_the_admin_form(admin_client: Client, host_ap
         "*",
     )
     listing = admin_client.get("/admin/schedules/schedule/").content.decode()
-    assert "hourly at :15 Asia/Kolkata" in listing
+    assert "hourly at :15 Asia/Kolkata" in listing and str(schedule).endswith(
+        "hourly :15 Asia/Kolkata"
+    )
     assert schedule.notification_targets_encrypted and "json://" not in listing
 
 
