@@ -97,9 +97,13 @@ def list_app_ids(
     client: docker.DockerClient, excluded_projects: Iterable[str] = ("websoft9",)
 ) -> list[str]:
     """The ids discover_apps would find, from two list calls only (no
-    inspection of each app): what a page listing the host's apps needs."""
-    containers, volumes = _labelled(client)
-    return _app_ids(set(containers) | set(volumes), excluded_projects)
+    inspection of each container, as containers.list() does one by one):
+    what a page listing the host's apps needs."""
+    with _engine_errors():
+        containers = client.api.containers(all=True, filters={"label": PROJECT_LABEL})
+        volumes = client.api.volumes(filters={"label": PROJECT_LABEL}).get("Volumes") or []
+    projects = {(item.get("Labels") or {}).get(PROJECT_LABEL, "") for item in containers + volumes}
+    return _app_ids(projects - {""}, excluded_projects)
 
 
 def _labelled(
