@@ -24,12 +24,15 @@ cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
 trap cleanup EXIT INT TERM
 
 mkdir -p "$DATA_DIR/log"
+# LOG_FORMAT=json: no Celery banners (printed, not logged), so the logs are JSON lines.
+quiet=()
+[ "${LOG_FORMAT:-plain}" = json ] && quiet=(--quiet)
 # The worker takes shared work (default) and this Docker host's own queue.
-.venv/bin/celery -A backup_project worker -Q "default,host.${HOST_ID}" --concurrency 2 \
+.venv/bin/celery -A backup_project "${quiet[@]}" worker -Q "default,host.${HOST_ID}" --concurrency 2 \
   --loglevel INFO >"$DATA_DIR/log/worker.log" 2>&1 &
 pids+=($!)
 # Exactly one beat: it reads schedules from the database.
-.venv/bin/celery -A backup_project beat --loglevel INFO \
+.venv/bin/celery -A backup_project "${quiet[@]}" beat --loglevel INFO \
   --schedule "$DATA_DIR/celerybeat-schedule" >"$DATA_DIR/log/beat.log" 2>&1 &
 pids+=($!)
 
