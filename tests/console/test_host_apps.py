@@ -5,11 +5,15 @@ the host's apps are missing."""
 
 from __future__ import annotations
 
+import http.server
+import threading
+import time
 from typing import Any
 
 import pytest
 from django.test import Client
 
+from console import host_apps
 from tests.api.conftest import MakeSnapshot
 from tests.s3_servers import free_port
 
@@ -47,3 +51,42 @@ def test_without_the_engine_the_dashboard_says_why(admin_client: Client, setting
     page = answer.content.decode()
     assert answer.status_code == 200 and 'id="app-table"' in page
     assert 'id="host-apps-unknown"' in page and "Docker" in page
+
+
+class _SlowEngine(http.server.BaseHTTPRequestHandler):
+    """Answers the client's version check and ping, then takes longer than
+    the client waits on the list calls: a Docker engine under heavy load,
+    which the real one cannot be made on demand (the one stand-in here)."""
+
+    def do_GET(self) -> None:
+        if self.path.endswith("/version") or self.path.endswith("/_ping"):
+            body = b'{"ApiVersion": "1.41", "Version": "20.10.24"}'
+            if self.path.endswith("/_ping"):
+                body = b"OK"
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
+        time.sleep(3)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_a_slow_engine_is_a_note_not_an_error(
+    admin_client: Client, settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _SlowEngine)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        settings.DOCKER_HOST = f"tcp://127.0.0.1:{server.server_address[1]}"
+        monkeypatch.setattr(host_apps, "DOCKER_TIMEOUT_SECONDS", 1)
+        answer = admin_client.get("/admin/")
+    finally:
+        server.shutdown()
+        server.server_close()
+    page = answer.content.decode()
+    assert answer.status_code == 200 and 'id="app-table"' in page
+    assert "did not answer in time (ReadTimeout)" in page
