@@ -179,7 +179,10 @@ def test_console_backup_restore_and_a_failure_in_a_real_browser(
     shot(page, "restore-confirmation")
     page.fill("#id_confirm_app_id", app_id + "x")
     page.click("#restore-form input[type=submit]")
-    assert "type the app id exactly" in page.content()
+    # The form comes back with the error (waited for: the click returns
+    # before the new page is in, and reading it then gives nothing).
+    refused = page.locator("#restore-form .errorlist").inner_text()
+    assert "type the app id exactly" in refused, refused
     assert not Run.objects.filter(operation="restore").exists()
     page.fill("#id_confirm_app_id", app_id)
     page.click("#restore-form input[type=submit]")
