@@ -8,11 +8,13 @@ from django import forms
 
 from snapshots.storage_locations import LOCAL, offsite_targets, s3_names, storage_names
 
-# The kinds of backup the backup service makes today. The seam for
-# incrementals (issue 13): add ("incremental", ...) here once
-# snapshots.services.snapshots.start_backup takes a kind, and pass
-# cleaned_data["backup_type"] on in console.actions.backup_now_view.
-BACKUP_KINDS = [("full", "full (every file and database dump)")]
+# The kinds of backup the backup service makes (snapshots.services.backup);
+# whether an incremental can be one is the run's decision (the chain rule:
+# the first of a chain, one after a failed parent, every Nth, are full).
+BACKUP_KINDS = [
+    ("full", "full (every file and database dump)"),
+    ("incremental", "incremental (what changed since the chain's last backup)"),
+]
 
 
 def location_label(name: str) -> str:
@@ -27,8 +29,11 @@ def location_label(name: str) -> str:
 class BackupNowForm(forms.Form):
     backup_type = forms.ChoiceField(
         label="kind", choices=BACKUP_KINDS, initial="full",
-        help_text="Incremental backups are not available yet.",
-        error_messages={"invalid_choice": '"%(value)s" backups are not available; use "full"'},
+        help_text="An incremental is made full when its chain needs one (the first, after a "
+        "failed one, every Nth).",
+        error_messages={
+            "invalid_choice": '"%(value)s" is not a backup type; use "full" or "incremental"'
+        },
     )  # fmt: skip
     storage_location = forms.ChoiceField(label="location", choices=[], initial=LOCAL)
 

@@ -69,7 +69,6 @@ class ScheduleForm(forms.ModelForm):
             choices=[("", "—"), *((str(n), name) for n, name in enumerate(WEEKDAYS))]
         )
         fields["backup_type"].widget = forms.Select(choices=BACKUP_KINDS)
-        fields["backup_type"].help_text = "Incremental backups are not available yet."
         locations = [(name, location_label(name)) for name in storage_names()]
         current = self.instance.storage_location if self.instance.pk else None
         if current and current not in storage_names():  # shown, and refused on save

@@ -21,18 +21,28 @@ CONTENTS = {
 }
 
 
-def test_backup_now_offers_full_only_and_refuses_incremental(admin_client: Client) -> None:
+def test_backup_now_offers_both_kinds_and_refuses_others(admin_client: Client) -> None:
     form = admin_client.get("/admin/console/apps/shop/backup/").content.decode()
-    assert 'value="local"' in form and 'value="full"' in form
-    # Not offered (the service makes full backups only), and said so beside the field.
-    assert 'value="incremental"' not in form and "Incremental backups are not available" in form
+    assert 'value="local"' in form and 'value="full"' in form and 'value="incremental"' in form
     answer = admin_client.post(
         "/admin/console/apps/shop/backup/",
-        {"backup_type": "incremental", "storage_location": "local"},
+        {"backup_type": "differential", "storage_location": "local"},
     )
     assert answer.status_code == 200
-    assert "&quot;incremental&quot; backups are not available" in answer.content.decode()
+    assert "&quot;differential&quot; is not a backup type" in answer.content.decode()
     assert not Run.objects.exists() and not Snapshot.objects.exists()
+
+
+@pytest.mark.docker
+def test_backup_now_passes_the_kind_on(admin_client: Client, host_app, settings) -> None:
+    settings.BACKUP_TASK_QUEUE = "console-tests-nobody"  # queued only; no worker takes it
+    answer = admin_client.post(
+        f"/admin/console/apps/{host_app.project}/backup/",
+        {"backup_type": "incremental", "storage_location": "local"},
+    )
+    run = Run.objects.get(operation="backup")
+    assert answer.status_code == 302 and answer.url == f"/admin/console/runs/{run.pk}/"
+    assert run.options["backup_type"] == "incremental"
 
 
 def test_backup_now_offers_every_configured_location(admin_client: Client, settings) -> None:

@@ -137,9 +137,9 @@ def test_console_backup_restore_and_a_failure_in_a_real_browser(
     page.locator(f'#unprotected-apps li[data-app="{app_id}"] a:has-text("Back up now")').click()
     assert page.url.endswith(f"/admin/console/apps/{app_id}/backup/"), page.url
 
-    # Back up now: only "full" is offered (incrementals are not built yet), and it runs.
+    # Back up now: full or incremental (the first of a chain is full anyway); full runs.
     kinds = page.locator("#id_backup_type option").all_inner_texts()
-    assert [kind.split()[0] for kind in kinds] == ["full"], kinds
+    assert [kind.split()[0] for kind in kinds] == ["full", "incremental"], kinds
     page.select_option("#id_backup_type", "full")
     page.select_option("#id_storage_location", "local")
     page.click("#backup-now input[type=submit]")

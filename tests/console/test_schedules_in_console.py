@@ -70,10 +70,11 @@ def test_app_page_and_schedule_page_link_to_the_preview(admin_client: Client) ->
     change = admin_client.get(f"/admin/schedules/schedule/{schedule.pk}/change/").content.decode()
     assert "1 kept, 1 would be removed" in change
     assert f'/admin/console/apps/{APP}/retention/?schedule={schedule.pk}"' in change
-    # In the operator's words: weekday names, the location described, only "full".
+    # In the operator's words: weekday names, the location described, the kinds.
     assert '<option value="2">Wednesday</option>' in change
     assert ">local: this host&#x27;s disk only</option>" in change
-    assert 'value="incremental"' not in change.split('name="backup_type"')[1].split("</select>")[0]
+    kinds = change.split('name="backup_type"')[1].split("</select>")[0]
+    assert ">incremental (what changed since the chain&#x27;s last backup)</option>" in kinds
     assert (
         '<option value="pause">pause</option>' in change and "the app&#x27;s own policy" in change
     )
