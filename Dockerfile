@@ -17,4 +17,4 @@ RUN BACKUP_DATA_DIR=/tmp/build DJANGO_SECRET_KEY=build-only python manage.py col
 
 ENV BACKUP_DATA_DIR=/data BACKUP_ROOT=/data/backups
 EXPOSE 8000
-CMD ["gunicorn", "backup_project.wsgi", "--bind", "0.0.0.0:8000", "--workers", "3", "--timeout", "120"]
+CMD ["gunicorn", "backup_project.wsgi", "--config", "python:monitoring.gunicorn_conf", "--bind", "0.0.0.0:8000", "--workers", "3", "--timeout", "120"]

@@ -53,7 +53,11 @@ def backup_now_view(request: HttpRequest, app_id: str) -> HttpResponse:
     form = BackupNowForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            run = start_backup(app_id, storage_location=form.cleaned_data["storage_location"])
+            chosen = form.cleaned_data
+            run = start_backup(
+                app_id, storage_location=chosen["storage_location"],
+                backup_type=chosen["backup_type"],
+            )  # fmt: skip
         except EngineError as exc:  # not on this host, unknown location, broker down, ...
             form.add_error(None, str(exc))
         else:

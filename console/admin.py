@@ -19,21 +19,31 @@ from django.urls import URLPattern, path
 from django_celery_beat import admin as _beat_admin  # noqa: F401
 from django_celery_results import admin as _results_admin  # noqa: F401
 
-from console import actions, views
+from console import actions, retention, views
 
 HIDDEN_APPS = ("django_celery_beat", "django_celery_results")
 
 
 def _superusers_only(model_admin_class: type[admin.ModelAdmin]) -> type[admin.ModelAdmin]:
-    """The same ModelAdmin, listed in the index for superusers only: these
-    tables are the machinery under Schedules, not what an operator edits."""
+    """The same ModelAdmin, for superusers only (listed and opened): these
+    tables are the machinery under Schedules and runs, not what an operator
+    edits, and task results hold the tasks' raw arguments and tracebacks. A
+    staff user's view_* permission on them does not open them either."""
 
-    def has_module_permission(self: admin.ModelAdmin, request: HttpRequest) -> bool:
-        return bool(request.user.is_active and request.user.is_superuser)
+    def superusers_and(check: str) -> Any:
+        stock = getattr(model_admin_class, check)
 
+        def allowed(self: admin.ModelAdmin, request: HttpRequest, *args: Any) -> bool:
+            superuser = request.user.is_active and request.user.is_superuser
+            return bool(superuser and stock(self, request, *args))
+
+        return allowed
+
+    checks = ("has_module_permission", "has_view_permission", "has_add_permission",
+              "has_change_permission", "has_delete_permission")  # fmt: skip
     return type(
         model_admin_class.__name__, (model_admin_class,),
-        {"has_module_permission": has_module_permission, "__module__": __name__},
+        {**{check: superusers_and(check) for check in checks}, "__module__": __name__},
     )  # fmt: skip
 
 
@@ -48,6 +58,8 @@ def console_urls(site: admin.AdminSite) -> list[URLPattern]:
     view = site.admin_view
     return [
         path("console/apps/<str:app_id>/", view(views.app_view), name="console_app"),
+        path("console/apps/<str:app_id>/retention/", view(retention.retention_view),
+             name="console_retention"),
         path("console/apps/<str:app_id>/backup/", view(actions.backup_now_view),
              name="console_backup_now"),
         path("console/snapshots/<str:backup_id>/verify/", view(actions.verify_view),
@@ -70,6 +82,9 @@ def install(site: admin.AdminSite) -> None:
         return console_urls(site) + stock_get_urls()
 
     site.get_urls = get_urls  # type: ignore[method-assign]
+    # Not "Django administration": the operator opened the backup service.
+    site.site_header = site.site_title = "Backup service"
+    site.index_title = "Backups at a glance"
     # AdminSite.get_urls wraps self.index, so an instance attribute is the index.
     site.index = views.dashboard_view  # type: ignore[method-assign]
     hide_celery_models(site)

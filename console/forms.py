@@ -6,26 +6,43 @@ from typing import Any
 
 from django import forms
 
-from snapshots.storage_locations import storage_names
+from snapshots.storage_locations import LOCAL, offsite_targets, s3_names, storage_names
+
+# The kinds of backup the backup service makes (snapshots.services.backup);
+# whether an incremental can be one is the run's decision (the chain rule:
+# the first of a chain, one after a failed parent, every Nth, are full).
+BACKUP_KINDS = [
+    ("full", "full (every file and database dump)"),
+    ("incremental", "incremental (what changed since the chain's last backup)"),
+]
+
+
+def location_label(name: str) -> str:
+    """A storage location in the operator's words (the value stays its name)."""
+    if name == LOCAL:
+        return "local: this host's disk only"
+    if name in s3_names():
+        return f"{name}: off-site only (the local copy is removed once the upload is verified)"
+    return f"{name}: this host's disk and off-site ({', '.join(offsite_targets(name))})"
 
 
 class BackupNowForm(forms.Form):
     backup_type = forms.ChoiceField(
-        choices=[("full", "full"), ("incremental", "incremental")], initial="full"
-    )
-    storage_location = forms.ChoiceField(choices=[], initial="local")
+        label="kind", choices=BACKUP_KINDS, initial="full",
+        help_text="An incremental is made full when its chain needs one (the first, after a "
+        "failed one, every Nth).",
+        error_messages={
+            "invalid_choice": '"%(value)s" is not a backup type; use "full" or "incremental"'
+        },
+    )  # fmt: skip
+    storage_location = forms.ChoiceField(label="location", choices=[], initial=LOCAL)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        names = storage_names()
-        self.fields["storage_location"].choices = [(name, name) for name in names]
-
-    def clean_backup_type(self) -> str:
-        value = self.cleaned_data["backup_type"]
-        if value == "incremental":
-            # The backup service makes full backups only today; the API says the same.
-            raise forms.ValidationError('incremental backups are not available yet; use "full"')
-        return value
+        # Read per form: the configured S3 locations come from settings.
+        self.fields["storage_location"].choices = [
+            (name, location_label(name)) for name in storage_names()
+        ]
 
 
 class VerifyForm(forms.Form):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db import connection
@@ -266,7 +266,7 @@ def _warnings(app: AppRow, now: datetime) -> list[str]:
 
 def _aware(moment: datetime) -> datetime:
     """Raw SQL gives naive datetimes on SQLite (UTC)."""
-    return timezone.make_aware(moment, timezone.UTC) if timezone.is_naive(moment) else moment
+    return timezone.make_aware(moment, UTC) if timezone.is_naive(moment) else moment
 
 
 # -- one app ---------------------------------------------------------------------

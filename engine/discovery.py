@@ -84,7 +84,32 @@ def discover_apps(
 ) -> list[AppInfo]:
     """Every app on the host, sorted by app id, except EXCLUDED_PROJECTS
     (the platform's own stack is not an app to back up)."""
-    excluded = set(excluded_projects)
+    containers, volumes = _labelled(client)
+    return [
+        _build_app(
+            client, app_id, containers.get(app_id, []), volumes.get(app_id, []), measure_sizes
+        )
+        for app_id in _app_ids(set(containers) | set(volumes), excluded_projects)
+    ]
+
+
+def list_app_ids(
+    client: docker.DockerClient, excluded_projects: Iterable[str] = ("websoft9",)
+) -> list[str]:
+    """The ids discover_apps would find, from two list calls only (no
+    inspection of each container, as containers.list() does one by one):
+    what a page listing the host's apps needs."""
+    with _engine_errors():
+        containers = client.api.containers(all=True, filters={"label": PROJECT_LABEL})
+        volumes = client.api.volumes(filters={"label": PROJECT_LABEL}).get("Volumes") or []
+    projects = {(item.get("Labels") or {}).get(PROJECT_LABEL, "") for item in containers + volumes}
+    return _app_ids(projects - {""}, excluded_projects)
+
+
+def _labelled(
+    client: docker.DockerClient,
+) -> tuple[dict[str, list[Container]], dict[str, list[Volume]]]:
+    """The host's Compose-labelled containers and volumes, by project."""
     containers: dict[str, list[Container]] = {}
     volumes: dict[str, list[Volume]] = {}
     with _engine_errors():
@@ -95,19 +120,20 @@ def discover_apps(
         for volume in client.volumes.list(filters={"label": PROJECT_LABEL}):
             labels = volume.attrs.get("Labels") or {}
             volumes.setdefault(labels.get(PROJECT_LABEL, ""), []).append(volume)
-    apps = []
-    for app_id in sorted(set(containers) | set(volumes)):
+    return containers, volumes
+
+
+def _app_ids(projects: set[str], excluded_projects: Iterable[str]) -> list[str]:
+    excluded = set(excluded_projects)
+    ids = []
+    for app_id in sorted(projects):
         if app_id in excluded:
             continue
         if not _APP_ID.fullmatch(app_id):
             log.warning("skipping Compose project %r: not a valid project name", app_id)
             continue
-        apps.append(
-            _build_app(
-                client, app_id, containers.get(app_id, []), volumes.get(app_id, []), measure_sizes
-            )
-        )
-    return apps
+        ids.append(app_id)
+    return ids
 
 
 def get_app(

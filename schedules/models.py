@@ -15,6 +15,7 @@ from django.db import models
 
 class Schedule(models.Model):
     class Frequency(models.TextChoices):
+        HOURLY = "hourly"  # every hour at `time`'s minute
         DAILY = "daily"
         WEEKLY = "weekly"
         MONTHLY = "monthly"
@@ -80,7 +81,8 @@ class Schedule(models.Model):
         indexes = [models.Index(fields=["app_id"])]
 
     def __str__(self) -> str:
-        return self.name or f"{self.app_id} {self.frequency} {self.time:%H:%M} {self.timezone}"
+        at = f":{self.time:%M}" if self.frequency == self.Frequency.HOURLY else f"{self.time:%H:%M}"
+        return self.name or f"{self.app_id} {self.frequency} {at} {self.timezone}"
 
 
 class ScheduleFiring(models.Model):

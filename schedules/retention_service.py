@@ -172,10 +172,14 @@ def _drill_protected(app_id: str) -> tuple[str, ...]:
     return (passed,) if passed else ()
 
 
-def plan_retention(app_id: str, *, now: datetime | None = None) -> RetentionOutcome:
-    """The decision for APP_ID, nothing deleted (the preview, a dry run)."""
+def plan_retention(
+    app_id: str, *, now: datetime | None = None, policies: list[Policy] | None = None
+) -> RetentionOutcome:
+    """The decision for APP_ID, nothing deleted (the preview, a dry run).
+    POLICIES, when given, stand in for the app's schedules' (the console's
+    "what would this policy keep", before it is saved)."""
     facts = snapshot_facts(app_id)
-    policies = policies_for(app_id)
+    policies = policies_for(app_id) if policies is None else policies
     moment = now or timezone.now()
     short = ShortRules(
         failed_days=settings.BACKUP_RETENTION_FAILED_DAYS,

@@ -37,6 +37,9 @@ def describe(schedule: Schedule) -> str:
         which = "the last day" if day == 31 else f"day {day}"
         short = " (or the month's last)" if 28 < day < 31 else ""
         return f"monthly on {which}{short} at {at} {tz}"
+    if schedule.frequency == Schedule.Frequency.HOURLY:
+        minute = at.split(":")[1]
+        return f"hourly at :{minute} {tz}"
     if schedule.frequency == Schedule.Frequency.CRON:
         return f"cron '{schedule.cron_expression}' {tz}"
     return f"daily at {at} {tz}"

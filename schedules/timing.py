@@ -5,6 +5,9 @@ One meaning for every caller (the beat projection, the firing task, the
 missed-backup alarm, the API's next_run_at), all computed here in the
 schedule's own timezone, returned in UTC:
 
+- hourly: every hour at `time`'s minute (its hour is not used: "hourly at
+  :15"); in a repeated hour (fall back) both occurrences run, a skipped one
+  (spring forward) runs once;
 - daily: every day at `time`; weekly: on `weekday` (0 = Monday); monthly: on
   `day_of_month`, where a day the month lacks (29-31) means its last day (31
   = "the last day", 30 in April, 28 or 29 in February);
@@ -30,7 +33,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from celery.schedules import ParseException, crontab
 
-FREQUENCIES = ("daily", "weekly", "monthly", "cron")
+FREQUENCIES = ("hourly", "daily", "weekly", "monthly", "cron")
 TIME_PATTERN = re.compile(r"([01]\d|2[0-3]):([0-5]\d)")
 # Far enough back for "0 0 29 2 1" (Feb 29th on a Monday: once in 28 years).
 _SEARCH_DAYS = 366 * 29
@@ -165,7 +168,7 @@ def validate(timing: Timing) -> Timing:
 
 
 def _day_matches(timing: Timing, day: date, cron: crontab | None) -> bool:
-    if timing.frequency == "daily":
+    if timing.frequency in ("hourly", "daily"):
         return True
     if timing.frequency == "weekly":
         return day.weekday() == timing.weekday
@@ -183,6 +186,8 @@ def _day_matches(timing: Timing, day: date, cron: crontab | None) -> bool:
 
 
 def _times(timing: Timing, cron: crontab | None) -> list[time]:
+    if timing.frequency == "hourly":
+        return [time(hour, timing.time.minute) for hour in range(24)]
     if cron is None:
         return [timing.time]
     return [time(h, m) for h in sorted(cron.hour) for m in sorted(cron.minute)]
@@ -195,7 +200,15 @@ def _instants(timing: Timing, day: date, cron: crontab | None) -> list[datetime]
     if not _day_matches(timing, day, cron):
         return []
     zone = timing.zone
-    return sorted(datetime.combine(day, t, zone).astimezone(UTC) for t in _times(timing, cron))
+    folds = (0, 1) if timing.frequency == "hourly" else (0,)
+    # A set: on the spring-forward day a nonexistent hour lands on the next one.
+    return sorted(
+        {
+            datetime.combine(day, t, zone).replace(fold=fold).astimezone(UTC)
+            for t in _times(timing, cron)
+            for fold in folds
+        }
+    )
 
 
 def _days(start: date, step: int) -> Iterator[date]:
@@ -255,6 +268,8 @@ def crontab_fields(timing: Timing) -> CrontabFields:
         minute, hour, dom, month, dow = timing.cron_expression.split()
         return CrontabFields(minute, hour, dom, month, dow)
     minute, hour = str(timing.time.minute), str(timing.time.hour)
+    if timing.frequency == "hourly":
+        return CrontabFields(minute, "*", "*", "*", "*")
     if timing.frequency == "daily":
         return CrontabFields(minute, hour, "*", "*", "*")
     if timing.frequency == "weekly":

@@ -13,14 +13,21 @@ from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html
 from django_celery_beat import models as beat_models
 
+from console.format import human_size
+from console.forms import BACKUP_KINDS, location_label
+from engine.quiesce import CONSISTENCY_MODES
 from schedules import services
 from schedules.admin.widgets import WriteOnlyTextarea
 from schedules.models import Schedule, ScheduleFiring
+from schedules.retention_service import plan_retention
 from schedules.secrets import masked
-from schedules.selectors import describe, firing_result, schedule_state
+from schedules.selectors import WEEKDAYS, describe, firing_result, schedule_state
 from snapshots.admin import AppIdFilter
+from snapshots.storage_locations import storage_names
 
 FORM_FIELDS = [
     "app_id", "name", "enabled", "frequency", "time", "timezone", "weekday", "day_of_month",
@@ -55,7 +62,37 @@ class ScheduleForm(forms.ModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["action"].required = False  # left out: a backup schedule, as before
+        fields = self.fields
+        fields["action"].required = False  # left out: a backup schedule, as before
+        # Choices in the operator's words; the service still checks every value.
+        fields["weekday"].widget = forms.Select(
+            choices=[("", "—"), *((str(n), name) for n, name in enumerate(WEEKDAYS))]
+        )
+        fields["backup_type"].widget = forms.Select(choices=BACKUP_KINDS)
+        locations = [(name, location_label(name)) for name in storage_names()]
+        current = self.instance.storage_location if self.instance.pk else None
+        if current and current not in storage_names():  # shown, and refused on save
+            locations.append((current, f"{current} (not configured)"))
+        fields["storage_location"].widget = forms.Select(choices=locations)
+        fields["time"].help_text = "HH:MM in the timezone; hourly: only its minute is used."
+        fields["day_of_month"].help_text = "Monthly: 1-31; 29-31 mean the month's last day."
+        fields["cron_expression"].help_text = "Cron: minute hour day-of-month month weekday."
+        fields["jitter_seconds"].help_text = "A random delay of up to this many seconds."
+        fields["consistency"].widget = forms.Select(
+            choices=[("", "the app's own policy"), *((mode, mode) for mode in CONSISTENCY_MODES)]
+        )
+        fields[
+            "consistency"
+        ].help_text = (
+            "Whether the app's containers are paused or stopped while its volumes are read."
+        )
+        fields["encrypt"].widget.choices = [
+            ("unknown", "the deployment's default"), ("true", "encrypt"),
+            ("false", "do not encrypt"),
+        ]  # fmt: skip
+        fields["action"].widget = forms.Select(
+            choices=[("backup", "back up"), ("drill", "restore drill of the latest snapshot")]
+        )
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
@@ -88,7 +125,21 @@ class ScheduleAdmin(admin.ModelAdmin):
     list_filter = [AppIdFilter, "enabled", "frequency", "storage_location"]
     search_fields = ["app_id", "name"]
     readonly_fields = ["timetable", "next_run", "last_run", "last_result", "targets_masked",
-                       "recent_firings"]  # fmt: skip
+                       "recent_firings", "retention_preview"]  # fmt: skip
+    fieldsets = [
+        (None, {"fields": ["app_id", "name", "enabled", "action"]}),
+        ("When", {"fields": ["frequency", "time", "timezone", "weekday", "day_of_month",
+                             "cron_expression", "jitter_seconds", "timetable", "next_run"]}),
+        ("What is backed up, and where", {"fields": ["backup_type", "storage_location",
+                                                     "consistency", "encrypt"]}),
+        ("Retention (empty: the rule is not used)", {
+            "fields": ["retention_days", "keep_last", "keep_daily", "keep_weekly", "keep_monthly",
+                       "keep_yearly", "retention_preview"],
+        }),
+        ("Notification targets", {"fields": ["targets_masked", "new_targets", "clear_targets",
+                                             "notify_on_success"]}),
+        ("Last runs", {"fields": ["last_run", "last_result", "recent_firings"]}),
+    ]  # fmt: skip
     actions = ["enable", "disable", "run_now"]
 
     @admin.display(description="when")
@@ -115,6 +166,20 @@ class ScheduleAdmin(admin.ModelAdmin):
     @admin.display(description="targets (masked)")
     def targets_masked(self, schedule: Schedule) -> str:
         return ", ".join(masked(schedule.notification_targets_encrypted)) or "—"
+
+    @admin.display(description="retention preview")
+    def retention_preview(self, schedule: Schedule) -> str:
+        """What the saved rules keep and remove now, and a link to try others."""
+        if not schedule.pk:
+            return "— (save first; then try rules on the preview page)"
+        outcome = plan_retention(schedule.app_id)
+        url = reverse("admin:console_retention", args=[schedule.app_id])
+        return format_html(
+            '{} kept, {} would be removed ({} freed). <a href="{}?schedule={}" '
+            'id="retention-preview-link">Which ones, and why; try other rules</a>',
+            len(outcome.plan.kept), len(outcome.plan.removed),
+            human_size(outcome.freed_bytes), url, schedule.pk,
+        )  # fmt: skip
 
     @admin.display(description="recent firings")
     def recent_firings(self, schedule: Schedule) -> str:

@@ -27,7 +27,9 @@ class ScheduleWriteSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=128, required=False, allow_blank=True)
     enabled = serializers.BooleanField(required=False)
     frequency = serializers.CharField(
-        required=False, help_text="daily | weekly | monthly | cron (then cron_expression)"
+        required=False,
+        help_text="hourly (at the minute of `time`) | daily | weekly | monthly | cron "
+        "(then cron_expression)",
     )
     time = serializers.CharField(
         required=False, max_length=16, help_text="HH:MM, 24-hour, in `timezone`"

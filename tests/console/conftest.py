@@ -1,3 +1,5 @@
-"""Fixtures of the console tests: the API tests' snapshot rows."""
+"""Fixtures of the console tests: the API tests' snapshot rows and the
+schedules tests' app on the Docker engine."""
 
 from tests.api.conftest import backup_root, make_snapshot, stored_snapshot  # noqa: F401
+from tests.schedules.conftest import host_app  # noqa: F401

@@ -21,16 +21,43 @@ CONTENTS = {
 }
 
 
-def test_backup_now_offers_locations_and_refuses_incremental(admin_client: Client) -> None:
+def test_backup_now_offers_both_kinds_and_refuses_others(admin_client: Client) -> None:
     form = admin_client.get("/admin/console/apps/shop/backup/").content.decode()
-    assert 'value="local"' in form and 'value="incremental"' in form
+    assert 'value="local"' in form and 'value="full"' in form and 'value="incremental"' in form
     answer = admin_client.post(
         "/admin/console/apps/shop/backup/",
-        {"backup_type": "incremental", "storage_location": "local"},
+        {"backup_type": "differential", "storage_location": "local"},
     )
     assert answer.status_code == 200
-    assert "incremental backups are not available yet" in answer.content.decode()
+    assert "&quot;differential&quot; is not a backup type" in answer.content.decode()
     assert not Run.objects.exists() and not Snapshot.objects.exists()
+
+
+@pytest.mark.docker
+def test_backup_now_passes_the_kind_on(admin_client: Client, host_app, settings) -> None:
+    settings.BACKUP_TASK_QUEUE = "console-tests-nobody"  # queued only; no worker takes it
+    answer = admin_client.post(
+        f"/admin/console/apps/{host_app.project}/backup/",
+        {"backup_type": "incremental", "storage_location": "local"},
+    )
+    run = Run.objects.get(operation="backup")
+    assert answer.status_code == 302 and answer.url == f"/admin/console/runs/{run.pk}/"
+    assert run.options["backup_type"] == "incremental"
+
+
+def test_backup_now_offers_every_configured_location(admin_client: Client, settings) -> None:
+    # Only the settings: the form lists locations, it connects to none.
+    settings.BACKUP_S3_STORAGES = {"s3": {"bucket": "offsite"}}
+    form = admin_client.get("/admin/console/apps/shop/backup/").content.decode()
+    for value, label in (
+        ("local", "this host&#x27;s disk only"),
+        ("s3", "off-site only"),
+        ("local+s3", "this host&#x27;s disk and off-site (s3)"),
+    ):
+        assert f'value="{value}"' in form and f">{value}: {label}" in form, value
+    settings.BACKUP_S3_STORAGES = {}
+    form = admin_client.get("/admin/console/apps/shop/backup/").content.decode()
+    assert 'value="local"' in form and "s3" not in form.split('id="backup-now"')[1]
 
 
 def test_backup_now_unknown_location_is_a_form_error(admin_client: Client) -> None:

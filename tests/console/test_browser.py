@@ -4,8 +4,10 @@ worker, a real Compose-like stack (MariaDB + app) on the Docker engine.
 
 Log in, back an app up from the console and watch the run complete, see it
 on the dashboard, restore it after the confirmation (typing the app id),
-and see a restore from a damaged archive shown as a failure that left the
-app as it was. Screenshots go to var/test-artifacts/console/."""
+see a restore from a damaged archive shown as a failure that left the
+app as it was, and a backup whose database dump fails (the root password
+changed inside MariaDB) shown as failed on its run page and the dashboard.
+Screenshots go to var/test-artifacts/console/."""
 
 from __future__ import annotations
 
@@ -91,6 +93,20 @@ def write_marker(stack: Any, text: str) -> None:
     assert result.exit_code == 0, result.output
 
 
+def rotate_root_password(stack: Any, password: str) -> None:
+    """Give MariaDB's root users PASSWORD, behind the container's back."""
+    container = stack.container("mariadb")
+    env = dict(item.split("=", 1) for item in container.attrs["Config"]["Env"])
+    sql = (
+        f"ALTER USER 'root'@'localhost' IDENTIFIED BY '{password}'; "
+        f"ALTER USER IF EXISTS 'root'@'%' IDENTIFIED BY '{password}'; FLUSH PRIVILEGES;"
+    )
+    result = container.exec_run(
+        ["mariadb", "-uroot", "-e", sql], environment={"MYSQL_PWD": env["MYSQL_ROOT_PASSWORD"]}
+    )
+    assert result.exit_code == 0, result.output
+
+
 # The database first: the session's live server then stops (closing its
 # connection) before the test database is dropped.
 def test_console_backup_restore_and_a_failure_in_a_real_browser(
@@ -116,17 +132,20 @@ def test_console_backup_restore_and_a_failure_in_a_real_browser(
     page.click("input[type=submit]")
     page.locator("#app-table").wait_for()
 
-    # Back up now: incremental is refused with the service's reason, full runs.
+    # A new operator: the app is on the host with no backup, and offered one.
     write_marker(wordpress, "before")
-    page.goto(f"{base}/admin/console/apps/{app_id}/backup/")
-    page.select_option("#id_backup_type", "incremental")
-    page.click("#backup-now input[type=submit]")
-    assert "incremental backups are not available yet" in page.content()
+    page.locator(f'#unprotected-apps li[data-app="{app_id}"] a:has-text("Back up now")').click()
+    assert page.url.endswith(f"/admin/console/apps/{app_id}/backup/"), page.url
+
+    # Back up now: full or incremental (the first of a chain is full anyway); full runs.
+    kinds = page.locator("#id_backup_type option").all_inner_texts()
+    assert [kind.split()[0] for kind in kinds] == ["full", "incremental"], kinds
     page.select_option("#id_backup_type", "full")
     page.select_option("#id_storage_location", "local")
     page.click("#backup-now input[type=submit]")
     assert wait_for_end(page) == "completed", page.content()
     assert polls, "the run page never polled its status"
+    assert not page.locator("#run-error").is_visible()  # no empty error box on a success
     shot(page, "backup-run-completed")
     snapshot = Snapshot.objects.get(app_id=app_id)
     assert snapshot.status == "completed" and snapshot.backup_id in page.content()
@@ -153,17 +172,28 @@ def test_console_backup_restore_and_a_failure_in_a_real_browser(
     page.click(f'tr[data-backup="{snapshot.backup_id}"] a:has-text("Restore")')
     summary = page.locator("#restore-summary").inner_text()
     assert f"{app_id}_wordpress" in summary and f"{app_id}_mysql_data" in summary, summary
-    assert "wordpress" in summary and "safety backup" in summary
+    assert "wordpress" in summary
+    safety = page.locator("#safety-note").inner_text()
+    assert "safety backup of the app's current data is taken first" in safety, safety
+    assert page.locator("#id_backup_before_restore").is_checked()
     shot(page, "restore-confirmation")
     page.fill("#id_confirm_app_id", app_id + "x")
     page.click("#restore-form input[type=submit]")
-    assert "type the app id exactly" in page.content()
+    # The form comes back with the error (waited for: the click returns
+    # before the new page is in, and reading it then gives nothing).
+    refused = page.locator("#restore-form .errorlist").inner_text()
+    assert "type the app id exactly" in refused, refused
     assert not Run.objects.filter(operation="restore").exists()
     page.fill("#id_confirm_app_id", app_id)
     page.click("#restore-form input[type=submit]")
     assert wait_for_end(page) == "completed", page.content()
     shot(page, "restore-run-completed")
     assert marker(wordpress).strip() == "before"
+    # What the page promised: a safety backup of the data it replaced.
+    restore_run = Run.objects.get(operation="restore")
+    safety_id = restore_run.result["safety_backup_id"]
+    assert Snapshot.objects.get(backup_id=safety_id).purpose == "pre_restore"
+    assert safety_id in page.content()
 
     # A restore from a damaged archive fails, is shown as a failure, and the
     # app keeps its data.
@@ -180,6 +210,25 @@ def test_console_backup_restore_and_a_failure_in_a_real_browser(
     assert "danger" in box.get_attribute("class") and page.locator("#run-error").is_visible()
     shot(page, "restore-run-failed")
     assert marker(wordpress).strip() == "kept"
+
+    # A backup that really fails: the database's root password was changed
+    # inside MariaDB, so the credentials in the container's environment no
+    # longer log in and the dump fails. The run page and the dashboard say so.
+    rotate_root_password(wordpress, "rotated-Secret-77")
+    page.goto(f"{base}/admin/console/apps/{app_id}/backup/")
+    page.click("#backup-now input[type=submit]")
+    assert wait_for_end(page) == "failed", page.content()
+    assert "danger" in page.locator("#run").get_attribute("class")
+    error = page.locator("#run-error").inner_text()
+    assert "Access denied" in error and "rotated-Secret-77" not in page.content(), error
+    shot(page, "backup-run-failed")
+    failed = Snapshot.objects.filter(app_id=app_id, purpose="manual").latest("created_at")
+    assert failed.status == "failed"
+    page.goto(f"{base}/admin/")
+    row = page.locator(f'tr[data-app="{app_id}"]')
+    assert "failed" in row.inner_text() and "level-danger" in row.get_attribute("class")
+    assert "last backup failed" in row.inner_text()
+    shot(page, "dashboard-backup-failed")
 
     # The app's page: its size and duration charts, drawn as SVG by the server.
     page.goto(f"{base}/admin/console/apps/{app_id}/")

@@ -70,7 +70,7 @@ def test_seed_body_create_list_read_patch_delete(api: APIClient, host_app: Compo
     [
         ({"time": "25:00"}, "time", "HH:MM"),
         ({"timezone": "Europe/Atlantis"}, "timezone", "unknown timezone"),
-        ({"frequency": "hourly"}, "frequency", "daily, weekly, monthly, cron"),
+        ({"frequency": "fortnightly"}, "frequency", "hourly, daily, weekly, monthly, cron"),
         ({"frequency": "weekly", "weekday": 9}, "weekday", "0-6"),
         ({"frequency": "monthly", "day_of_month": 40}, "day_of_month", "1-31"),
         ({"frequency": "cron", "cron_expression": "* * * *"}, "cron_expression", "five fields"),

@@ -4,6 +4,7 @@ projection's crontab agrees with them (Celery's own crontab is asked)."""
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -72,6 +73,32 @@ def test_fall_back_repeated_time_runs_once_at_its_first_occurrence() -> None:
     assert next_due(t, due) == utc(2026, 10, 26, 1, 30)  # next day, CET
     # A firing at the second 02:30 (01:30 UTC) stands for the first: deduped.
     assert previous_due(t, utc(2026, 10, 25, 1, 30, 5)) == due
+
+
+def test_hourly_runs_at_its_minute_every_real_hour() -> None:
+    """The hour of `time` is not used; in a +05:30 zone ":15" is :45 UTC; on
+    the fall-back day the repeated hour runs twice, on spring forward the
+    missing hour is not run twice."""
+    kolkata = Timing("hourly", time(7, 15), "Asia/Kolkata")
+    assert next_due(kolkata, utc(2026, 1, 5, 12)) == utc(2026, 1, 5, 12, 45)
+    assert previous_due(kolkata, utc(2026, 1, 5, 12, 44)) == utc(2026, 1, 5, 11, 45)
+    assert period_before(kolkata, utc(2026, 1, 5, 12, 45)) == timedelta(hours=1)
+    berlin = Timing("hourly", time(0, 30), "Europe/Berlin")
+    fall_back = [utc(2026, 10, 24, 22, 30)]
+    while len(fall_back) < 6:
+        fall_back.append(next_due(berlin, fall_back[-1]))
+    assert [b - a for a, b in itertools.pairwise(fall_back)] == [
+        timedelta(hours=1)
+    ] * 5  # 00:30, 01:30, 02:30 CEST, 02:30 CET, 03:30 CET, ...: one an hour
+    spring = [utc(2026, 3, 28, 23, 30)]
+    while len(spring) < 4:
+        spring.append(next_due(berlin, spring[-1]))
+    assert spring == [utc(2026, 3, 28, 23, 30), utc(2026, 3, 29, 0, 30), utc(2026, 3, 29, 1, 30),
+                      utc(2026, 3, 29, 2, 30)]  # fmt: skip
+    with pytest.raises(InvalidSchedule, match="only for a weekly"):
+        validate(Timing("hourly", time(0, 30), "UTC", weekday=1))
+    fields = crontab_fields(berlin)
+    assert (fields.minute, fields.hour, fields.day_of_week) == ("30", "*", "*")
 
 
 def test_weekly_on_its_weekday_in_its_timezone() -> None:
@@ -159,6 +186,7 @@ def _celery_crontab(t: Timing) -> crontab:
         Timing("weekly", time(0, 0), "Pacific/Auckland", weekday=6),
         Timing("monthly", time(1, 15), "Australia/Sydney", day_of_month=10),
         Timing("cron", time(0, 0), "Europe/London", cron_expression="30 1,13 * * 2-4"),
+        Timing("hourly", time(0, 15), "Asia/Kolkata"),
     ],
 )
 def test_projection_agrees_with_celery_crontab_for_a_year(timing: Timing) -> None:
@@ -178,7 +206,7 @@ def test_projection_agrees_with_celery_crontab_for_a_year(timing: Timing) -> Non
 @pytest.mark.parametrize(
     ("fields", "field", "fragment"),
     [
-        ({"frequency": "hourly"}, "frequency", "daily, weekly, monthly, cron"),
+        ({"frequency": "fortnightly"}, "frequency", "hourly, daily, weekly, monthly, cron"),
         ({"timezone": "Mars/Olympus"}, "timezone", "IANA"),
         ({"frequency": "weekly", "weekday": 7}, "weekday", "0-6"),
         ({"frequency": "weekly"}, "weekday", "0-6"),
