@@ -130,6 +130,6 @@ def _run(extractor: _Extractor, stored: StoredArchive) -> ExtractReport:
 
 def _listed(extractor: _Extractor) -> set[str]:
     """Paths an archive decided: the ones it wrote, and the ones it deleted."""
-    if extractor.manifest is None:  # finish() refused it already
+    if extractor.manifest is None or extractor.comparison is None:  # finish() refused it
         raise ArchiveError("manifest.json is missing")
-    return {entry["path"] for entry in extractor.entries} | set(extractor.manifest.deleted)
+    return extractor.comparison.listed | set(extractor.manifest.deleted)

@@ -17,18 +17,19 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from collections.abc import Callable, Collection, Container, Mapping
+import struct
+from collections.abc import Callable, Collection, Container, Iterable, Iterator, Mapping
 from typing import Any, Literal, NamedTuple
 
 from engine.archive.layout import (
     BACKUP_JSON,
     CONFIG_DIR,
     DATABASES_DIR,
-    FORMAT_VERSION,
     MANIFEST_JSON,
     VOLUMES_DIR,
 )
 from engine.archive.manifest import Manifest, ManifestEntry
+from engine.archive.manifest_stream import ManifestFormatError, ManifestStream
 from engine.archive.tar_reader import Kind, Member
 from engine.errors import ArchiveError
 
@@ -64,6 +65,31 @@ class Seen(NamedTuple):
     mtime_ns: int
     linkname: str
     written: bool  # extracted or spooled (so its SHA-256 was computed)
+
+    def pack(self) -> bytes:
+        """Its form while the extraction holds one per member until the
+        manifest: ~60 bytes instead of ~200 for the tuple and its ints."""
+        fixed = _SEEN.pack(
+            _KIND_CODES[self.kind], self.size, self.mode, self.uid, self.gid, self.mtime_ns,
+            self.written,
+        )  # fmt: skip
+        return fixed + self.linkname.encode("utf-8", "surrogateescape") if self.linkname else fixed
+
+    @classmethod
+    def unpack(cls, raw: bytes) -> Seen:
+        kind, size, mode, uid, gid, mtime_ns, written = _SEEN.unpack_from(raw)
+        linkname = raw[_SEEN.size :].decode("utf-8", "surrogateescape")
+        return cls(_KIND_NAMES[kind], size, mode, uid, gid, mtime_ns, linkname, bool(written))
+
+
+_SEEN = struct.Struct("<BqHIIq?")  # kind, size, mode, uid, gid, mtime_ns, written
+_KIND_NAMES: tuple[Kind, ...] = ("file", "dir", "symlink", "hardlink")
+_KIND_CODES = {kind: code for code, kind in enumerate(_KIND_NAMES)}
+
+
+def packed_kind(raw: bytes) -> Kind:
+    """The kind of a packed Seen, without unpacking the rest."""
+    return _KIND_NAMES[raw[0]]
 
 
 def split_name(name: str, what: str = "member") -> tuple[str, ...]:
@@ -328,57 +354,75 @@ _ENTRY_REQUIRED = frozenset(
 )  # fmt: skip
 
 
-def read_manifest(raw: bytes) -> tuple[Manifest, list[dict[str, Any]]]:
-    """manifest.json, refused where Manifest.from_bytes refuses it (ValueError,
-    KeyError, TypeError, AttributeError), but its entries left as the JSON
-    objects they are: the Manifest returned has none. Restore compares each
-    entry once and drops it; making 56,000 ManifestEntry objects cost
-    0.15-0.4 s at the end of the extraction, with nothing else to do."""
-    body = json.loads(raw)
-    if body.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"unsupported manifest format version {body.get('format_version')!r}")
-    manifest = Manifest(
-        backup_id=body["backup_id"], kind=body["kind"],
-        parent_backup_id=body.get("parent_backup_id"), entries=[],
-        deleted=list(body.get("deleted", [])), skipped=list(body.get("skipped", [])),
-        format_version=body["format_version"],
-    )  # fmt: skip
-    entries = body["entries"]
+def manifest_entries(stream: ManifestStream) -> Iterator[dict[str, Any]]:
+    """manifest.json's entries, one at a time (ManifestStream: never the whole
+    document in memory; the JSON of 56,000 entries held at once made the
+    restore's peak RSS grow by ~60 MB at its very end), each refused where
+    ManifestEntry(**entry) would refuse it, but left the JSON object it is."""
     fields, required = _ENTRY_FIELDS, _ENTRY_REQUIRED
-    for entry in entries:
-        keys = entry.keys()  # AttributeError for anything but an object
-        if not required <= keys <= fields:  # what ManifestEntry(**entry) refuses
-            raise TypeError(
-                f"manifest entry {entry.get('path')!r}: missing {sorted(required - keys)}, "
-                f"unknown {sorted(keys - fields)}"
+    for entry in stream.entries():
+        keys = entry.keys()
+        if not required <= keys <= fields:
+            raise ManifestFormatError(
+                f"{MANIFEST_JSON} is unreadable: entry {entry.get('path')!r}: missing "
+                f"{sorted(required - keys)}, unknown {sorted(keys - fields)}"
             )
-    return manifest, entries
+        yield entry
+
+
+def manifest_head(fields: Mapping[str, Any]) -> Manifest:
+    """The Manifest of manifest.json's other keys (STREAM.fields once its
+    entries are read), without entries; refused as Manifest.from_bytes would."""
+    try:
+        return Manifest(
+            backup_id=fields["backup_id"], kind=fields["kind"],
+            parent_backup_id=fields.get("parent_backup_id"), entries=[],
+            deleted=list(fields.get("deleted", [])), skipped=list(fields.get("skipped", [])),
+            format_version=fields["format_version"],
+        )  # fmt: skip
+    except (KeyError, TypeError) as exc:
+        raise ManifestFormatError(f"{MANIFEST_JSON} is unreadable: {exc!r}") from None
+
+
+@dataclasses.dataclass
+class Comparison:
+    """compare_manifest's findings."""
+
+    errors: list[str]
+    mtimes: dict[str, int]  # member -> the manifest's mtime_ns where the tar's differs
+    kept: dict[str, dict[str, Any]]  # the entries of those members and of the ones asked for
+    listed: set[str]  # every path the manifest lists
 
 
 def compare_manifest(
-    entries: list[dict[str, Any]], seen: Mapping[str, Seen], digests: Mapping[str, str]
-) -> tuple[list[str], dict[str, int]]:
-    """(errors, member -> manifest mtime_ns where it differs from the tar's).
-    ENTRIES: manifest.json's, as read_manifest gives them.
-
-    Mtimes are not errors: the manifest has exact nanoseconds, so where the
-    tar header disagrees the caller simply applies the manifest's value."""
+    entries: Iterable[dict[str, Any]],
+    seen: Mapping[str, bytes],
+    digests: Mapping[str, bytes],
+    keep: Container[str] = (),
+) -> Comparison:
+    """Every entry (manifest_entries: read once, one at a time) against what
+    the tar said (SEEN: Seen.pack()ed) and the SHA-256 computed (DIGESTS, raw). Only the
+    entries the caller still needs are kept: those of KEEP, and those whose
+    mtime differs from the tar's (not an error: the manifest has exact
+    nanoseconds, so the caller simply applies its value)."""
     errors: list[str] = []
     mtimes: dict[str, int] = {}
+    kept: dict[str, dict[str, Any]] = {}
     listed = set()
     for entry in entries:
         path, kind = entry["path"], entry["type"]
         listed.add(path)
-        got = seen.get(path)
-        if got is None:
+        packed = seen.get(path)
+        if packed is None:
             errors.append(f"{path!r} is in the manifest but not in the archive")
             continue
+        got = Seen.unpack(packed)
         problem = None
         if kind != got.kind:
             problem = f"type {got.kind} != manifest {kind}"
         elif kind == "file" and entry["size"] != got.size:
             problem = f"size {got.size} != manifest {entry['size']}"
-        elif kind == "file" and got.written and entry.get("sha256") != digests.get(path):
+        elif kind == "file" and got.written and entry.get("sha256") != _hex(digests.get(path)):
             problem = "content does not match the manifest's SHA-256"
         elif (entry["mode"], entry["uid"], entry["gid"]) != (got.mode, got.uid, got.gid):
             problem = "mode or owner differs from the manifest"
@@ -386,7 +430,15 @@ def compare_manifest(
             problem = "link target differs from the manifest"
         if problem:
             errors.append(f"{path!r}: {problem}")
-        elif entry["mtime_ns"] != got.mtime_ns:
+            continue
+        if entry["mtime_ns"] != got.mtime_ns:
             mtimes[path] = entry["mtime_ns"]
+            kept[path] = entry
+        elif path in keep:
+            kept[path] = entry
     errors.extend(f"member {name!r} is not in the manifest" for name in seen.keys() - listed)
-    return errors, mtimes
+    return Comparison(errors, mtimes, kept, listed)
+
+
+def _hex(digest: bytes | None) -> str | None:
+    return None if digest is None else digest.hex()

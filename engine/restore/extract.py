@@ -8,8 +8,9 @@ member made it or it was already on disk. A member's parent must be a
 directory an earlier member created, so pre-existing entries are never reused.
 
 manifest.json comes last, so SHA-256s are computed while writing and compared
-once the stream has ended; any difference raises ArchiveError and the caller
-discards the staging dirs. Directory owners, modes and mtimes are applied only
+once the stream gets there, entry by entry as manifest.json is read (never
+the whole document in memory); any difference raises ArchiveError and the
+caller discards the staging dirs. Directory owners, modes and mtimes are applied only
 then, deepest first (writing into a directory changes its mtime).
 
 The tar parser and read-ahead reader are shared with deep verification
@@ -35,12 +36,16 @@ from engine.archive.read_ahead import Source
 from engine.archive.tar_reader import Member, TarReader
 from engine.errors import ArchiveError, EngineError
 from engine.progress import Progress, ProgressCallback, no_progress
+from engine.archive.manifest_stream import ManifestStream
 from engine.restore.checks import (
+    Comparison,
     MemberChecks,
     Placement,
     Seen,
     compare_manifest,
-    read_manifest,
+    manifest_entries,
+    manifest_head,
+    packed_kind,
     split_name,
 )
 from engine.restore.file_hashes import FileHashes
@@ -115,6 +120,20 @@ def _fs_error(name: str, exc: OSError) -> EngineError:
 SkipMember = Callable[[str, str], bool]
 
 
+class _MemberData:
+    """The SIZE bytes of one member's data in SOURCE, as a forward-only file
+    (what ManifestStream reads); b"" at its end or the stream's."""
+
+    def __init__(self, source: Source, size: int) -> None:
+        self._source = source
+        self._left = size
+
+    def read(self, n: int) -> bytes:
+        data = self._source.read(min(n, self._left))
+        self._left -= len(data)
+        return data
+
+
 class _Extractor:
     def __init__(
         self,
@@ -129,10 +148,10 @@ class _Extractor:
         self.dir_mtimes: dict[str, int] = {}
         self.trees: dict[str, Tree] = {}
         self.spool: Tree | None = None
-        self.seen: dict[str, Seen] = {}
+        self.seen: dict[str, bytes] = {}  # Seen.pack()ed
         self.backup: dict[str, Any] | None = None
-        self.manifest: Manifest | None = None  # its entries are in self.entries
-        self.entries: list[dict[str, Any]] = []  # manifest.json's, as JSON objects
+        self.manifest: Manifest | None = None  # its head: the entries are compared as read
+        self.comparison: Comparison | None = None
         self.stats = {volume: VolumeStats() for volume in targets}
         self.report_spooled: dict[str, Path] = {}
         self.skipped = 0
@@ -168,7 +187,7 @@ class _Extractor:
 
     def _earlier_kind(self, name: str) -> str | None:
         earlier = self.seen.get(name)
-        return None if earlier is None else earlier.kind
+        return None if earlier is None else packed_kind(earlier)
 
     def close(self) -> None:
         self.hasher.close()
@@ -199,25 +218,23 @@ class _Extractor:
         else:
             self.skipped += 1
         if spot.area != "manifest":
-            self.seen[name] = Seen(kind, member.size, member.mode, member.uid, member.gid,
-                                   member.mtime_ns, linkname, written)  # fmt: skip
+            seen = Seen(kind, member.size, member.mode, member.uid, member.gid, member.mtime_ns,
+                        linkname, written)  # fmt: skip
+            self.seen[name] = seen.pack()
         self.bytes_done += member.size
         if time.monotonic() - self.last_report >= 0.5:
             self.last_report = time.monotonic()
             self.progress(Progress("restoring", self.bytes_done, self.bytes_total, name))
 
     def _json_member(self, member: Member, spot: Placement, name: str, source: Source) -> None:
+        if spot.area == "manifest":
+            self._compare(member, source)
+            return
         raw = source.read(member.size)  # at most MAX_JSON: checked
         if len(raw) != member.size:
             raise ArchiveError(f"archive truncated inside {name}")
-        if spot.area == "manifest":
-            try:
-                self.manifest, self.entries = read_manifest(raw)
-            except (ValueError, KeyError, TypeError, AttributeError) as exc:
-                raise ArchiveError(f"{name} is unreadable: {exc!r}") from exc
-            return
         self.backup = self.checks.accept_backup_json(raw)
-        self.hasher.known(name, hashlib.sha256(raw).hexdigest())
+        self.hasher.known(name, hashlib.sha256(raw).digest())
         listed = self.backup.get("volumes")
         missing = sorted(set(self.trees) - self.checks.archived_volumes) if listed else []
         if missing:
@@ -275,15 +292,24 @@ class _Extractor:
             raise _fs_error(name, exc) from exc
         self.report_spooled[name] = spool_dir.joinpath(*parts)
 
+    def _compare(self, member: Member, source: Source) -> None:
+        """manifest.json, the last member (checked): every file was handed to
+        the hasher, so each entry is compared as it is read."""
+        digests = self.hasher.finish()
+        stream = ManifestStream(_MemberData(source, member.size))  # type: ignore[arg-type]
+        holey = set(self.holey)  # _fix_files needs their entries
+        self.comparison = compare_manifest(manifest_entries(stream), self.seen, digests, holey)
+        self.manifest = manifest_head(stream.fields)
+
     # -- the end ---------------------------------------------------------------
 
     def finish(self, defer_dirs: bool = False) -> ExtractReport:
         """Check the manifest, fix files; then the directories' metadata,
         unless DEFER_DIRS (apply_dirs() later: more files go in first)."""
-        digests = self.hasher.finish()
-        if self.manifest is None or self.backup is None:
+        self.hasher.finish()
+        if self.comparison is None or self.manifest is None or self.backup is None:
             raise ArchiveError("manifest.json is missing (archive truncated?)")
-        errors, mtimes = compare_manifest(self.entries, self.seen, digests)
+        errors, mtimes = list(self.comparison.errors), self.comparison.mtimes
         errors += self.checks.empty_volumes()  # restore's words, verify's too
         if errors:
             more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
@@ -318,10 +344,10 @@ class _Extractor:
         and files that had zero runs but no holes get their blocks back."""
         if not mtimes and not self.holey:
             return
-        by_path = {entry["path"]: entry for entry in self.entries}
+        by_path = self.comparison.kept if self.comparison else {}
         fill = {name for name in self.holey if not by_path[name].get("sparse")}
         # Only what this extraction wrote (a chain's older archives skip some).
-        written = {name for name in mtimes if self.seen[name].written}
+        written = {name for name in mtimes if Seen.unpack(self.seen[name]).written}
         for name in sorted(fill | written):
             parts, entry = name.split("/"), ManifestEntry(**by_path[name])
             if parts[0] != VOLUMES_DIR or len(parts) < 3 or parts[1] not in self.trees:

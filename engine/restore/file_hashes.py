@@ -28,7 +28,9 @@ _Piece = tuple[str, memoryview, bool]
 
 class FileHashes:
     def __init__(self) -> None:
-        self.digests: dict[str, str] = {}  # member name -> hex SHA-256, written by the thread
+        # member name -> SHA-256, written by the thread. Raw, not hex: one per
+        # restored file, held to the end (65 bytes each instead of 113).
+        self.digests: dict[str, bytes] = {}
         self._queue: queue.Queue[_Batch | _Piece | None] = queue.Queue(QUEUE_DEPTH)
         self._batch: _Batch = []
         self._batch_bytes = 0
@@ -49,9 +51,9 @@ class FileHashes:
             self._flush()  # keeps the pinned chunks in stream order, so bounded
         self._queue.put((name, data, last))
 
-    def known(self, name: str, hexdigest: str) -> None:
+    def known(self, name: str, digest: bytes) -> None:
         """A digest computed elsewhere (backup.json, read whole)."""
-        self.digests[name] = hexdigest
+        self.digests[name] = digest
 
     def _flush(self) -> None:
         self._queue.put(self._batch)
@@ -64,19 +66,19 @@ class FileHashes:
             try:
                 if type(item) is list:
                     for name, data in item:
-                        digests[name] = sha256(data).hexdigest()
+                        digests[name] = sha256(data).digest()
                     continue
                 name, data, last = item  # type: ignore[misc]
                 digest = running.pop(name, None) or sha256()
                 digest.update(data)
                 if last:
-                    digests[name] = digest.hexdigest()
+                    digests[name] = digest.digest()
                 else:
                     running[name] = digest
             except BaseException as exc:  # reported by finish(); keep draining
                 self._error = exc
 
-    def finish(self) -> dict[str, str]:
+    def finish(self) -> dict[str, bytes]:
         """Every digest, once the thread has hashed all it was handed."""
         if self._batch:
             self._flush()

@@ -27,10 +27,10 @@ def test_batches_and_pieces_interleaved_give_hashlibs_digests() -> None:
             for piece in range(3):
                 hashes.piece(name, view[pos : pos + 100_000], piece == 2)
                 pos += 100_000
-            expected[name] = hashlib.sha256(chunk[start:pos]).hexdigest()
+            expected[name] = hashlib.sha256(chunk[start:pos]).digest()
         name = f"f{index}"
         hashes.whole(name, view[pos : pos + size])
-        expected[name] = hashlib.sha256(chunk[pos : pos + size]).hexdigest()
+        expected[name] = hashlib.sha256(chunk[pos : pos + size]).digest()
         pos = (pos + size) % (len(chunk) - BATCH_BYTES)
     hashes.known("backup.json", "ab" * 32)
     expected["backup.json"] = "ab" * 32
@@ -44,5 +44,5 @@ def test_an_error_on_the_thread_is_raised_by_finish() -> None:
     hashes.whole("y", memoryview(b"later members are still hashed"))
     with pytest.raises(TypeError):
         hashes.finish()
-    assert hashes.digests["y"] == hashlib.sha256(b"later members are still hashed").hexdigest()
+    assert hashes.digests["y"] == hashlib.sha256(b"later members are still hashed").digest()
     hashes.close()  # safe to repeat
