@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bench_restore.py [--size-gb 2.2] [--small-files 56000]
         [--dump-rows 200000] [--dir /var/tmp/bench_restore] [--no-restic]
+        [--code DIR] [--py-spy PATH [--profile-out FILE]]
     .venv/bin/python bench/bench_restore.py --micro [--size-gb 1.5] [--rounds 3]
 
 Needs root (volume mountpoints, drop_caches), Docker with the test images
@@ -20,6 +21,11 @@ after `sync; echo 3 > /proc/sys/vm/drop_caches`:
            safety backup) in a child process: its duration_seconds,
            downtime_seconds and phases from the run's result, and the child's
            peak RSS (VmHWM)
+
+--code DIR also times DIR's restore (another checkout, e.g. `git worktree
+add DIR main`) of the same archive just before ours: before/after in one run.
+--py-spy PATH records our restore's threads with py-spy (raw collapsed stacks
+in --profile-out).
 
 --micro keeps the old extract-only comparison (engine.restore.extract_volumes
 vs `zstd -dc | tar -x`, no Docker): see restore_micro.py.
@@ -75,13 +81,19 @@ print(json.dumps(out))
 """
 
 
-def child(env: dict[str, str], *args: str) -> dict[str, Any]:
+def child(
+    env: dict[str, str], *args: str, wrap: list[str] | None = None, code: Path = REPO
+) -> dict[str, Any]:
+    """Run CHILD with ARGS on the checkout CODE; WRAP: a profiler's command
+    line before it (py-spy's own lines come after ours on stdout)."""
     done = subprocess.run(
-        [sys.executable, "-c", CHILD, *args], env=env, cwd=REPO, capture_output=True, text=True
-    )
+        [*(wrap or []), sys.executable, "-c", CHILD, *args], env=env | {"PYTHONPATH": str(code)},
+        cwd=code, capture_output=True, text=True,
+    )  # fmt: skip
     if done.returncode != 0:
         raise SystemExit(f"{args[0]} failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    return json.loads(lines[-1])
 
 
 def timed(cmd: list[str], **kwargs: Any) -> float:
@@ -155,12 +167,44 @@ def full_main(args: argparse.Namespace) -> None:
         print(f"backup {backup['backup_id']}: {backup['size'] / MB:.0f} MB "
               f"({backup['seconds']:.0f} s)")  # fmt: skip
         times = anchors(app, archive, work, not args.no_restic)
-        subprocess.run(["sync"], check=True)
-        drop_caches()
-        ours = child(env, "restore", app.project, backup["backup_id"])
-        if ours["state"] != "completed":
-            raise SystemExit(f"restore failed: {ours['error']}")
+        if args.code is not None:  # the other checkout first, on the same archive
+            other = restore(env, app, backup, args.code.resolve())
+            print(f"--code {args.code}: {summary(other, times)}")
+        wrap = None
+        if args.py_spy:  # every thread's stacks, collapsed (flamegraph.pl's input)
+            wrap = [args.py_spy, "record", "--threads", "--nonblocking", "--rate", "100",
+                    "--format", "raw", "--output", str(args.profile_out), "--"]  # fmt: skip
+        ours = restore(env, app, backup, REPO, wrap)
+        if args.code is not None:
+            print(f"this checkout: {summary(ours, times)}")
         report(app, backup, times, ours, load)
+
+
+def restore(
+    env: dict[str, str], app: App, backup: dict[str, Any], code: Path,
+    wrap: list[str] | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """Our restore of BACKUP with the checkout CODE, cold cache."""
+    subprocess.run(["sync"], check=True)
+    drop_caches()
+    load = os.getloadavg()[0]
+    ours = child(env, "restore", app.project, backup["backup_id"], wrap=wrap, code=code)
+    if ours["state"] != "completed":
+        raise SystemExit(f"restore failed: {ours['error']}")
+    ours["load"] = load
+    return ours
+
+
+def summary(ours: dict[str, Any], times: dict[str, float]) -> str:
+    result = ours["result"]
+    total = result.get("duration_seconds") or ours["seconds"]
+    phases = result.get("phases") or {}
+    volume = sum(phases.get(name, 0.0) for name in ("validate_and_stage", "flush", "extract"))
+    return (
+        f"total {total:.1f} s ({total / times['tar']:.2f}x tar), volume part {volume:.1f} s "
+        f"({volume / times['tar']:.2f}x), downtime {result.get('downtime_seconds')} s, "
+        f"peak RSS {ours['rss_kib'] / 1024:.0f} MiB (load {ours['load']:.1f})"
+    )
 
 
 def report(
@@ -174,6 +218,7 @@ def report(
     tar = times["tar"]
     volume_part = (
         phases.get("validate_and_stage", 0.0)
+        + phases.get("flush", 0.0)
         + phases.get("validate", 0.0)
         + phases.get("extract", 0.0)
     )
@@ -188,7 +233,7 @@ def report(
           f"{ours['rss_kib'] / 1024:.0f} MiB (target <= 200)")  # fmt: skip
     print(f"phases: {json.dumps(phases)}")
     if volume_part:
-        print(f"volume part (read, check, stage): {volume_part:.1f} s = "
+        print(f"volume part (read, check, stage, flush): {volume_part:.1f} s = "
               f"{volume_part / tar:.2f}x tar of the whole archive")  # fmt: skip
     if db_part is not None and times.get("mariadb"):
         print(f"database part: {db_part:.1f} s = {db_part / times['mariadb']:.2f}x mariadb < dump")
@@ -220,6 +265,9 @@ def main() -> None:
     parser.add_argument("--cold", action="store_true", help="--micro: drop caches before each")
     parser.add_argument("--keep", action="store_true", help="--micro: keep the tree and archive")
     parser.add_argument("--dir", type=Path, default=Path("/var/tmp/bench_restore"))
+    parser.add_argument("--code", type=Path, help="also time this checkout's restore (before)")
+    parser.add_argument("--py-spy", help="profile our restore with this py-spy binary")
+    parser.add_argument("--profile-out", type=Path, default=Path("/tmp/restore-profile.txt"))
     args = parser.parse_args()
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[attr-defined]
     (micro_main if args.micro else full_main)(args)
