@@ -199,10 +199,11 @@ def summary(ours: dict[str, Any], times: dict[str, float]) -> str:
     result = ours["result"]
     total = result.get("duration_seconds") or ours["seconds"]
     phases = result.get("phases") or {}
-    volume = sum(phases.get(name, 0.0) for name in ("validate_and_stage", "flush", "extract"))
+    volume = phases.get("validate_and_stage", 0.0) + phases.get("extract", 0.0)
     return (
         f"total {total:.1f} s ({total / times['tar']:.2f}x tar), volume part {volume:.1f} s "
-        f"({volume / times['tar']:.2f}x), downtime {result.get('downtime_seconds')} s, "
+        f"({volume / times['tar']:.2f}x), downtime {result.get('downtime_seconds')} s "
+        f"(databases {phases.get('databases', 0.0):.1f} s), "
         f"peak RSS {ours['rss_kib'] / 1024:.0f} MiB (load {ours['load']:.1f})"
     )
 
@@ -218,7 +219,6 @@ def report(
     tar = times["tar"]
     volume_part = (
         phases.get("validate_and_stage", 0.0)
-        + phases.get("flush", 0.0)
         + phases.get("validate", 0.0)
         + phases.get("extract", 0.0)
     )
@@ -233,7 +233,7 @@ def report(
           f"{ours['rss_kib'] / 1024:.0f} MiB (target <= 200)")  # fmt: skip
     print(f"phases: {json.dumps(phases)}")
     if volume_part:
-        print(f"volume part (read, check, stage, flush): {volume_part:.1f} s = "
+        print(f"volume part (read, check, stage): {volume_part:.1f} s = "
               f"{volume_part / tar:.2f}x tar of the whole archive")  # fmt: skip
     if db_part is not None and times.get("mariadb"):
         print(f"database part: {db_part:.1f} s = {db_part / times['mariadb']:.2f}x mariadb < dump")

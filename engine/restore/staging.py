@@ -209,16 +209,6 @@ def stage(
         raise ArchiveRefused(_refused(stored, errors))
 
 
-def flush() -> None:
-    """Write the staged data out to disk now, while the app still runs.
-    Extraction leaves gigabytes in the page cache (Linux starts writing
-    them back only past dirty_background_ratio or after 30 s); left there,
-    their writeback would run during the downtime, competing with the
-    database restore for the disk, and grow the downtime with the volumes'
-    size. The commit's sync (volume_swap.keep) then finds little to do."""
-    os.sync()
-
-
 def _is_codec_error(exc: OSError) -> bool:
     # gzip.BadGzipFile is an OSError; so is zstd's "truncated input".
     return type(exc).__module__ in ("gzip", "isal.igzip", "zstandard", "zstandard.backend_c")

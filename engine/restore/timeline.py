@@ -14,7 +14,6 @@ import docker
 
 # Phases, in their order; the result and the benchmark read these names.
 VALIDATE_AND_STAGE = "validate_and_stage"  # one read, the app running
-FLUSH = "flush"  # the staged data written to disk, the app still running
 VALIDATE = "validate"  # the old order's first read (no room to stage beside the data)
 SAFETY_BACKUP = "safety_backup"
 STOP = "stop"
