@@ -32,11 +32,11 @@ from typing import Any, BinaryIO
 
 from engine.archive.layout import VOLUMES_DIR
 from engine.archive.manifest import Manifest, ManifestEntry
+from engine.archive.manifest_stream import ManifestStream
 from engine.archive.read_ahead import Source
 from engine.archive.tar_reader import Member, TarReader
 from engine.errors import ArchiveError, EngineError
 from engine.progress import Progress, ProgressCallback, no_progress
-from engine.archive.manifest_stream import ManifestStream
 from engine.restore.checks import (
     Comparison,
     MemberChecks,
