@@ -139,7 +139,7 @@ def test_policy_is_editable(admin_client: Client) -> None:
     response = admin_client.post(
         "/admin/snapshots/appbackuppolicy/add/",
         {"app_id": "alpha", "consistency": "stop", "include_databases": "on",
-         "database_overrides": "{}"},
+         "database_overrides": "{}", "incrementals_before_full": 7},
     )  # fmt: skip
     assert response.status_code == 302, response.content.decode()[:2000]
     policy = AppBackupPolicy.objects.get(app_id="alpha")
