@@ -61,6 +61,7 @@ INSTALLED_APPS = [
     "snapshots",
     "schedules",
     "drills",
+    "fleet",
 ]
 
 MIDDLEWARE = [
@@ -185,6 +186,19 @@ BACKUP_STALE_SECONDS = env.int("BACKUP_STALE_SECONDS", 300, minimum=10)
 BACKUP_PENDING_TIMEOUT_SECONDS = env.int("BACKUP_PENDING_TIMEOUT_SECONDS", 6 * 3600, minimum=60)
 # How often each worker looks for its host's runs to recover.
 BACKUP_RECOVERY_INTERVAL_SECONDS = env.int("BACKUP_RECOVERY_INTERVAL_SECONDS", 60, minimum=5)
+# Fleet (fleet/): each worker heartbeats its host row this often and
+# re-reports its host's inventory (apps, volumes with sizes) this often; a
+# host with no heartbeat for BACKUP_HOST_OFFLINE_SECONDS is offline (new work
+# for its apps is refused), an inventory older than BACKUP_INVENTORY_STALE_SECONDS
+# is shown stale.
+BACKUP_HEARTBEAT_SECONDS = env.int("BACKUP_HEARTBEAT_SECONDS", 15, minimum=1)
+BACKUP_INVENTORY_INTERVAL_SECONDS = env.int("BACKUP_INVENTORY_INTERVAL_SECONDS", 60, minimum=1)
+BACKUP_HOST_OFFLINE_SECONDS = env.int("BACKUP_HOST_OFFLINE_SECONDS", 60, minimum=2)
+BACKUP_INVENTORY_STALE_SECONDS = env.int("BACKUP_INVENTORY_STALE_SECONDS", 180, minimum=2)
+if BACKUP_HOST_OFFLINE_SECONDS <= BACKUP_HEARTBEAT_SECONDS:
+    raise ImproperlyConfigured(
+        "BACKUP_HOST_OFFLINE_SECONDS must be greater than BACKUP_HEARTBEAT_SECONDS"
+    )
 # How often beat looks for apps with no successful backup for longer than their schedules allow.
 BACKUP_MISSED_CHECK_SECONDS = env.int("BACKUP_MISSED_CHECK_SECONDS", 300, minimum=5)
 # Retention's short rules: failed snapshots and pre-restore safety snapshots are
