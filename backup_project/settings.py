@@ -225,7 +225,7 @@ BACKUP_NOTIFY_TIMEOUT_SECONDS = env.int("BACKUP_NOTIFY_TIMEOUT_SECONDS", 20, min
 BACKUP_NOTIFY_ATTEMPTS = env.int("BACKUP_NOTIFY_ATTEMPTS", 3, minimum=1)
 BACKUP_NOTIFY_RETRY_SECONDS = env.int("BACKUP_NOTIFY_RETRY_SECONDS", 30, minimum=0)
 BACKUP_NOTIFY_QUEUE = env.str("BACKUP_NOTIFY_QUEUE", "default")
-# Where the API sends backup/verify/restore tasks; empty: host.<BACKUP_HOST_ID>.
+# One queue for all backup/verify/restore tasks; empty: host.<id> of the app's host (fleet).
 BACKUP_TASK_QUEUE = env.str("BACKUP_TASK_QUEUE", "")
 # POST restore?wait=true blocks at most this long (keep it under gunicorn's timeout).
 BACKUP_API_WAIT_SECONDS = env.int("BACKUP_API_WAIT_SECONDS", 100, minimum=1)

@@ -4,6 +4,7 @@ writes by it too), so no worker's clock drift makes a host look dead."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -14,6 +15,19 @@ from engine.errors import AppNotFound
 from fleet.errors import AppOnManyHosts, HostOffline, UnknownHost
 from fleet.inventory_store import StoredApp, from_json
 from fleet.models import Host, HostApp
+
+# A BACKUP_HOST_ID as settings.py accepts it.
+HOST_ID_PATTERN = r"[A-Za-z0-9._-]{1,128}"
+_HOST_ID = re.compile(HOST_ID_PATTERN)
+
+
+def validate_host_id(host_id: object) -> str:
+    """HOST_ID if it has a host id's shape; UnknownHost otherwise, so junk
+    (NUL bytes, 10 kB) never reaches a query."""
+    if isinstance(host_id, str) and _HOST_ID.fullmatch(host_id):
+        return host_id
+    shown = repr(host_id)[:80]
+    raise UnknownHost(f"no host {shown}: a host id has letters, digits, '.', '-' and '_'")
 
 
 @dataclass(frozen=True)
@@ -63,6 +77,7 @@ def list_hosts() -> list[HostState]:
 
 
 def get_host(host_id: str) -> HostState | None:
+    validate_host_id(host_id)
     host = _with_ages(Host.objects.filter(pk=host_id)).first()
     return None if host is None else _state(host)
 
@@ -89,7 +104,7 @@ def locate_app(app_id: str, host_id: str | None = None) -> HostedApp:
     """The one host's stored app APP_ID (on HOST_ID when given). AppNotFound
     when no inventory has it, AppOnManyHosts when several do and HOST_ID is
     not given, UnknownHost for a HOST_ID no worker ever registered."""
-    if host_id is not None and not Host.objects.filter(pk=host_id).exists():
+    if host_id is not None and not Host.objects.filter(pk=validate_host_id(host_id)).exists():
         raise UnknownHost(f"no host {host_id!r}: no worker with that BACKUP_HOST_ID has reported")
     found = hosted_apps(app_id=app_id, host_id=host_id)
     if not found:

@@ -7,14 +7,11 @@ import logging
 from backup_project.celery import app as celery_app
 from fleet.errors import RefreshNotQueued, UnknownHost
 from fleet.models import Host
+from fleet.routing import host_queue
 
 logger = logging.getLogger(__name__)
 
 REFRESH_TASK = "fleet.refresh_inventory"
-
-
-def host_queue(host_id: str) -> str:
-    return f"host.{host_id}"
 
 
 def request_refresh(host_id: str) -> str:

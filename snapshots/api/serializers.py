@@ -11,6 +11,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from drills import selectors as drills_selectors
+from fleet.selectors import HOST_ID_PATTERN
 from snapshots.models import Run, Snapshot
 from snapshots.services.verify import contains as verify_contains
 from snapshots.storage_locations import storage_names
@@ -175,6 +176,13 @@ class BackupTypeField(serializers.CharField):
         return value
 
 
+def host_id_field(help_text: str) -> serializers.RegexField:
+    return serializers.RegexField(
+        f"^{HOST_ID_PATTERN}$", required=False, help_text=help_text,
+        error_messages={"invalid": "not a host id: letters, digits, '.', '-' and '_'"},
+    )  # fmt: skip
+
+
 class BackupRequestSerializer(serializers.Serializer):
     app_id = serializers.RegexField(
         APP_ID_PATTERN,
@@ -188,6 +196,7 @@ class BackupRequestSerializer(serializers.Serializer):
         help_text="null: as configured (encrypted when keys are configured)",
     )  # fmt: skip
     storage_location = storage_location_field(default="local")
+    host_id = host_id_field("the app's Docker host; needed when the app id is on several hosts")
 
 
 class TaskAcceptedSerializer(serializers.Serializer):
@@ -300,6 +309,7 @@ class RestoreRequestSerializer(serializers.Serializer):
         "safety backup holds no dump of them, or the worker cannot read it); without it such a "
         "restore is refused before anything changes",
     )
+    host_id = host_id_field("the host to restore on; needed when the app id is on several hosts")
 
 
 class RestoreQuery(serializers.Serializer):
@@ -466,7 +476,11 @@ class AppSerializer(serializers.Serializer):
 
     @extend_schema_field(serializers.DictField(allow_null=True))
     def get_last_drill(self, app: Any) -> dict[str, Any] | None:
-        """The app's last finished restore drill (drills app), null if none."""
+        """The app's last finished restore drill (drills app), null if none;
+        from the context's `last_drills` when the list loaded them at once."""
+        loaded = self.context.get("last_drills")
+        if loaded is not None:
+            return loaded.get(app.app_id)
         return drills_selectors.last_app_drill(app.app_id)
 
     @extend_schema_field(serializers.BooleanField(allow_null=True))
@@ -491,13 +505,11 @@ class AppListSerializer(serializers.Serializer):
 
 
 class AppListQuery(serializers.Serializer):
-    host_id = serializers.CharField(required=False, max_length=128, help_text="only this host's")
+    host_id = host_id_field("only this host's")
 
 
 class AppQuery(AppListQuery):
-    host_id = serializers.CharField(
-        required=False, max_length=128, help_text="needed when the app id is on several hosts"
-    )
+    host_id = host_id_field("needed when the app id is on several hosts")
     # Kept so existing callers are not refused: every volume's size is now
     # measured by its host's worker at each inventory refresh.
     sizes = serializers.BooleanField(

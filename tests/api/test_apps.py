@@ -191,17 +191,19 @@ def test_create_backup_refuses_bad_input_and_changes_nothing(
 
 
 @pytest.mark.docker
-def test_listing_apps_needs_no_docker_engine(
-    api: APIClient, tiny_app: ComposeStack, settings
-) -> None:
+def test_listing_and_backing_up_need_no_docker_engine(
+    api: APIClient, tiny_app: ComposeStack, sent: list, settings,
+    django_capture_on_commit_callbacks,
+) -> None:  # fmt: skip
+    """The web process reads the inventory and sends to the app's host's
+    queue: it works with no engine at all."""
     settings.DOCKER_HOST = "unix:///nonexistent/docker.sock"
+    settings.BACKUP_TASK_QUEUE = ""
     apps = envelope(api.get(f"{API}/apps"), 200)["apps"]
     assert tiny_app.project in {app["app_id"] for app in apps}
     envelope(api.get(f"{API}/apps/{tiny_app.project}"), 200)
-
-
-def test_docker_unavailable_is_503(api: APIClient, settings) -> None:
-    settings.DOCKER_HOST = "unix:///nonexistent/docker.sock"
-    response = api.post(f"{API}/snapshots", {"app_id": "wordpress001"}, format="json")
-    envelope(response, 503)
-    assert not Snapshot.objects.exists()
+    with django_capture_on_commit_callbacks(execute=True):
+        body = {"app_id": tiny_app.project, "encrypt": False}
+        data = envelope(api.post(f"{API}/snapshots", body, format="json"), 202)
+    assert sent[0]["snapshots.create_backup"]["queue"] == f"host.{settings.BACKUP_HOST_ID}"
+    assert Run.objects.get(pk=data["task_id"]).host_id == settings.BACKUP_HOST_ID

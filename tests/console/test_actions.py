@@ -167,5 +167,5 @@ def test_backup_now_of_an_app_not_on_this_host_is_refused_clearly(
     )
     page = answer.content.decode()
     assert answer.status_code == 200 and "errornote" in page
-    assert "no app &#x27;nosuchapp-console&#x27; on this Docker host" in page
+    assert "no app &#x27;nosuchapp-console&#x27; on any host" in page  # fleet inventory
     assert not Run.objects.exists() and not Snapshot.objects.exists()

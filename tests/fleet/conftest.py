@@ -13,7 +13,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from tests.api.conftest import api, api_key  # noqa: F401 - the API client fixtures
+from tests.api.conftest import api, api_key, make_snapshot  # noqa: F401 - API fixtures
 from tests.conftest import REPO_ROOT, _wait_for_worker, subprocess_env
 from tests.images import APP_IMAGE
 from tests.stacks import ComposeStack, ServiceSpec, random_project

@@ -9,6 +9,7 @@ from drf_spectacular.utils import extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from drills.selectors import last_app_drills
 from snapshots import selectors
 from snapshots.api.envelope import reply
 from snapshots.api.schema import APP_ID_PARAMETER, envelope, responses
@@ -33,7 +34,12 @@ class AppListView(ApiView):
     )
     def get(self, request: Request) -> Response:
         apps = selectors.list_apps(host_id=self.query.get("host_id"))
-        return reply(AppListSerializer({"total": len(apps), "apps": apps}).data)
+        # The last drills in one query, not one per app.
+        drills = last_app_drills(sorted({app.app_id for app in apps}))
+        listed = AppListSerializer(
+            {"total": len(apps), "apps": apps}, context={"last_drills": drills}
+        )
+        return reply(listed.data)
 
 
 class AppDetailView(ApiView):

@@ -10,6 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from fleet import selectors as fleet_selectors
+from fleet.selectors import HOST_ID_PATTERN
 from fleet.services_web import request_refresh
 from snapshots.api.envelope import reply
 from snapshots.api.schema import envelope, responses
@@ -18,8 +19,9 @@ from snapshots.api.serializers import HostListSerializer
 from snapshots.api.views.base import ApiView
 
 HOST_ID_PARAMETER = OpenApiParameter(
-    "host_id", str, OpenApiParameter.PATH, description="a worker's BACKUP_HOST_ID"
-)
+    "host_id", str, OpenApiParameter.PATH, pattern=f"^{HOST_ID_PATTERN}$",
+    description="a worker's BACKUP_HOST_ID",
+)  # fmt: skip
 
 
 class HostListView(ApiView):
