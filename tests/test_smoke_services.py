@@ -51,7 +51,8 @@ def test_health_is_503_when_the_broker_is_down(client: Client) -> None:
 def test_admin_login_page_is_served(client: Client) -> None:
     response = client.get("/admin/login/")
     assert response.status_code == 200
-    assert b"Django site admin" in response.content
+    assert b"<title>Log in | Backup service</title>" in response.content
+    assert b'name="password"' in response.content
 
 
 @pytest.mark.celery
