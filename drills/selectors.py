@@ -68,11 +68,10 @@ def latest_snapshot(app_id: str) -> Any:
     is not a safety backup taken before a restore (that is the state a
     restore replaced, not the app's backup line); None when there is none.
 
-    It is also "the tip of the app's chain" the issue speaks of, for now
-    only: incremental backups are refused (snapshots/api/serializers.py), so
-    every snapshot is a full one and a chain is one snapshot long. When
-    incrementals come, the tip must be chosen here along the parent links,
-    and a drill of it must restore the chain from its full snapshot."""
+    It is also "the tip of the app's chain" the issue speaks of: an
+    incremental's parent is the app's previous completed snapshot, so the
+    newest is the tip. A drill restores only the dumps, which every
+    incremental holds whole, so it needs that one archive, not the chain."""
     from snapshots.models import Snapshot
 
     return (

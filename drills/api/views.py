@@ -49,7 +49,8 @@ class AppDrillView(ApiView):
         summary="Restore-drill an app's latest snapshot",
         description="The drill of snapshots/<id>/drill, of the app's newest completed snapshot "
         "(safety backups taken before a restore are not counted). That is also the tip of the "
-        "app's chain: only full snapshots exist for now. 404 when the app has no completed "
+        "app's chain (a drill restores dumps, which every incremental holds whole). 404 when "
+        "the app has no completed "
         "snapshot. The accepted task names the snapshot it drills (backup_id).",
         parameters=[APP_ID_PARAMETER],
         request=None,
