@@ -107,7 +107,14 @@ def test_a_ranged_read_resumes_after_the_connection_drops(
     ends = sorted(starts_by_end)
     assert ends == [min(end, SIZE) - 1 for end in range(chunk, SIZE + chunk, chunk)]
     for end, starts in starts_by_end.items():
-        assert starts[0] == end // chunk * chunk and starts == sorted(set(starts)), starts
+        assert starts[0] == end // chunk * chunk and starts == sorted(starts), starts
+        if action == "stall":
+            # A stalled connection delivered all it relayed before going
+            # silent: the re-issued GET starts past it.
+            assert starts == sorted(set(starts)), starts
+        # An RST may discard what the kernel had buffered but the reader had
+        # not yet read, so after a reset the GET may start where the last did
+        # (CI saw [0, 3145112, 3145112]); it never goes back.
     assert sum(len(starts) - 1 for starts in starts_by_end.values()) == 2
 
 
