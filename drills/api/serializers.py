@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from snapshots.api.serializers import APP_ID_PATTERN
+from snapshots.selectors import BACKUP_ID
+
 
 class DrillSerializer(serializers.Serializer):
     drill_id = serializers.UUIDField(source="pk", help_text="also its task id: GET tasks/<id>")
@@ -27,8 +30,10 @@ class DrillSerializer(serializers.Serializer):
 
 
 class DrillListQuery(serializers.Serializer):
-    snapshot_id = serializers.CharField(required=False, max_length=64)
-    app_id = serializers.CharField(required=False, max_length=128)
+    # Patterns, as the snapshots' filters have: the schema then says which ids
+    # exist, and a value no id can match (a NUL byte) is a 400 it predicts.
+    snapshot_id = serializers.RegexField(f"^{BACKUP_ID.pattern}$", required=False, max_length=64)
+    app_id = serializers.RegexField(APP_ID_PATTERN, required=False, max_length=128)
     limit = serializers.IntegerField(required=False, default=50, min_value=1, max_value=500)
 
 
