@@ -50,6 +50,31 @@ def test_list_filters_and_prints_json(capsys: pytest.CaptureFixture[str]) -> Non
 
 
 @pytest.mark.django_db
+def test_list_shows_each_snapshots_kind_and_chain(capsys: pytest.CaptureFixture[str]) -> None:
+    full = Snapshot.objects.create(backup_id="backup_20260105_103000_3fa2c1", app_id="wp_1",
+                                   host_id="h", status="completed", bytes_full=100,
+                                   bytes_written=100)  # fmt: skip
+    Snapshot.objects.create(backup_id="backup_20260105_103001_3fa2c2", app_id="wp_1", host_id="h",
+                            status="completed", kind=Snapshot.Kind.INCREMENTAL, parent=full,
+                            chain_position=1, bytes_full=100, bytes_written=7)  # fmt: skip
+    Snapshot.objects.create(backup_id="backup_20260105_103002_3fa2c3", app_id="wp_1", host_id="h",
+                            status="completed",
+                            purpose=Snapshot.Purpose.PRE_RESTORE)  # fmt: skip
+    call_command("backup", "list", "--json")
+    rows = {r["backup_id"]: r for r in json.loads(capsys.readouterr().out)}
+    incremental = rows["backup_20260105_103001_3fa2c2"]
+    assert incremental["kind"] == "incremental" and incremental["chain_length"] == 2
+    assert incremental["parent_backup_id"] == full.backup_id
+    assert (incremental["bytes_written"], incremental["bytes_full"]) == (7, 100)
+    assert rows[full.backup_id]["parent_backup_id"] is None
+    call_command("backup", "list")
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert " full " in lines[full.backup_id]
+    assert " incr #2 " in lines["backup_20260105_103001_3fa2c2"]
+    assert lines["backup_20260105_103002_3fa2c3"].endswith("safety backup")
+
+
+@pytest.mark.django_db
 def test_list_shows_warnings(capsys: pytest.CaptureFixture[str]) -> None:
     warning = "volume wp_db (container wp-db-1) holds a live MySQL data directory (ibdata1)"
     Snapshot.objects.create(backup_id="backup_20260105_103000_3fa2c1", app_id="wp_1",

@@ -273,7 +273,7 @@ class Command(BaseCommand):
             os.close(devnull)
 
     def _print_list(self, options: dict[str, Any]) -> None:
-        rows = Snapshot.objects.all()
+        rows = Snapshot.objects.select_related("parent")
         if options["app"]:
             rows = rows.filter(app_id=options["app"])
         if options["status"]:
@@ -281,16 +281,22 @@ class Command(BaseCommand):
         if options["json"]:
             data = [
                 {"backup_id": s.backup_id, "app_id": s.app_id, "status": s.status,
-                 "size_bytes": s.size_bytes, "created_at": s.created_at.isoformat(),
-                 "warnings": s.warnings}
+                 "kind": s.kind, "purpose": s.purpose,
+                 "parent_backup_id": s.parent.backup_id if s.parent else None,
+                 "chain_length": s.chain_length, "size_bytes": s.size_bytes,
+                 "bytes_written": s.bytes_written, "bytes_full": s.bytes_full,
+                 "created_at": s.created_at.isoformat(), "warnings": s.warnings}
                 for s in rows
             ]  # fmt: skip
             self.stdout.write(json.dumps(data, indent=2))
             return
         for s in rows:
+            # "incr #3": a restore of it reads 3 archives, its full and 2 incrementals.
+            kind = "full" if s.kind == Snapshot.Kind.FULL else f"incr #{s.chain_length}"
             self.stdout.write(
-                f"{s.backup_id}  {s.app_id:<24} {s.status:<10} {_human(s.size_bytes):>10}  "
-                f"{s.created_at:%Y-%m-%d %H:%M:%S}"
+                f"{s.backup_id}  {s.app_id:<24} {s.status:<10} {kind:<8} "
+                f"{_human(s.size_bytes):>10}  {s.created_at:%Y-%m-%d %H:%M:%S}"
+                + ("  safety backup" if s.purpose == Snapshot.Purpose.PRE_RESTORE else "")
                 + (f"  {len(s.warnings)} warning(s)" if s.warnings else "")
             )
 
