@@ -14,7 +14,9 @@ from typing import Any, Literal
 
 from engine.archive.layout import FORMAT_VERSION
 
-EntryType = Literal["file", "dir", "symlink", "hardlink"]
+# "delta": a volume file stored as a block delta (engine.incremental.delta):
+# its size and sha256 are the new file's; its bytes are in member deltas/...
+EntryType = Literal["file", "dir", "symlink", "hardlink", "delta"]
 # One entry per line: still one JSON document, and greppable by hand.
 ENTRY_SEPARATOR = b",\n"
 _ENCODER = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"))

@@ -18,6 +18,7 @@ from engine.archive.layout import CONFIG_DIR, DATABASES_DIR, VOLUMES_DIR
 from engine.archive.manifest import ManifestEntry
 from engine.archive.manifest_stream import ManifestFormatError, ManifestStream
 from engine.archive.member_log import MemberLog, SeenMember
+from engine.incremental.delta import delta_member
 
 MTIME_TOLERANCE_NS = 1_000_000  # the tar header may round what the manifest has exactly
 _VOLUMES_PREFIX = f"{VOLUMES_DIR}/"
@@ -78,12 +79,20 @@ def _compare_in_order(
     errors: list[str] = []
     summary = ContentsSummary()
     next_member = iter(log).__next__
+    previous: str | None = None
     for entry in manifest.entries():
+        if entry.get("type") == "delta":  # right after its delta member, which it has no other
+            path = _path(entry, manifest)
+            _check_fields(entry, path)
+            if previous != delta_member(path):
+                return None
+            summary.add(entry, path)
+            continue
         try:
             got = next_member()
         except StopIteration:
             return None
-        path = got.name
+        path = previous = got.name
         if entry.get("path") != path:
             _path(entry, manifest)  # a malformed entry is an error, not a difference in order
             return None
@@ -116,6 +125,10 @@ def _compare_by_name(manifest: ManifestStream, log: MemberLog) -> tuple[list[str
         summary.add(entry, path)
     errors = [f"member {name!r} is not in the manifest" for name in seen.keys() - listed.keys()]
     for path, entry in listed.items():
+        if entry.get("type") == "delta":
+            if not path.startswith(_VOLUMES_PREFIX) or delta_member(path) not in seen:
+                errors.append(f"{path!r}: its delta member is not in the archive")
+            continue
         got = seen.get(path)
         if got is None:
             errors.append(f"{path!r} is in the manifest but not in the archive")
@@ -176,7 +189,7 @@ class ContentsSummary:
                 summary = self.volumes.get(volume)
                 if summary is None:
                     summary = self.volumes[volume] = VolumeSummary()
-                if kind == "file":
+                if kind in ("file", "delta"):
                     summary.files += 1
                     summary.bytes += size
                     self.file_count += 1

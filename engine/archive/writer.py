@@ -44,6 +44,15 @@ from engine.archive.walk import (
 )  # fmt: skip
 from engine.archive.writer_thread import CHUNK_SIZE, Writable, WriterThread
 from engine.incremental.changes import ParentState
+from engine.incremental.delta import (
+    APPLY_SCRIPT,
+    DELTA_MIN_SIZE,
+    BlockDigests,
+    apply_script,
+    build_delta,
+    can_delta,
+    delta_member,
+)  # fmt: skip
 from engine.incremental.index import IndexWriter
 from engine.progress import Progress, ProgressCallback, no_progress
 
@@ -76,6 +85,9 @@ class ArchiveWriter:
         self._batch_hashes: list[tuple[Any, int, int]] = []
         self._index = index
         self._parent = parent
+        self._spill_dir = spill_dir
+        # Block digests of large volume files, for their index lines (deltas).
+        self._blocks: dict[str, BlockDigests | dict[str, Any]] = {}
         on_final = None if index is None else self._index_entry
         self._log = EntryLog(manifest, spill_dir, on_final)
         self._offset = 0  # bytes written so far, for the final record padding
@@ -101,8 +113,16 @@ class ArchiveWriter:
         self._log.add(entry, hasher, self._pipe.submitted + (1 if self._fill else 0))
 
     def _index_entry(self, entry: ManifestEntry) -> None:
-        if self._index is not None and split_volume_member(entry.path) is not None:
-            self._index.add(entry, self.manifest.backup_id)
+        if self._index is None or split_volume_member(entry.path) is None:
+            return
+        data = entry.to_json()
+        data["stored_in"] = self.manifest.backup_id
+        if entry.type == "delta":  # the index knows files; deltas are the archive's business
+            data["type"] = "file"
+        blocks = self._blocks.pop(entry.path, None)
+        if blocks is not None:
+            data.update(blocks.index_fields() if isinstance(blocks, BlockDigests) else blocks)
+        self._index.add_raw(data)
 
     def _unchanged(self, name: str, kind: str, st: os.stat_result) -> bool:
         """Tell the parent NAME is here as KIND; True when it is a file
@@ -248,18 +268,67 @@ class ArchiveWriter:
             # renamed over it is stored as it is, flagged as changed.
             entry = self._base_entry(name, "file", st)
             swapped = (st.st_dev, st.st_ino) != (listed.st_dev, listed.st_ino)
-            self._add_from_fd(entry, fd, st, changed=swapped)
+            base = self._parent.last_file if self._parent is not None else None
+            digests = None if swapped else can_delta(base, st)
+            if digests is not None and base is not None:
+                self._add_delta(entry, fd, st, base, digests)
+            else:
+                self._add_from_fd(entry, fd, st, changed=swapped, blocks=True)
         finally:
             os.close(fd)
         return st
 
     # -- plumbing --------------------------------------------------------------
 
+    def _add_delta(
+        self, entry: ManifestEntry, fd: int, st: os.stat_result, base: dict[str, Any],
+        digests: bytes,
+    ) -> None:  # fmt: skip
+        """Store the volume file open on FD as a delta against BASE, the
+        parent's index line with DIGESTS (engine.incremental.delta): member
+        deltas/<volume>/<path> with the new version's mode, owner and mtime,
+        then the path's manifest entry, type "delta", with its size and SHA-256."""
+        delta = build_delta(fd, st, digests, base, self._spill_dir)
+        try:
+            member = ManifestEntry(
+                path=delta_member(entry.path), type="file", size=delta.size, mode=entry.mode,
+                uid=entry.uid, gid=entry.gid, mtime_ns=entry.mtime_ns,
+            )  # fmt: skip
+            hasher = hashlib.sha256()
+            self._header(member, REGTYPE)
+            self._flush()
+            pipe, first = self._pipe, True
+            while True:
+                chunk = pipe.buffer()
+                n = 0
+                if first:
+                    n = len(delta.header)
+                    chunk[:n] = delta.header
+                    first = False
+                n += delta.spool.readinto(chunk[n:])  # type: ignore[attr-defined]
+                if not n:
+                    pipe.recycle(chunk)
+                    break
+                pipe.put(chunk[:n], [(hasher, 0, n)], chunk)
+                self._offset += n
+            self._emit(padding(delta.size))
+            self._record(member, hasher)
+        finally:
+            delta.spool.close()
+        entry.type, entry.size, entry.sha256 = "delta", st.st_size, delta.sha256
+        entry.changed_during_read = delta.changed
+        self._blocks[entry.path] = delta.index_fields
+        self._record(entry)
+        self._count(st.st_size)
+
     def _add_from_fd(
-        self, entry: ManifestEntry, fd: int, st: os.stat_result, changed: bool = False
-    ) -> None:
+        self, entry: ManifestEntry, fd: int, st: os.stat_result, changed: bool = False,
+        blocks: bool = False,
+    ) -> None:  # fmt: skip
         """Store the file open on FD, ST its fstat before the read. CHANGED: it is
-        known to have changed already (flagged whatever the read finds)."""
+        known to have changed already (flagged whatever the read finds).
+        BLOCKS: a volume file: one over DELTA_MIN_SIZE gets block digests for
+        its index line, so the next incremental can store it as a delta."""
         entry.size = size = st.st_size
         entry.sparse = st.st_blocks * 512 < size
         reader = FixedSizeFileReader(fd, size, entry.sparse, hashing=False, before=st)
@@ -274,13 +343,19 @@ class ArchiveWriter:
         else:  # large: read into pooled buffers that go to the compressor as they are
             self._flush()
             pipe = self._pipe
+            hashers: list[Any] = [hasher]
+            if blocks and self._index is not None and size > DELTA_MIN_SIZE:
+                # On the writer's thread, beside the SHA-256 (engine.incremental.delta).
+                block_digests = BlockDigests()
+                self._blocks[entry.path] = block_digests
+                hashers.append(block_digests)
             while True:
                 chunk = pipe.buffer()
                 n = reader.readinto(chunk)
                 if not n:
                     pipe.recycle(chunk)
                     break
-                pipe.put(chunk[:n], [(hasher, 0, n)], chunk)
+                pipe.put(chunk[:n], [(h, 0, n) for h in hashers], chunk)
                 self._offset += n
         self._emit(padding(size))
         reader.finish()
@@ -349,6 +424,8 @@ class ArchiveWriter:
         """Write manifest.json last and end the tar; the output stays open."""
         if self._closed:
             raise ValueError("archive output already closed")
+        if self._parent is not None:  # an incremental: how to apply its deltas by hand
+            self.add_bytes(APPLY_SCRIPT, apply_script(), 0o755)
         self._flush()
         self._pipe.drain()  # every file's digest is final
         self._log.retire(self._pipe.completed)

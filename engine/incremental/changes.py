@@ -49,6 +49,9 @@ class ParentState:
         }
         self._replaced: list[str] = []  # same path, another type; or not stored after all
         self._last: str | None = None  # the last path visit() found in the parent
+        # The parent's line of the file visit() last said to write again: a
+        # delta's base (engine.incremental.delta), None if there is none.
+        self.last_file: dict[str, Any] | None = None
         self.carried_files = 0
         self.carried_bytes = 0
 
@@ -58,12 +61,15 @@ class ParentState:
         be written again, else None (write it)."""
         found = self._entries.pop(name, None)
         self._last = None if found is None else name
+        self.last_file = None
         if found is None:
             return None
         identity, entry = found
         if identity[0] != kind:
             self._replaced.append(name)
             return None
+        if kind == "file":
+            self.last_file = entry
         if kind != "file" or entry.get("changed_during_read") or st.st_nlink > 1:
             # A copy read while it changed may be torn: never carried over.
             # A file of several names is written again (see above).

@@ -56,7 +56,10 @@ def fold_chain(manifests: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]
             state.pop(path, None)
         for entry in manifest["entries"]:
             if split_volume_member(entry.get("path", "")) is not None:
-                state[entry["path"]] = dict(entry, stored_in=backup_id)
+                line = dict(entry, stored_in=backup_id)
+                if line.get("type") == "delta":  # a file, its bytes in this and older archives
+                    line["type"] = "file"
+                state[entry["path"]] = line
         previous = backup_id
     return state
 

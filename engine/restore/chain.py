@@ -10,12 +10,19 @@ archive is read, before the older one is opened. Every archive is checked
 member by member against its own manifest as a full restore checks it
 (engine.restore.extract); directories get their metadata at the very end.
 
+Block deltas (engine.incremental.delta): a file a later archive holds as
+a delta is not decided by it; its deltas are spooled as the archives are
+read, the older archive that has it whole writes it, and once every
+archive is read the deltas are applied oldest first (engine.restore.deltas).
+
 Before any of that, check_links: each archive's backup.json names the one
 after it in the chain as its parent, with that archive's SHA-256.
 """
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +32,7 @@ from engine.archive.read_ahead import Source
 from engine.archive.tar_reader import TarReader
 from engine.errors import ArchiveError
 from engine.progress import ProgressCallback, no_progress
+from engine.restore.deltas import DeltaSpool, PendingDeltas, apply_pending
 from engine.restore.extract import ExtractReport, _Extractor
 from engine.restore.stream import stored_mismatch
 
@@ -86,27 +94,49 @@ def extract_chain(
     bytes not matching their SHA-256 record or sidecar (the only check of
     the members an older archive is read past for); the caller discards the
     staging dirs."""
-    newest = _Extractor(targets, spool_dir, True, progress, None)
+    work = Path(tempfile.mkdtemp(prefix=".chain-deltas-", dir=spool_dir))
+    pending = PendingDeltas()
+    spools: list[DeltaSpool] = [DeltaSpool(work / "0")]
+    newest = _Extractor(targets, spool_dir, True, progress, None, deltas=spools[0])
     try:
         report = _run(newest, chain[0])
-        known = _listed(newest)
-        for stored, backup in zip(chain[1:], backups[1:], strict=True):
+        known = _decided(newest, spools[0], pending, set())
+        for number, (stored, backup) in enumerate(zip(chain[1:], backups[1:], strict=True), 1):
             # A volume the app got later is not in the older archives.
             archived = {volume.get("name") for volume in backup.get("volumes", [])}
+            spools.append(DeltaSpool(work / str(number)))
             older = _Extractor(
                 {v: path for v, path in targets.items() if v in archived}, None, True,
                 progress, None,
                 skip_member=lambda name, kind, decided=known: kind != "file" or name in decided,
+                deltas=spools[-1],
             )  # fmt: skip
             try:
                 _run(older, stored)
             finally:
                 older.close()
-            known |= _listed(older)
+            known |= _decided(older, spools[-1], pending, known)
+        apply_pending(pending, newest.trees, known)
         newest.apply_dirs()
         return report
     finally:
         newest.close()
+        for spool in spools:
+            spool.close()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _decided(
+    extractor: _Extractor, spool: DeltaSpool, pending: PendingDeltas, known: set[str]
+) -> set[str]:
+    """What an archive decided (_listed), less the files it holds as
+    deltas, which go to PENDING when no later archive decided them (KNOWN)."""
+    listed = _listed(extractor)
+    deltas = extractor.comparison.deltas if extractor.comparison is not None else {}
+    for path, entry in deltas.items():
+        if path not in known and path in spool.files:
+            pending.add(path, spool.files[path], entry)
+    return listed - deltas.keys()
 
 
 def _run(extractor: _Extractor, stored: StoredArchive) -> ExtractReport:

@@ -32,6 +32,7 @@ from engine.archive.manifest import Manifest, ManifestEntry
 from engine.archive.manifest_stream import ManifestFormatError, ManifestStream
 from engine.archive.tar_reader import Kind, Member
 from engine.errors import ArchiveError
+from engine.incremental.delta import APPLY_SCRIPT, DELTAS_DIR, delta_member
 
 NAME_MAX = 255  # bytes in one path component (Linux)
 PATH_MAX = 4095  # bytes in a symlink's target (the kernel's bound)
@@ -42,8 +43,10 @@ MAX_MEMBER_NAME = 64 << 10
 MAX_JSON = 1 << 30  # backup.json / manifest.json of a few million files still fits
 
 # Where a member goes. "volume": into a target volume; "spool": a database or
-# config file handed to the caller; "skip": read past (a volume not asked for).
-Area = Literal["volume", "spool", "skip", "backup", "manifest"]
+# config file handed to the caller; "skip": read past (a volume not asked for,
+# an incremental's apply_deltas.py); "delta": the block delta of a target
+# volume's file (engine.incremental.delta), applied by a chain restore.
+Area = Literal["volume", "spool", "skip", "backup", "manifest", "delta"]
 # The kind of the earlier member of a name, None if no earlier member has it.
 EarlierKind = Callable[[str], "str | None"]
 
@@ -147,6 +150,13 @@ def place(
         return Placement("backup", "", ())
     if parts == (MANIFEST_JSON,):
         return Placement("manifest", "", ())
+    if parts == (APPLY_SCRIPT,):
+        return Placement("skip", "", parts)
+    if top == DELTAS_DIR and len(parts) >= 3:
+        volume = parts[1]
+        if volume not in archived_volumes:
+            raise ArchiveError(f"delta {name!r} is of volume {volume!r}, unknown to backup.json")
+        return Placement("delta" if volume in targets else "skip", volume, parts[2:])
     if top == VOLUMES_DIR and len(parts) >= 2:
         volume = parts[1]
         if volume in targets:
@@ -302,6 +312,13 @@ class MemberChecks:
         area = spot.area
         if area == "volume":
             self._volume_member(member, spot, name)
+        elif parts[0] == DELTAS_DIR and len(parts) >= 3:
+            # A delta patches a file in a directory an earlier member made.
+            if kind != "file":
+                raise ArchiveError(f"delta {name!r} must be a regular file, not a {kind}")
+            parent = "/".join((VOLUMES_DIR, *parts[1:-1]))
+            if parent not in self._dirs:
+                raise ArchiveError(f"delta {name!r}: its parent is not an earlier directory member")
         elif area == "spool" and kind != "file":
             raise ArchiveError(f"member {name!r} must be a regular file, not a {kind}")
         elif area in ("backup", "manifest"):
@@ -392,6 +409,7 @@ class Comparison:
     mtimes: dict[str, int]  # member -> the manifest's mtime_ns where the tar's differs
     kept: dict[str, dict[str, Any]]  # the entries of those members and of the ones asked for
     listed: set[str]  # every path the manifest lists
+    deltas: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)  # "delta" entries
 
 
 def compare_manifest(
@@ -409,9 +427,15 @@ def compare_manifest(
     mtimes: dict[str, int] = {}
     kept: dict[str, dict[str, Any]] = {}
     listed = set()
+    deltas: dict[str, dict[str, Any]] = {}
     for entry in entries:
         path, kind = entry["path"], entry["type"]
         listed.add(path)
+        if kind == "delta":  # no member of its own: its bytes are the delta member's
+            if delta_member(path) not in seen or not path.startswith(f"{VOLUMES_DIR}/"):
+                errors.append(f"{path!r}: its delta member is not in the archive")
+            deltas[path] = entry
+            continue
         packed = seen.get(path)
         if packed is None:
             errors.append(f"{path!r} is in the manifest but not in the archive")
@@ -437,7 +461,7 @@ def compare_manifest(
         elif path in keep:
             kept[path] = entry
     errors.extend(f"member {name!r} is not in the manifest" for name in seen.keys() - listed)
-    return Comparison(errors, mtimes, kept, listed)
+    return Comparison(errors, mtimes, kept, listed, deltas)
 
 
 def _hex(digest: bytes | None) -> str | None:

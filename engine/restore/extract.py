@@ -36,6 +36,7 @@ from engine.archive.manifest_stream import ManifestStream
 from engine.archive.read_ahead import Source
 from engine.archive.tar_reader import Member, TarReader
 from engine.errors import ArchiveError, EngineError
+from engine.incremental.delta import volume_path
 from engine.progress import Progress, ProgressCallback, no_progress
 from engine.restore.checks import (
     Comparison,
@@ -48,6 +49,7 @@ from engine.restore.checks import (
     packed_kind,
     split_name,
 )
+from engine.restore.deltas import DeltaSpool
 from engine.restore.file_hashes import FileHashes
 from engine.restore.safe_fs import Tree, write_file
 
@@ -143,8 +145,10 @@ class _Extractor:
         progress: ProgressCallback,
         bytes_total: int | None,
         skip_member: SkipMember | None = None,
+        deltas: DeltaSpool | None = None,
     ) -> None:
         self.skip_member = skip_member
+        self.deltas = deltas  # a chain restore's: where delta members go (else read past)
         self.dir_mtimes: dict[str, int] = {}
         self.trees: dict[str, Tree] = {}
         self.spool: Tree | None = None
@@ -215,6 +219,15 @@ class _Extractor:
             self._volume_member(member, spot, name, linkname, source)
         elif spot.area == "spool":
             self._spool_member(member, spot.parts, name, source)
+        elif (
+            spot.area == "delta"
+            and self.deltas is not None
+            and not (self.skip_member and self.skip_member(volume_path(name), "file"))
+        ):
+            self.deltas.write(member, spot, name, source, self.hasher)
+        elif spot.area == "delta":
+            self.skipped += 1
+            written = False
         else:
             self.skipped += 1
         if spot.area != "manifest":

@@ -64,7 +64,8 @@ def tar_x(archive: Path, dest: Path) -> None:
     )  # fmt: skip
 
 
-# README's loop: each archive in chain order, its deleted paths removed first.
+# README's loop: each archive in chain order, its deleted paths removed first,
+# its block deltas applied after (by the script an incremental holds).
 DELETED = (
     'import json,sys; sys.stdout.buffer.write(b"\\0".join(p.encode("utf-8", "surrogateescape")'
     ' for p in json.load(sys.stdin)["deleted"]))'
@@ -74,6 +75,9 @@ for f in {archives}; do
   zstd -dc "$f" | tar -xO manifest.json | python3 -c '{deleted}' \\
     | (cd {dest} && xargs -0r rm -rf --)
   zstd -dc "$f" | tar -x --numeric-owner -p --sparse -C {dest}
+  if [ -f {dest}/apply_deltas.py ]; then
+    python3 {dest}/apply_deltas.py {dest} >/dev/null && rm {dest}/apply_deltas.py
+  fi
 done
 """
 

@@ -1,0 +1,189 @@
+"""Block deltas of large files changed in place (database files, SQLite,
+VM images, appended logs), for incremental backups.
+
+A volume file larger than DELTA_MIN_SIZE gets per-block digests in the
+worker-side index (engine.incremental.index: `blocks`, `block_size`): not
+in the archive only, since with age recipients the worker cannot read the
+parent archive. When the next incremental finds that file changed but with
+the same inode (written in place), it reads it once, compares each block's
+digest with the parent's, and stores only the blocks that differ (an
+append: the tail and the old last partial block) as a delta member
+deltas/<volume>/<path> in the format of engine.incremental.apply_deltas;
+the manifest lists the path as type "delta" with the new file's size,
+SHA-256 and metadata. Without the parent's digests (an older index, a file
+newly over the threshold, another inode) the file is written whole.
+
+Choices, measured on a real InnoDB tablespace after random 16 KiB page
+rewrites (figures in the commit / report): BLOCK_SIZE 16 KiB, InnoDB's page
+(PostgreSQL's 8 KiB pages pair up in it; 4 KiB blocks cost more digests
+and records for no saving on InnoDB, 64 KiB ones store 4x the bytes per
+page rewritten). Digest: BLAKE2b with 16-byte digests (collisions are out
+of reach; the whole file's SHA-256 is still checked on restore).
+DELTA_MIN_SIZE 1 MiB: below it, the archive writer batches files as small
+ones, and a delta's saving is a few hundred KiB at most while its digests
+cost index space on every backup.
+
+Memory: the file is read in CHUNK-sized pieces, changed blocks go to a
+temporary file (the tar header needs the member's size first); what is held
+is 16 bytes per block of the file (the parent's and the new digests: 1 MiB
+per GiB).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from engine.archive.file_reader import FixedSizeFileReader
+from engine.incremental.apply_deltas import HEADER, MAGIC, RECORD
+
+BLOCK_SIZE = 16 * 1024
+DIGEST_SIZE = 16
+DIGEST_NAME = "blake2b-16"
+DELTA_MIN_SIZE = 1024 * 1024  # files strictly larger than this
+DELTAS_DIR = "deltas"
+APPLY_SCRIPT = "apply_deltas.py"
+READ_CHUNK = 4 * 1024 * 1024
+
+
+def delta_member(path: str) -> str:
+    """The delta member of volume member PATH (volumes/<v>/<p> -> deltas/<v>/<p>)."""
+    return DELTAS_DIR + path[path.index("/") :]
+
+
+def volume_path(delta_name: str) -> str:
+    """The volume member a delta member patches."""
+    return "volumes" + delta_name[delta_name.index("/") :]
+
+
+def apply_script() -> bytes:
+    """The stdlib-only script shipped in every incremental archive."""
+    return (Path(__file__).parent / "apply_deltas.py").read_bytes()
+
+
+def _digest(data: Any) -> bytes:
+    return hashlib.blake2b(data, digest_size=DIGEST_SIZE).digest()
+
+
+class BlockDigests:
+    """Per-block digests of a stream of data given in order (update(), as a
+    hashlib object is fed: the archive writer's thread calls it)."""
+
+    def __init__(self) -> None:
+        self._digests = bytearray()
+        self._partial = bytearray()
+
+    def update(self, data: Any) -> None:
+        view = memoryview(data)
+        if self._partial:
+            take = min(BLOCK_SIZE - len(self._partial), len(view))
+            self._partial += view[:take]
+            view = view[take:]
+            if len(self._partial) < BLOCK_SIZE:
+                return
+            self._digests += _digest(self._partial)
+            self._partial = bytearray()
+        whole = len(view) - len(view) % BLOCK_SIZE
+        for start in range(0, whole, BLOCK_SIZE):
+            self._digests += _digest(view[start : start + BLOCK_SIZE])
+        if whole < len(view):
+            self._partial += view[whole:]
+
+    def index_fields(self) -> dict[str, Any]:
+        """The index line's fields for the file (call once it is all fed)."""
+        digests = bytes(self._digests) + (_digest(self._partial) if self._partial else b"")
+        return encode_blocks(digests)
+
+
+def encode_blocks(digests: bytes) -> dict[str, Any]:
+    return {
+        "block_size": BLOCK_SIZE,
+        "block_digest": DIGEST_NAME,
+        "blocks": base64.b64encode(digests).decode("ascii"),
+    }
+
+
+def parent_blocks(entry: dict[str, Any]) -> bytes | None:
+    """The parent's block digests from its index line, None when it has none
+    this version can use (written before deltas, another block size)."""
+    if entry.get("block_size") != BLOCK_SIZE or entry.get("block_digest") != DIGEST_NAME:
+        return None
+    try:
+        digests = base64.b64decode(entry["blocks"], validate=True)
+    except (KeyError, ValueError, TypeError):
+        return None
+    expected = (entry.get("size", -1) + BLOCK_SIZE - 1) // BLOCK_SIZE
+    return digests if len(digests) == expected * DIGEST_SIZE else None
+
+
+def can_delta(parent: dict[str, Any] | None, st: os.stat_result) -> bytes | None:
+    """The parent's digests when the file of ST may be stored as a delta:
+    a regular file over the threshold, one name, the same inode as the
+    parent's version (changed in place), whose digests the parent kept."""
+    if parent is None or parent.get("type") != "file" or not isinstance(parent.get("sha256"), str):
+        return None
+    if st.st_size <= DELTA_MIN_SIZE or st.st_nlink != 1 or parent.get("ino") != st.st_ino:
+        return None
+    return parent_blocks(parent)
+
+
+@dataclass
+class Delta:
+    """A delta built by build_delta: its member's bytes (header + records
+    in SPOOL), and what the index and manifest need of the new file."""
+
+    header: bytes
+    spool: IO[bytes]
+    records: int
+    size: int  # of the member: header + records
+    sha256: str  # of the new file
+    index_fields: dict[str, Any]
+    changed: bool  # the file changed while it was read
+
+
+def build_delta(
+    fd: int, st: os.stat_result, base_digests: bytes, base: dict[str, Any], spill_dir: Path | None
+) -> Delta:
+    """Read the file open on FD (ST: its fstat before the read) once: its
+    SHA-256, its block digests, and the blocks whose digest differs from
+    BASE_DIGESTS (the parent's version, index line BASE) into a temp file."""
+    size = st.st_size
+    reader = FixedSizeFileReader(fd, size, st.st_blocks * 512 < size, hashing=False, before=st)
+    whole = hashlib.sha256()
+    digests = bytearray()
+    spool = tempfile.TemporaryFile(dir=spill_dir, prefix="delta-")  # noqa: SIM115 - Delta owns it
+    records = 0
+    buffer = memoryview(bytearray(READ_CHUNK))
+    index = 0
+    try:
+        while n := reader.readinto(buffer):
+            chunk = buffer[:n]
+            whole.update(chunk)
+            for start in range(0, n, BLOCK_SIZE):
+                block = chunk[start : start + BLOCK_SIZE]
+                digest = _digest(block)
+                digests += digest
+                at = index * DIGEST_SIZE
+                if base_digests[at : at + DIGEST_SIZE] != digest:
+                    spool.write(RECORD.pack(index))
+                    spool.write(block)
+                    records += 1
+                index += 1
+        reader.finish()
+        sha256 = whole.digest()
+        header = HEADER.pack(
+            MAGIC, BLOCK_SIZE, 0, base["size"], size, records, bytes.fromhex(base["sha256"]), sha256
+        )
+        spool.flush()
+        length = len(header) + spool.tell()
+        spool.seek(0)
+    except BaseException:
+        spool.close()
+        raise
+    return Delta(header, spool, records, length, sha256.hex(), encode_blocks(bytes(digests)),
+                 reader.changed)  # fmt: skip
