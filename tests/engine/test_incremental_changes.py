@@ -170,11 +170,20 @@ def test_index_rebuilt_from_the_archives_equals_the_one_kept(tmp_path: Path) -> 
         assert header.parent_backup_id == INCR
         return {entry["path"]: entry for entry in entries}
 
+    # The block digests of large files (engine.incremental.delta) are kept
+    # only in the worker's index: a rebuilt one has none (the next
+    # incremental writes those files whole once); everything else is equal.
+    kept = lines(index_dir)
+    assert kept[f"volumes/{VOLUME}/sparse.img"]["blocks"]
+    for entry in kept.values():
+        for key in ("blocks", "block_size", "block_digest"):
+            entry.pop(key, None)
+
     rebuilt_dir = tmp_path / "rebuilt"
     path, count = rebuild_index(
         rebuilt_dir, "wp", [_archive(out_dir, b) for b in (FULL, INCR, INCR2)], INCR2
     )
-    assert lines(rebuilt_dir) == lines(index_dir) and count == len(lines(index_dir))
+    assert lines(rebuilt_dir) == kept and count == len(kept)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     # A chain with a link missing is refused, and leaves no index.
     with pytest.raises(ArchiveError, match="parent"):
