@@ -343,19 +343,22 @@ class ArchiveWriter:
         else:  # large: read into pooled buffers that go to the compressor as they are
             self._flush()
             pipe = self._pipe
-            hashers: list[Any] = [hasher]
+            block_digests = None
             if blocks and self._index is not None and size > DELTA_MIN_SIZE:
-                # On the writer's thread, beside the SHA-256 (engine.incremental.delta).
-                block_digests = BlockDigests()
-                self._blocks[entry.path] = block_digests
-                hashers.append(block_digests)
+                # For the next incremental's delta (engine.incremental.delta).
+                # Here, not on the writer's thread: that one hashes and feeds
+                # the compressor, the busier of the two (a 1 GiB file, zstd:
+                # ~460 MiB/s with the digests there, ~950 here, ~1,000 without).
+                block_digests = self._blocks[entry.path] = BlockDigests()
             while True:
                 chunk = pipe.buffer()
                 n = reader.readinto(chunk)
                 if not n:
                     pipe.recycle(chunk)
                     break
-                pipe.put(chunk[:n], [(h, 0, n) for h in hashers], chunk)
+                if block_digests is not None:
+                    block_digests.update(chunk[:n])
+                pipe.put(chunk[:n], [(hasher, 0, n)], chunk)
                 self._offset += n
         self._emit(padding(size))
         reader.finish()
