@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 IMAGE = "localtest/mariadb:10.11"
@@ -31,7 +32,7 @@ DIGESTS = {
 }
 
 
-def sh(*args: str, input: str | None = None) -> str:  # noqa: A002
+def sh(*args: str, input: str | None = None) -> str:
     return subprocess.run(args, check=True, capture_output=True, text=True, input=input).stdout
 
 
@@ -50,7 +51,7 @@ def wait_ready(name: str, password: str) -> None:
     raise SystemExit("MariaDB did not start")
 
 
-def blocks(data: bytes, size: int, digest) -> list[bytes]:  # type: ignore[no-untyped-def]
+def blocks(data: bytes, size: int, digest: Callable[[memoryview], bytes]) -> list[bytes]:
     view = memoryview(data)
     return [digest(view[i : i + size]) for i in range(0, len(data), size)]
 
@@ -68,7 +69,7 @@ def main(rows: int, updates: int) -> None:
             values = ",".join(
                 f"({i}, REPEAT(MD5({i}), 6))" for i in range(start, min(rows, start + batch))
             )
-            sql(name, password, f"INSERT INTO t VALUES {values}")
+            sql(name, password, f"INSERT INTO t VALUES {values}")  # noqa: S608 - our ints
         with tempfile.TemporaryDirectory() as work:
             before, after = Path(work) / "before.ibd", Path(work) / "after.ibd"
             sh("docker", "stop", "-t", "60", name)  # a clean shutdown writes every page
@@ -76,7 +77,7 @@ def main(rows: int, updates: int) -> None:
             sh("docker", "start", name)
             wait_ready(name, password)
             ids = [secrets.randbelow(rows) for _ in range(updates)]
-            statements = "".join(f"UPDATE t SET v = MD5(RAND()) WHERE id = {i};" for i in ids)
+            statements = "".join(f"UPDATE t SET v = MD5(RAND()) WHERE id = {i};" for i in ids)  # noqa: S608
             sql(name, password, statements)
             sh("docker", "stop", "-t", "60", name)
             sh("docker", "cp", f"{name}:/var/lib/mysql/test/t.ibd", str(after))
@@ -99,7 +100,8 @@ def main(rows: int, updates: int) -> None:
             for _ in range(3):
                 blocks(new, size, digest)
             figures.append(3 * len(new) / (time.perf_counter() - start) / 1e6)
-        print(f"{label:>11}: " + "  ".join(f"{s // 1024}K {f:6.0f}" for s, f in zip(SIZES, figures)))
+        pairs = zip(SIZES, figures, strict=True)
+        print(f"{label:>11}: " + "  ".join(f"{s // 1024}K {f:6.0f}" for s, f in pairs))
     start = time.perf_counter()
     hashlib.sha256(new).digest()
     print(f"whole-file sha256: {len(new) / (time.perf_counter() - start) / 1e6:.0f} MB/s")
