@@ -312,8 +312,9 @@ class MemberChecks:
         area = spot.area
         if area == "volume":
             self._volume_member(member, spot, name)
-        elif parts[0] == DELTAS_DIR and len(parts) >= 3:
-            # A delta patches a file in a directory an earlier member made.
+        elif area == "delta":
+            # A delta patches a file in a directory an earlier member made
+            # (a volume not restored is read past unchecked, as its members are).
             if kind != "file":
                 raise ArchiveError(f"delta {name!r} must be a regular file, not a {kind}")
             parent = "/".join((VOLUMES_DIR, *parts[1:-1]))
