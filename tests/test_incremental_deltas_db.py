@@ -51,7 +51,7 @@ def _rewrite(path: Path, pages: int, rng: random.Random) -> None:
 
 def _update_rows(stack: ComposeStack, rng: random.Random, count: int) -> None:
     ids = ",".join(str(rng.randrange(20_000)) for _ in range(count))
-    _sql(stack, f"UPDATE posts SET title = MD5(RAND()) WHERE id IN ({ids})")  # noqa: S608
+    _sql(stack, f"UPDATE posts SET title = MD5(RAND()) WHERE id IN ({ids})")
 
 
 def _backup(stack: ComposeStack) -> Snapshot:
