@@ -137,6 +137,11 @@ def test_deltas_of_innodb_and_app_files_restore_every_point(
     _by_hand(wordpress, docker_client, archives, key, tmp_path, files_volume, points[2])
 
     settings.BACKUP_AGE_IDENTITY_FILE = str(key)
+    last = points[2][0]
+    call_command("backup", "verify", last.backup_id)
+    call_command("backup", "verify", last.backup_id, "--deep")
+    deep = Run.objects.filter(snapshot=last, operation="verify").latest("created_at").result
+    assert deep["valid"] and deep["chain"] == [p[0].backup_id for p in points], deep
     (files / "site.db").write_bytes(b"vandalised")
     for snapshot, tree, rows in reversed(points):
         run = _restore(wordpress.project, snapshot.backup_id)

@@ -39,7 +39,7 @@ class ArchiveSummary:
         self.entries += 1
         if entry.changed_during_read:
             self.note_changed(entry.path)
-        if entry.type == "file":
+        if entry.type in ("file", "delta"):  # a delta: the file it makes (engine.incremental.delta)
             volume = split_volume_member(entry.path)
             if volume is not None:
                 counts = self.volumes.setdefault(volume[0], {"files": 0, "bytes": 0})

@@ -428,7 +428,9 @@ class ArchiveWriter:
         if self._closed:
             raise ValueError("archive output already closed")
         if self._parent is not None:  # an incremental: how to apply its deltas by hand
-            self.add_bytes(APPLY_SCRIPT, apply_script(), 0o755)
+            script = apply_script()
+            self.add_bytes(APPLY_SCRIPT, script, 0o755)
+            self.bytes_read -= len(script)  # not what a full backup would hold (bytes_full)
         self._flush()
         self._pipe.drain()  # every file's digest is final
         self._log.retire(self._pipe.completed)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,6 +86,10 @@ def apply_pending(pending: PendingDeltas, trees: Mapping[str, Tree], decided: se
         except OSError as exc:
             raise ArchiveError(f"{path!r}: no staged file to apply its delta to") from exc
         try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+                # Never a file of several names: patching one would change the others.
+                raise ArchiveError(f"{path!r}: a delta applies to a file of one name only")
             _patch(path, fd, list(reversed(deltas)), pending.final[path])
         except OSError as exc:
             raise EngineError(f"cannot apply the delta of {path!r}: {exc.strerror}") from exc
