@@ -4,7 +4,6 @@ worker host, and encryption to age recipients with no identity on it."""
 
 from __future__ import annotations
 
-import json
 import os
 import stat
 from pathlib import Path
@@ -129,15 +128,8 @@ def test_incremental_encrypted_to_recipients_needs_no_identity(
     assert not path.exists()
     settings.BACKUP_AGE_IDENTITY_FILE = str(key_file)
     call_command("backup", "index-rebuild", incr.backup_id)
-    # Equal but for the block digests of large files (engine.incremental.delta),
-    # which only the worker's own index has: the next incremental writes
-    # those files whole once.
-    rebuilt = [json.loads(line) for line in path.read_bytes().splitlines()]
-    before = [json.loads(line) for line in kept.splitlines()]
-    assert any("blocks" in line for line in before)
-    for line in before:
-        for key in ("blocks", "block_size", "block_digest"):
-            line.pop(key, None)
-    assert sorted(map(json.dumps, rebuilt)) == sorted(map(json.dumps, before))
+    # The block digests of large files (engine.incremental.delta) too.
+    assert b'"blocks":' in kept
+    assert sorted(path.read_bytes().splitlines()) == sorted(kept.splitlines())
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     call_command("backup", "verify", incr.backup_id, "--deep")

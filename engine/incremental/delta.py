@@ -81,7 +81,7 @@ def apply_script() -> bytes:
     return (Path(__file__).parent / "apply_deltas.py").read_bytes()
 
 
-def _digest(data: Any) -> bytes:
+def block_digest(data: Any) -> bytes:
     return hashlib.sha256(data).digest()[:DIGEST_SIZE]
 
 
@@ -101,18 +101,21 @@ class BlockDigests:
             view = view[take:]
             if len(self._partial) < BLOCK_SIZE:
                 return
-            self._digests += _digest(self._partial)
+            self._digests += block_digest(self._partial)
             self._partial = bytearray()
         whole = len(view) - len(view) % BLOCK_SIZE
         for start in range(0, whole, BLOCK_SIZE):
-            self._digests += _digest(view[start : start + BLOCK_SIZE])
+            self._digests += block_digest(view[start : start + BLOCK_SIZE])
         if whole < len(view):
             self._partial += view[whole:]
 
+    def digests(self) -> bytes:
+        """Every block's digest (call once it is all fed)."""
+        return bytes(self._digests) + (block_digest(self._partial) if self._partial else b"")
+
     def index_fields(self) -> dict[str, Any]:
         """The index line's fields for the file (call once it is all fed)."""
-        digests = bytes(self._digests) + (_digest(self._partial) if self._partial else b"")
-        return encode_blocks(digests)
+        return encode_blocks(self.digests())
 
 
 def encode_blocks(digests: bytes) -> dict[str, Any]:
@@ -181,7 +184,7 @@ def build_delta(
             whole.update(chunk)
             for start in range(0, n, BLOCK_SIZE):
                 block = chunk[start : start + BLOCK_SIZE]
-                digest = _digest(block)
+                digest = block_digest(block)
                 digests += digest
                 at = index * DIGEST_SIZE
                 if base_digests[at : at + DIGEST_SIZE] != digest:

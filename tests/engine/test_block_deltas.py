@@ -25,6 +25,7 @@ from engine.compression import open_compressor, open_decompressor
 from engine.errors import ArchiveError
 from engine.incremental.delta import BLOCK_SIZE, DELTA_MIN_SIZE
 from engine.incremental.index import index_path, read_index
+from engine.incremental.rebuild import rebuild_index
 from engine.restore.chain import extract_chain
 from engine.restore.plan import read_backup_json
 from tests.engine.chaingen import BY_HAND, DELETED, FULL, INCR, INCR2, VOLUME, backup, opener
@@ -227,3 +228,21 @@ def test_delta_header_is_the_documented_one(chain: tuple[Path, dict[str, dict]])
         b"DABDELT1", BLOCK_SIZE, 0, 8 * MIB, 8 * MIB, 10,
     )  # fmt: skip
     assert len(body) == 104 + 10 * (8 + BLOCK_SIZE)
+
+
+def test_rebuilt_index_has_the_block_digests_of_the_kept_one(
+    chain: tuple[Path, dict[str, dict]], tmp_path: Path
+) -> None:
+    """From whole members and from deltas (base digests, the held blocks replaced)."""
+    out_dir, _ = chain
+
+    def lines(directory: Path) -> dict[str, dict]:
+        _, entries = read_index(index_path(directory, "wp", INCR3), INCR3)
+        return {entry["path"]: entry for entry in entries}
+
+    rebuild_index(
+        tmp_path / "rebuilt", "wp", [opener(out_dir / f"{b}.tar.zst") for b in IDS], INCR3
+    )
+    kept, rebuilt = lines(tmp_path / "index"), lines(tmp_path / "rebuilt")
+    assert rebuilt == kept
+    assert sum(1 for line in kept.values() if "blocks" in line) == 4
