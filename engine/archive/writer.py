@@ -46,6 +46,7 @@ from engine.archive.writer_thread import CHUNK_SIZE, Writable, WriterThread
 from engine.incremental.changes import ParentState
 from engine.incremental.delta import (
     APPLY_SCRIPT,
+    BLOCK_SIZE,
     DELTA_MIN_SIZE,
     BlockDigests,
     apply_script,
@@ -57,6 +58,7 @@ from engine.incremental.index import IndexWriter
 from engine.progress import Progress, ProgressCallback, no_progress
 
 BATCH_SIZE = 1024 * 1024  # headers and small files are gathered up to this size
+WHOLE_RATIO = 0.9  # a delta holding this share of a file's blocks: the file goes whole
 
 
 class ArchiveWriter:
@@ -289,6 +291,12 @@ class ArchiveWriter:
         deltas/<volume>/<path> with the new version's mode, owner and mtime,
         then the path's manifest entry, type "delta", with its size and SHA-256."""
         delta = build_delta(fd, st, digests, base, self._spill_dir)
+        if delta.records * BLOCK_SIZE >= WHOLE_RATIO * st.st_size:
+            # Rewritten nearly all over (a log rotated in place, a VACUUM):
+            # whole is as small, and a restore then needs no older version.
+            delta.spool.close()
+            self._add_from_fd(entry, fd, os.fstat(fd), blocks=True)
+            return
         try:
             member = ManifestEntry(
                 path=delta_member(entry.path), type="file", size=delta.size, mode=entry.mode,

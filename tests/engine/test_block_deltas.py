@@ -246,3 +246,19 @@ def test_rebuilt_index_has_the_block_digests_of_the_kept_one(
     kept, rebuilt = lines(tmp_path / "index"), lines(tmp_path / "rebuilt")
     assert rebuilt == kept
     assert sum(1 for line in kept.values() if "blocks" in line) == 4
+
+
+def test_a_file_rewritten_all_over_in_place_is_written_whole(tmp_path: Path) -> None:
+    src, out_dir, index_dir = tmp_path / "volume", tmp_path / "out", tmp_path / "index"
+    src.mkdir()
+    out_dir.mkdir()
+    (src / "rotated.log").write_bytes(random.Random(7).randbytes(2 * MIB))
+    backup(src, out_dir, index_dir, FULL)
+    with open(src / "rotated.log", "r+b") as handle:  # same inode, every block new
+        handle.write(random.Random(8).randbytes(2 * MIB))
+    backup(src, out_dir, index_dir, INCR, FULL)
+    members = _members(out_dir / f"{INCR}.tar.zst")
+    assert members[f"volumes/{VOLUME}/rotated.log"].size == 2 * MIB
+    assert not [name for name in members if name.startswith("deltas/")]
+    staging = _extract(out_dir, [INCR, FULL], tmp_path / "r")
+    assert (staging / "rotated.log").read_bytes() == (src / "rotated.log").read_bytes()
