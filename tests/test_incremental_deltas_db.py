@@ -175,7 +175,7 @@ def _by_hand(
     container = client.containers.run(
         MARIADB_IMAGE, detach=True, name=name, labels={"docker-app-backup.test": "deltas"},
         volumes={str(data): {"bind": "/var/lib/mysql", "mode": "rw"}},
-        environment={"MYSQL_ROOT_PASSWORD": password},
+        environment={"MYSQL_ROOT_PASSWORD": password}, network_mode="none",  # docker exec only
     )  # fmt: skip
     try:
         wait_for_mariadb(container, password)
