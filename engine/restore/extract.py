@@ -324,6 +324,9 @@ class _Extractor:
             raise ArchiveError("manifest.json is missing (archive truncated?)")
         errors, mtimes = list(self.comparison.errors), self.comparison.mtimes
         errors += self.checks.empty_volumes()  # restore's words, verify's too
+        if self.deltas is None:  # not a chain restore: a delta would leave its file out
+            held = [path for path in self.comparison.deltas if path.split("/")[1] in self.trees]
+            errors += [f"{path!r} is a block delta: only its chain restores it" for path in held]
         if errors:
             more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
             raise ArchiveError(f"archive does not match its manifest: {errors[0]}{more}")

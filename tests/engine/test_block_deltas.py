@@ -27,6 +27,7 @@ from engine.incremental.delta import BLOCK_SIZE, DELTA_MIN_SIZE
 from engine.incremental.index import index_path, read_index
 from engine.incremental.rebuild import rebuild_index
 from engine.restore.chain import extract_chain
+from engine.restore.extract import extract_volumes
 from engine.restore.plan import read_backup_json
 from tests.engine.chaingen import BY_HAND, DELETED, FULL, INCR, INCR2, VOLUME, backup, opener
 from tests.engine.test_chain_restore import INCR3, _extract, _stored
@@ -262,3 +263,17 @@ def test_a_file_rewritten_all_over_in_place_is_written_whole(tmp_path: Path) -> 
     assert not [name for name in members if name.startswith("deltas/")]
     staging = _extract(out_dir, [INCR, FULL], tmp_path / "r")
     assert (staging / "rotated.log").read_bytes() == (src / "rotated.log").read_bytes()
+
+
+def test_an_incremental_with_deltas_is_not_restored_alone(
+    chain: tuple[Path, dict[str, dict]], tmp_path: Path
+) -> None:
+    """Out of its chain (extract_volumes), a delta would leave its file out: refused."""
+    out_dir, _ = chain
+    staging = tmp_path / "alone"
+    staging.mkdir()
+    with (
+        open(out_dir / f"{INCR}.tar.zst", "rb") as raw,
+        pytest.raises(ArchiveError, match="block delta"),
+    ):
+        extract_volumes(open_decompressor(raw, "zstd"), {VOLUME: staging})
