@@ -2,16 +2,18 @@
 VM images, appended logs), for incremental backups.
 
 A volume file larger than DELTA_MIN_SIZE gets per-block digests in the
-worker-side index (engine.incremental.index: `blocks`, `block_size`): not
-in the archive only, since with age recipients the worker cannot read the
-parent archive. When the next incremental finds that file changed but with
+worker-side index (engine.incremental.index: `blocks`, base64 of the
+digests, `block_size`, `block_digest`), where the next backup reads them:
+with age recipients the worker cannot read the parent archive
+(index-rebuild recovers them from the archives: rebuild_blocks.py). When the next incremental finds that file changed but with
 the same inode (written in place), it reads it once, compares each block's
 digest with the parent's, and stores only the blocks that differ (an
 append: the tail and the old last partial block) as a delta member
 deltas/<volume>/<path> in the format of engine.incremental.apply_deltas;
 the manifest lists the path as type "delta" with the new file's size,
 SHA-256 and metadata. Without the parent's digests (an older index, a file
-newly over the threshold, another inode) the file is written whole.
+newly over the threshold, another inode), or when 90 % of its blocks changed
+(the writer's WHOLE_RATIO), the file is written whole.
 
 Choices, measured on a real InnoDB tablespace (MariaDB 10.11, a 76 MiB
 t.ibd, 1,000 random row updates, clean shutdown; scripts/measure_delta_blocks.py):

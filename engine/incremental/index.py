@@ -15,7 +15,9 @@ id, parent, kind); each other line is a manifest entry of a volumes/ member
 uid, gid, mtime_ns, ino, ctime_ns, sha256, link_target ...) plus
 `stored_in`: the backup id of the archive in the chain that holds the
 entry's bytes (the snapshot itself for what it wrote, an ancestor for a
-file carried over unchanged).
+file carried over unchanged). A file over 1 MiB also has its per-block
+digests (`blocks`, `block_size`, `block_digest`: engine.incremental.delta),
+and a file stored as a delta is type "file" here, stored_in the snapshot.
 """
 
 from __future__ import annotations
