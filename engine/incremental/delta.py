@@ -5,9 +5,10 @@ A volume file larger than DELTA_MIN_SIZE gets per-block digests in the
 worker-side index (engine.incremental.index: `blocks`, base64 of the
 digests, `block_size`, `block_digest`), where the next backup reads them:
 with age recipients the worker cannot read the parent archive
-(index-rebuild recovers them from the archives: rebuild_blocks.py). When the next incremental finds that file changed but with
-the same inode (written in place), it reads it once, compares each block's
-digest with the parent's, and stores only the blocks that differ (an
+(index-rebuild recovers them from the archives: rebuild_blocks.py). When
+the next incremental finds that file changed but with the same inode
+(written in place), it reads it once, compares each block's digest with the
+parent's, and stores only the blocks that differ (an
 append: the tail and the old last partial block) as a delta member
 deltas/<volume>/<path> in the format of engine.incremental.apply_deltas;
 the manifest lists the path as type "delta" with the new file's size,
