@@ -29,7 +29,17 @@ from engine.incremental.rebuild import rebuild_index
 from engine.restore.chain import extract_chain
 from engine.restore.extract import extract_volumes
 from engine.restore.plan import read_backup_json
-from tests.engine.chaingen import BY_HAND, DELETED, FULL, INCR, INCR2, VOLUME, backup, opener
+from tests.engine.chaingen import (
+    BY_HAND,
+    DELETED,
+    FULL,
+    INCR,
+    INCR2,
+    VOLUME,
+    backup,
+    opener,
+    tar_x,
+)  # fmt: skip
 from tests.engine.test_chain_restore import INCR3, _extract, _stored
 from tests.engine.treegen import snapshot
 
@@ -277,3 +287,23 @@ def test_an_incremental_with_deltas_is_not_restored_alone(
         pytest.raises(ArchiveError, match="block delta"),
     ):
         extract_volumes(open_decompressor(raw, "zstd"), {VOLUME: staging})
+
+
+def test_the_script_patches_nothing_when_a_base_is_not_the_right_one(
+    chain: tuple[Path, dict[str, dict]], tmp_path: Path
+) -> None:
+    out_dir, states = chain
+    dest = tmp_path / "by-hand"
+    dest.mkdir()
+    tar_x(out_dir / f"{FULL}.tar.zst", dest)
+    root = dest / "volumes" / VOLUME
+    with open(root / "db" / "ibdata1", "r+b") as handle:  # not the version INCR was made on
+        handle.write(b"x")
+    table = (root / "db" / "table.ibd").read_bytes()
+    tar_x(out_dir / f"{INCR}.tar.zst", dest)
+    done = subprocess.run(["python3", str(dest / "apply_deltas.py"), str(dest)],
+                          capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 1 and "is not the version" in done.stderr
+    assert (root / "db" / "table.ibd").read_bytes() == table  # checked before any patch
+    assert (dest / "deltas").exists()
+    assert states[FULL]["db/table.ibd"][6] == table
