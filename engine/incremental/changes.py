@@ -16,7 +16,8 @@ of the parent that this backup no longer has, or has as another type, are
 the manifest's `deleted` list: remove them before extracting this archive.
 
 Memory: one small tuple and one index line per parent entry (about 300
-bytes per file: 50,000 files take some 15 MB).
+bytes per file: 50,000 files take some 15 MB); a file over 1 MiB's line
+also holds its block digests (engine.incremental.delta: 1.3 MB per GiB).
 """
 
 from __future__ import annotations
