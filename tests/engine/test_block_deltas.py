@@ -57,9 +57,12 @@ def _rewrite_pages(path: Path, pages: int, seed: int) -> None:
             handle.write(rng.randbytes(BLOCK_SIZE))
 
 
-@pytest.fixture
-def chain(tmp_path: Path) -> tuple[Path, dict[str, dict]]:
-    src, out_dir, index_dir = tmp_path / "volume", tmp_path / "out", tmp_path / "index"
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, dict]]:
+    """The archives (OUT_DIR; the index beside it) and the states. Module-wide:
+    the tests only read them."""
+    root = tmp_path_factory.mktemp("deltas")
+    src, out_dir, index_dir = root / "volume", root / "out", root / "index"
     (src / "db").mkdir(parents=True)
     out_dir.mkdir()
     rng = random.Random(1)
@@ -130,7 +133,7 @@ def test_changed_in_place_files_are_stored_as_small_deltas(
     entry = next(e for e in manifest["entries"] if e["path"] == f"volumes/{VOLUME}/db/ibdata1")
     assert entry["type"] == "delta" and entry["size"] == 8 * MIB and len(entry["sha256"]) == 64
     # The worker-side index keeps the block digests (and says "file").
-    _, lines = read_index(index_path(tmp_path / "index", "wp", INCR), INCR)
+    _, lines = read_index(index_path(out_dir.parent / "index", "wp", INCR), INCR)
     line = next(x for x in lines if x["path"] == f"volumes/{VOLUME}/db/ibdata1")
     assert line["type"] == "file" and line["block_size"] == BLOCK_SIZE and line["blocks"]
     # The truncated log in INCR2 and the grown file are deltas there.
@@ -254,7 +257,7 @@ def test_rebuilt_index_has_the_block_digests_of_the_kept_one(
     rebuild_index(
         tmp_path / "rebuilt", "wp", [opener(out_dir / f"{b}.tar.zst") for b in IDS], INCR3
     )
-    kept, rebuilt = lines(tmp_path / "index"), lines(tmp_path / "rebuilt")
+    kept, rebuilt = lines(out_dir.parent / "index"), lines(tmp_path / "rebuilt")
     assert rebuilt == kept
     assert sum(1 for line in kept.values() if "blocks" in line) == 4
 
