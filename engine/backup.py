@@ -232,7 +232,7 @@ def _write_chained(
         warnings=list(info["warnings"]) + changed_warnings(writer.summary),
         kind=manifest.kind,
         chain=link,
-        bytes_written=writer.bytes_read,
+        bytes_written=writer.bytes_read - writer.bytes_spared_by_deltas,
         bytes_full=writer.bytes_read + (parent.carried_bytes if parent is not None else 0),
     )
     if parent is not None:

@@ -98,6 +98,9 @@ class ArchiveWriter:
         self._progress = progress
         self._bytes_total = bytes_total
         self.bytes_read = 0
+        # What block deltas spared: a delta'd file counts whole in bytes_read
+        # (progress, bytes_full) but only its changed blocks were written.
+        self.bytes_spared_by_deltas = 0
         self._last_report = 0.0
 
     @property
@@ -328,6 +331,7 @@ class ArchiveWriter:
         self._blocks[entry.path] = delta.index_fields
         self._record(entry)
         self._count(st.st_size)
+        self.bytes_spared_by_deltas += max(0, st.st_size - delta.size)
 
     def _add_from_fd(
         self, entry: ManifestEntry, fd: int, st: os.stat_result, changed: bool = False,
