@@ -272,7 +272,7 @@ class _Extractor:
                 self.dir_meta.append((tree, parts, member, name))
                 stats.dirs += 1
             elif kind == "file":
-                if write_file(parent, leaf, member, name, source, self.hasher, True, tree.umask):
+                if write_file(parent, leaf, member, name, source, self.hasher, owner=True):
                     self.holey.append(name)
                 stats.files += 1
                 stats.bytes += member.size

@@ -3,14 +3,7 @@ directory fds opened one component at a time with O_NOFOLLOW, files created
 with O_EXCL, so nothing is ever written through a symlink, whether an earlier
 member made it or it was already on disk. File data is written sparse-aware
 (zero runs become holes, as in the source), then owners, modes and mtimes
-are applied.
-
-A file's permission bits are given at its creation where that gives them
-exactly (no umask bit to clear, no default ACL to apply, no setuid/setgid
-bit for the chown to clear), saving the fchmod: one of the five metadata
-syscalls a small file costs (measured: bench/README.md, Restore). Until the
-directories' metadata is applied at the end, every directory of the tree is
-0700 and root's, so no one else can reach a file in the meantime."""
+are applied."""
 
 from __future__ import annotations
 
@@ -32,8 +25,6 @@ HOLE_MIN = 4096  # zero runs at least this long are left as holes
 _ZERO_RUN = bytes(HOLE_MIN)
 _ZERO_CHUNK = bytes(CHUNK)
 _NONZERO = re.compile(rb"[^\x00]")
-_CHOWN_CLEARS = 0o7000  # setuid, setgid (and sticky: set by fchmod, as tar does)
-_DEFAULT_ACL = "system.posix_acl_default"
 
 
 class Tree:
@@ -44,10 +35,6 @@ class Tree:
         self.fd = os.open(root, _DIR_OPEN)
         self._fds: dict[tuple[str, ...], int] = {(): self.fd}
         self.dirs: set[tuple[str, ...]] = {()}  # created by this extraction (and the root)
-        # What os.open's mode is masked with, when that is only the umask:
-        # None where a default ACL would decide instead (every directory of
-        # the tree is made here, so they all inherit the root's).
-        self.umask = None if _has_default_acl(self.fd) else process_umask()
 
     def dir_fd(self, parts: tuple[str, ...]) -> int:
         fd = self._fds.get(parts)
@@ -99,50 +86,27 @@ class Tree:
         self._fds = {}
 
 
-def process_umask() -> int | None:
-    """This process's umask, read without setting it (os.umask sets it, and a
-    thread creating a file meanwhile would get the wrong mode); None where
-    /proc does not tell (Linux < 4.7)."""
-    try:
-        with open("/proc/self/status", "rb") as status:
-            for line in status:
-                if line.startswith(b"Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
-
-
-def _has_default_acl(fd: int) -> bool:
-    try:
-        os.getxattr(fd, _DEFAULT_ACL)
-    except OSError as exc:
-        # No ACL, or a filesystem without ACLs: the umask alone applies.
-        return exc.errno not in (errno.ENODATA, errno.ENOTSUP, errno.EOPNOTSUPP)
-    return True
-
-
 def write_file(
     parent: int, leaf: str, member: Member, name: str, source: Source, hasher: FileHashes,
-    owner: bool, umask: int | None = None,
+    owner: bool,
 ) -> bool:  # fmt: skip
     """Create LEAF (never existing, never through a symlink) and fill it.
-    OWNER: give it the member's owner and mode (else it stays 0600, ours).
-    UMASK: the mask os.open's mode gets (Tree.umask), None if unknown.
     True when zero runs were left out (see write_data)."""
-    mode = member.mode
-    exact = owner and umask is not None and not mode & (umask | _CHOWN_CLEARS)
-    fd = os.open(leaf, _CREATE, mode if exact else 0o600, dir_fd=parent)
+    fd = os.open(leaf, _CREATE, 0o600, dir_fd=parent)
     try:
         holes = write_data(fd, source, member.size, name, hasher)
-        if owner:
-            os.fchown(fd, member.uid, member.gid)
-            if not exact:  # after chown, which clears setuid/setgid bits
-                os.fchmod(fd, mode)
-        os.utime(fd, ns=(member.mtime_ns, member.mtime_ns))
+        _finish_file(fd, member, owner)
     finally:
         os.close(fd)
     return holes
+
+
+def _finish_file(fd: int, member: Member, owner: bool) -> None:
+    """After the data: owner, mode (after chown, which clears setuid bits), mtime."""
+    if owner:
+        os.fchown(fd, member.uid, member.gid)
+        os.fchmod(fd, member.mode)
+    os.utime(fd, ns=(member.mtime_ns, member.mtime_ns))
 
 
 def write_data(fd: int, source: Source, size: int, name: str, hasher: FileHashes) -> bool:
