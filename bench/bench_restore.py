@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bench_restore.py [--size-gb 2.2] [--small-files 56000]
         [--dump-rows 200000] [--dir /var/tmp/bench_restore] [--no-restic]
-        [--code DIR] [--py-spy PATH [--profile-out FILE]]
+        [--code DIR] [--repeat N] [--py-spy PATH [--profile-out FILE]]
     .venv/bin/python bench/bench_restore.py --micro [--size-gb 1.5] [--rounds 3]
 
 Needs root (volume mountpoints, drop_caches), Docker with the test images
@@ -24,7 +24,10 @@ after `sync; echo 3 > /proc/sys/vm/drop_caches`:
 
 --code DIR also times DIR's restore (another checkout, e.g. `git worktree
 add DIR main`) of the same archive just before ours: before/after in one run.
---py-spy PATH records our restore's threads with py-spy (raw collapsed stacks
+--repeat N restores N times (with --code, alternating who goes first);
+every restore starts once the disk has finished discarding what the previous
+one deleted (restore_micro.settle_discards). --py-spy PATH records our first
+restore's threads with py-spy (raw collapsed stacks
 in --profile-out).
 
 --micro keeps the old extract-only comparison (engine.restore.extract_volumes
@@ -167,16 +170,21 @@ def full_main(args: argparse.Namespace) -> None:
         print(f"backup {backup['backup_id']}: {backup['size'] / MB:.0f} MB "
               f"({backup['seconds']:.0f} s)")  # fmt: skip
         times = anchors(app, archive, work, not args.no_restic)
-        if args.code is not None:  # the other checkout first, on the same archive
-            other = restore(env, app, backup, args.code.resolve())
-            print(f"--code {args.code}: {summary(other, times)}")
         wrap = None
         if args.py_spy:  # every thread's stacks, collapsed (flamegraph.pl's input)
             wrap = [args.py_spy, "record", "--threads", "--nonblocking", "--rate", "100",
                     "--format", "raw", "--output", str(args.profile_out), "--"]  # fmt: skip
-        ours = restore(env, app, backup, REPO, wrap)
-        if args.code is not None:
-            print(f"this checkout: {summary(ours, times)}")
+        for round_no in range(args.repeat):
+            # With --code, the other checkout first, then ours, then the other
+            # way round (the machine's state drifts), on the same archive.
+            order = ["code", "ours"] if args.code is not None else ["ours"]
+            for who in order if round_no % 2 == 0 else order[::-1]:
+                if who == "code":
+                    other = restore(env, app, backup, args.code.resolve())
+                    print(f"round {round_no + 1} --code {args.code}: {summary(other, times)}")
+                    continue
+                ours = restore(env, app, backup, REPO, wrap if round_no == 0 else None)
+                print(f"round {round_no + 1} this checkout: {summary(ours, times)}")
         report(app, backup, times, ours, load)
 
 
@@ -265,6 +273,7 @@ def main() -> None:
     parser.add_argument("--cold", action="store_true", help="--micro: drop caches before each")
     parser.add_argument("--keep", action="store_true", help="--micro: keep the tree and archive")
     parser.add_argument("--dir", type=Path, default=Path("/var/tmp/bench_restore"))
+    parser.add_argument("--repeat", type=int, default=1, help="restore rounds (same archive)")
     parser.add_argument("--code", type=Path, help="also time this checkout's restore (before)")
     parser.add_argument("--py-spy", help="profile our restore with this py-spy binary")
     parser.add_argument("--profile-out", type=Path, default=Path("/tmp/restore-profile.txt"))
