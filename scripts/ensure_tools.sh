@@ -1,12 +1,12 @@
 #!/bin/bash
 # Installs the command-line tools the interoperability tests and the
-# benchmarks run against (Debian's age, zstd, pigz), and the chromium the
+# benchmarks run against (Debian's age, zstd, pigz, restic), and the chromium the
 # console's browser tests drive, when they are missing.
 set -euo pipefail
 log() { echo "[tools] $*" >&2; }
 
 missing=()
-for tool in age age-keygen zstd pigz tar gzip sha256sum; do
+for tool in age age-keygen zstd pigz tar gzip sha256sum restic; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 # The console's browser tests drive Debian's chromium through playwright
