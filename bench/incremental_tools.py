@@ -193,6 +193,9 @@ def docker_app(project: str) -> Iterator[dict[str, Path]]:
             # Docker's 10 s stop timeout would be most of a small restore.
             APP_IMAGE, ["sh", "-c", "trap 'exit 0' TERM; sleep 86400 & wait"],
             name=f"{project}-app-1", labels=labels | service, volumes=mounts, detach=True,
+            # No network: nothing to serve, and the restore's start then needs
+            # no endpoint (a busy shared engine once failed to create one).
+            network_mode="none",
         )  # fmt: skip
         yield {key: Path(v.attrs["Mountpoint"]) for key, v in volumes.items()}
     finally:
