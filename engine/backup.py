@@ -158,6 +158,9 @@ def _write_archive(
         if chain is not None:
             chain.index.abort()
         raise
+    finally:
+        if chain is not None and chain.parent is not None:
+            chain.parent.close()
     if chain is not None:
         # After the archive and its sidecar: an index names only stored snapshots.
         chain.index.commit()

@@ -138,7 +138,7 @@ class ArchiveWriter:
         if carried is None:
             return False
         if self._index is not None:
-            self._index.add_raw(carried)
+            self._index.add_line(carried)
         return True
 
     # -- small members ---------------------------------------------------------

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.incremental.changes import ParentState
-from engine.incremental.index import IndexHeader, IndexUnusable, IndexWriter, index_path, read_index
+from engine.incremental.index import IndexHeader, IndexUnusable, IndexWriter, index_path
 
 
 @dataclass(frozen=True)
@@ -37,8 +37,7 @@ def start_chain(index_dir: Path, app_id: str, backup_id: str, link: ChainLink | 
     if link is not None:
         path = index_path(index_dir, app_id, link.parent_backup_id)
         try:
-            header, entries = read_index(path, link.parent_backup_id)
-            parent = ParentState(header.backup_id, entries)
+            parent = ParentState.from_index(path, link.parent_backup_id)
         except (IndexUnusable, KeyError, TypeError) as exc:
             why = (
                 exc

@@ -58,7 +58,7 @@ def index_path(index_dir: Path, app_id: str, backup_id: str) -> Path:
     return index_dir / app_id / f"{backup_id}{INDEX_SUFFIX}"
 
 
-def _line(data: dict[str, Any]) -> bytes:
+def index_line(data: dict[str, Any]) -> bytes:
     # ensure_ascii: undecodable file names (surrogate escapes) stay representable.
     return json.dumps(data, ensure_ascii=True, separators=(",", ":")).encode("ascii") + b"\n"
 
@@ -75,7 +75,7 @@ class IndexWriter:
         self._temp = self.path.with_name(f".{self.path.name}.tmp")
         fd = os.open(self._temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         self._file: IO[bytes] | None = os.fdopen(fd, "wb", buffering=1 << 20)
-        self._file.write(_line(header.to_json()))
+        self._file.write(index_line(header.to_json()))
         self.entries = 0
 
     def add(self, entry: ManifestEntry, stored_in: str) -> None:
@@ -85,10 +85,15 @@ class IndexWriter:
         self.add_raw(data)
 
     def add_raw(self, data: dict[str, Any]) -> None:
-        """An index line as read from another index (a carried entry)."""
+        """An index line given as its fields (a new entry with its block digests)."""
+        self.add_line(index_line(data))
+
+    def add_line(self, line: bytes) -> None:
+        """An index line as read from another index, newline included (a
+        carried entry: copied as it is, not parsed and written again)."""
         if self._file is None:
             raise ValueError("index already closed")
-        self._file.write(_line(data))
+        self._file.write(line)
         self.entries += 1
 
     def commit(self) -> Path:
@@ -117,12 +122,22 @@ def read_index(path: Path, backup_id: str) -> tuple[IndexHeader, Iterator[dict[s
     """(header, entries) of the index at PATH, checked to be BACKUP_ID's.
     Raises IndexUnusable naming the file (never its content) when it is
     missing or not a valid index of that snapshot."""
+    header, lines = read_index_lines(path, backup_id)
+    return header, (data for data, _offset, _length in lines)
+
+
+def read_index_lines(
+    path: Path, backup_id: str
+) -> tuple[IndexHeader, Iterator[tuple[dict[str, Any], int, int]]]:
+    """As read_index, with each entry's line's offset and length in the file:
+    a reader may drop the entries and read the lines again when needed."""
     try:
         handle = open(path, "rb")  # noqa: SIM115 - closed by the generator
     except FileNotFoundError:
         raise IndexUnusable(f"no index of snapshot {backup_id} at {path}") from None
     try:
-        head = json.loads(handle.readline())
+        first = handle.readline()
+        head = json.loads(first)
         if not isinstance(head, dict) or head.get("format") != INDEX_FORMAT:
             raise ValueError("not an index file")
         if head.get("version") != INDEX_VERSION:
@@ -133,10 +148,12 @@ def read_index(path: Path, backup_id: str) -> tuple[IndexHeader, Iterator[dict[s
     except (ValueError, KeyError) as exc:
         handle.close()
         raise IndexUnusable(f"index {path} of snapshot {backup_id} is unusable: {exc}") from None
-    return header, _entries(handle, path)
+    return header, _entries(handle, path, len(first))
 
 
-def _entries(handle: IO[bytes], path: Path) -> Iterator[dict[str, Any]]:
+def _entries(
+    handle: IO[bytes], path: Path, offset: int
+) -> Iterator[tuple[dict[str, Any], int, int]]:
     with handle:
         for number, raw in enumerate(handle, start=2):
             try:
@@ -145,7 +162,8 @@ def _entries(handle: IO[bytes], path: Path) -> Iterator[dict[str, Any]]:
                     raise ValueError("not an entry")
             except ValueError as exc:
                 raise IndexUnusable(f"index {path} is unusable: line {number}: {exc}") from None
-            yield data
+            yield data, offset, len(raw)
+            offset += len(raw)
 
 
 def remove_index(index_dir: Path, app_id: str, backup_id: str) -> bool:

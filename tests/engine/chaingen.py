@@ -18,7 +18,7 @@ from engine.archive.manifest import Manifest
 from engine.archive.writer import ArchiveWriter
 from engine.compression import open_compressor, open_decompressor
 from engine.incremental.changes import ParentState
-from engine.incremental.index import IndexHeader, IndexWriter, index_path, read_index
+from engine.incremental.index import IndexHeader, IndexWriter, index_path
 
 FULL, INCR, INCR2 = (
     "backup_20260105_103000_aaaaaa", "backup_20260105_110000_bbbbbb",
@@ -34,8 +34,7 @@ def backup(
     incremental when PARENT_ID is given."""
     parent = None
     if parent_id is not None:
-        header, entries = read_index(index_path(index_dir, "wp", parent_id), parent_id)
-        parent = ParentState(header.backup_id, entries)
+        parent = ParentState.from_index(index_path(index_dir, "wp", parent_id), parent_id)
     kind = "full" if parent is None else "incremental"
     index = IndexWriter(index_dir, "wp", IndexHeader(backup_id, parent_id, kind))
     manifest = Manifest(backup_id=backup_id, kind=kind, parent_backup_id=parent_id)  # type: ignore[arg-type]
