@@ -26,7 +26,7 @@ class NotVerifiable(EngineError):
     pass
 
 
-def request_verify(snapshot: Snapshot, deep: bool) -> Run:
+def request_verify(snapshot: Snapshot, deep: bool, host_id: str | None = None) -> Run:
     if snapshot.status != Snapshot.Status.COMPLETED:
         # Said plainly, whichever way it is asked (CLI: one line; API: 409).
         why = (
@@ -40,7 +40,7 @@ def request_verify(snapshot: Snapshot, deep: bool) -> Run:
         )
     return Run.objects.create(
         operation=Run.Operation.VERIFY, app_id=snapshot.app_id, snapshot=snapshot,
-        host_id=settings.BACKUP_HOST_ID, options={"deep": deep},
+        host_id=host_id or settings.BACKUP_HOST_ID, options={"deep": deep},
     )  # fmt: skip
 
 

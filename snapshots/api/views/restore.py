@@ -69,8 +69,9 @@ class RestoreView(ApiView):
     )
     def post(self, request: Request, app_id: str, backup_id: str) -> Response:
         selectors.validate_backup_id(backup_id)
-        options = RestoreOptions(**self.valid(RestoreRequestSerializer, request.data))
-        run = start_restore(app_id, backup_id, options)
+        body = self.valid(RestoreRequestSerializer, request.data)
+        host_id = body.pop("host_id", None)
+        run = start_restore(app_id, backup_id, RestoreOptions(**body), host_id=host_id)
         if not self.query["wait"]:
             return accepted(run, "restore queued")
         run = selectors.wait_for_run(str(run.pk), wait_seconds())
