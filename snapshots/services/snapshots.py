@@ -18,7 +18,7 @@ from snapshots.models import Run, Snapshot
 from snapshots.services.backup import request_backup
 from snapshots.services.offsite_recovery import abort_uploads
 from snapshots.services.restore import RestoreOptions, RestoreRefused, request_restore
-from snapshots.services.verify import request_verify, run_verify
+from snapshots.services.verify import refuse_unless_verifiable, request_verify, run_verify
 from snapshots.storage_locations import get_storage
 
 logger = logging.getLogger(__name__)
@@ -115,6 +115,7 @@ def verify_now(snapshot: Snapshot) -> Run:
 def start_deep_verify(snapshot: Snapshot) -> Run:
     """On the host that made SNAPSHOT (its local disk holds the archive);
     refused at once when that host is offline."""
+    refuse_unless_verifiable(snapshot)
     host = route_to_host(snapshot.host_id)
     with transaction.atomic():
         run = request_verify(snapshot, deep=True, host_id=host)
