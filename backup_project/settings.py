@@ -195,6 +195,12 @@ BACKUP_HEARTBEAT_SECONDS = env.int("BACKUP_HEARTBEAT_SECONDS", 15, minimum=1)
 BACKUP_INVENTORY_INTERVAL_SECONDS = env.int("BACKUP_INVENTORY_INTERVAL_SECONDS", 60, minimum=1)
 BACKUP_HOST_OFFLINE_SECONDS = env.int("BACKUP_HOST_OFFLINE_SECONDS", 60, minimum=2)
 BACKUP_INVENTORY_STALE_SECONDS = env.int("BACKUP_INVENTORY_STALE_SECONDS", 180, minimum=2)
+# Volume sizes walk every file: measured apart from the refresh, at low
+# priority, once they are older than this (fleet/volume_sizes.py); 0: never
+# in the background (only when a refresh asks for sizes).
+BACKUP_VOLUME_SIZE_INTERVAL_SECONDS = env.int(
+    "BACKUP_VOLUME_SIZE_INTERVAL_SECONDS", 3600, minimum=0
+)
 if BACKUP_HOST_OFFLINE_SECONDS <= BACKUP_HEARTBEAT_SECONDS:
     raise ImproperlyConfigured(
         "BACKUP_HOST_OFFLINE_SECONDS must be greater than BACKUP_HEARTBEAT_SECONDS"

@@ -42,6 +42,8 @@ def _container(info: ContainerInfo) -> dict[str, Any]:
 def to_json(app: AppInfo) -> dict[str, Any]:
     return {
         "containers": [_container(c) for c in app.containers],
+        # Sizes are filled in by fleet.volume_sizes (measured apart, not
+        # on each refresh); size_measured_at says when.
         "volumes": [
             {"name": v.name, "mountpoint": v.mountpoint, "size_bytes": v.size_bytes}
             for v in app.volumes
@@ -66,7 +68,10 @@ def from_json(app_id: str, data: dict[str, Any]) -> StoredApp:
     return StoredApp(
         app_id=app_id,
         containers=tuple(ContainerInfo(**c) for c in data.get("containers", [])),
-        volumes=tuple(VolumeInfo(**v) for v in data.get("volumes", [])),
+        volumes=tuple(
+            VolumeInfo(name=v["name"], mountpoint=v["mountpoint"], size_bytes=v.get("size_bytes"))
+            for v in data.get("volumes", [])
+        ),
         databases=tuple(
             StoredDatabase(
                 container=ContainerInfo(**d["container"]),

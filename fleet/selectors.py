@@ -110,7 +110,9 @@ def locate_app(app_id: str, host_id: str | None = None) -> HostedApp:
     if not found:
         where = f"host {host_id!r}" if host_id else "any host"
         raise AppNotFound(
-            f"no app {app_id!r} on {where}: no host's inventory has a Compose project by that name"
+            f"no app {app_id!r} on {where}: no host's inventory has a Compose project by that "
+            f"name (each worker reports every {settings.BACKUP_INVENTORY_INTERVAL_SECONDS} s; "
+            "POST hosts/<host_id>/refresh asks for a report now)"
         )
     if len(found) > 1:
         raise AppOnManyHosts(app_id, [hosted.host.host.id for hosted in found])

@@ -20,6 +20,7 @@ from engine.docker_client import connect
 from engine.errors import EngineError
 from fleet.inventory_store import to_json
 from fleet.models import Host, HostApp
+from fleet.volume_sizes import carry_sizes
 
 logger = logging.getLogger(__name__)
 
@@ -54,16 +55,18 @@ def heartbeat() -> None:
 
 
 def refresh_inventory() -> int:
-    """Discover this host's apps (volume sizes measured) and replace the
-    stored inventory with them; the number of apps. An engine that does not
-    answer keeps the last inventory (shown stale by its age) and records why."""
+    """Discover this host's apps and replace the stored inventory with them;
+    the number of apps. No volume is walked here: each keeps the size
+    measured before (fleet.volume_sizes measures them apart). An engine that
+    does not answer keeps the last inventory (shown stale by its age) and
+    records why."""
     host_id = settings.BACKUP_HOST_ID
     Host.objects.get_or_create(id=host_id, defaults={"hostname": socket.gethostname()})
     try:
         client = connect(settings.DOCKER_HOST)
         try:
             docker_version = str(client.version().get("Version", ""))
-            apps = discover_apps(client, settings.BACKUP_EXCLUDED_PROJECTS, measure_sizes=True)
+            apps = discover_apps(client, settings.BACKUP_EXCLUDED_PROJECTS)
         finally:
             client.close()
     except EngineError as exc:
@@ -79,6 +82,9 @@ def refresh_inventory() -> int:
         # One refresh at a time per host (the timer and a requested one).
         host = Host.objects.select_for_update().get(pk=host_id)
         found = {app.app_id: to_json(app) for app in apps}
+        carry_sizes(
+            dict(HostApp.objects.filter(host=host).values_list("app_id", "inventory")), found
+        )
         HostApp.objects.filter(host=host).exclude(app_id__in=list(found)).delete()
         HostApp.objects.bulk_create(
             [HostApp(host=host, app_id=app_id, inventory=data) for app_id, data in found.items()],

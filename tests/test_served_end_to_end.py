@@ -189,6 +189,15 @@ def test_served_backup_verify_download_restore_delete(
     rows_before = table_digest(stack, "notes")
     files_before = tree_snapshot(files_volume)
 
+    # The worker reported its host before the stack was deployed: ask it for
+    # a new inventory, as an operator would, until the app is listed.
+    host_id = served.env["BACKUP_HOST_ID"]
+    served.call("POST", f"/hosts/{host_id}/refresh", 202)
+    deadline = time.monotonic() + 60
+    while app_id not in [app["app_id"] for app in served.call("GET", "/apps", 200)["apps"]]:
+        assert time.monotonic() < deadline, served.worker_log()[-3000:]
+        time.sleep(0.3)
+
     started = time.monotonic()
     accepted = served.call("POST", "/snapshots", 202, json={"app_id": app_id})
     task = served.wait_for_task(accepted["task_id"])

@@ -12,6 +12,7 @@ from engine.errors import DockerUnavailable
 from fleet.models import Host, HostApp
 from fleet.selectors import get_host
 from fleet.services import refresh_inventory
+from fleet.volume_sizes import measure_due_sizes
 from tests.fleet.helpers import age_host
 from tests.stacks import ComposeStack
 
@@ -26,8 +27,22 @@ def test_refresh_stores_apps_volumes_with_sizes_and_config(
     data = row.inventory
     assert [c["service"] for c in data["containers"]] == ["web"]
     assert data["containers"][0]["state"] == "running"
+    # The refresh walks no volume: its size comes from the measuring pass.
     (volume,) = data["volumes"]
-    assert volume["name"] == tiny_app.volume("data") and volume["size_bytes"] >= 50000
+    assert volume["name"] == tiny_app.volume("data") and volume["size_bytes"] is None
+    assert measure_due_sizes() >= 1
+    (volume,) = HostApp.objects.get(pk=row.pk).inventory["volumes"]
+    assert volume["size_bytes"] >= 50000 and volume["size_measured_at"]
+    # A later refresh keeps the measured size, and a fresh size is not walked again.
+    refresh_inventory()
+    (kept,) = HostApp.objects.get(pk=row.pk).inventory["volumes"]
+    assert kept["size_bytes"] == volume["size_bytes"]
+    assert kept["size_measured_at"] == volume["size_measured_at"]
+    walked: list[str] = []
+    measure_due_sizes(max_age_seconds=3600, measure=lambda path: walked.append(path) or 0)
+    assert tiny_app.volume("data") not in str(walked)
+    measure_due_sizes(max_age_seconds=0, measure=lambda path: walked.append(path) or 0)
+    assert tiny_app.volume("data") in str(walked)
     assert {f["archive_name"] for f in data["config_files"]} == {"docker-compose.yml", ".env"}
     host = Host.objects.get(pk=settings.BACKUP_HOST_ID)
     assert host.docker_version and host.inventory_at is not None and host.inventory_error == ""
