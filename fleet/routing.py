@@ -8,6 +8,7 @@ once rather than queued for a worker that may never come back."""
 
 from __future__ import annotations
 
+from engine.errors import AppNotFound
 from fleet.errors import UnknownHost
 from fleet.selectors import get_host, locate_app, require_online
 
@@ -32,3 +33,23 @@ def route_to_host(host_id: str) -> str:
         raise UnknownHost(f"no host {host_id!r}: no worker with that BACKUP_HOST_ID has reported")
     require_online(state)
     return host_id
+
+
+def route_bound(host_id: str) -> str:
+    """HOST_ID, for work bound to it by what it holds (a snapshot it made),
+    not named by the caller: refused at once when its worker is known to be
+    offline. A host no worker ever registered (snapshots the CLI made on a
+    host whose worker never ran) is queued for as before the fleet; no
+    worker taking it, BACKUP_PENDING_TIMEOUT_SECONDS fails the run."""
+    state = get_host(host_id)
+    if state is not None:
+        require_online(state)
+    return host_id
+
+
+def route_app_or_bound(app_id: str, bound_host: str) -> str:
+    """route_app, or for an app on no host's inventory route_bound(BOUND_HOST)."""
+    try:
+        return route_app(app_id)
+    except AppNotFound:
+        return route_bound(bound_host)

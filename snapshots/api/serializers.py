@@ -511,9 +511,11 @@ class AppListQuery(serializers.Serializer):
 class AppQuery(AppListQuery):
     host_id = host_id_field("needed when the app id is on several hosts")
     # Kept so existing callers are not refused: every volume's size is now
-    # measured by its host's worker at each inventory refresh.
+    # measured by its host's worker (fleet/volume_sizes.py).
     sizes = serializers.BooleanField(
-        default=False, help_text="ignored: sizes come with every inventory refresh"
+        default=False,
+        help_text="ignored: each host's worker measures the sizes, every "
+        "BACKUP_VOLUME_SIZE_INTERVAL_SECONDS",
     )
 
 

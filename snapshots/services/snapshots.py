@@ -13,13 +13,13 @@ from django.db.models import ProtectedError
 from backup_project.celery import app as celery_app
 from engine.errors import AppNotFound, EngineError, ObjectNotFound
 from engine.incremental.index import remove_index
-from fleet.routing import host_queue, route_app, route_to_host
+from fleet.routing import host_queue, route_app, route_bound, route_to_host
 from snapshots.models import Run, Snapshot
 from snapshots.services.backup import request_backup
 from snapshots.services.offsite_recovery import abort_uploads
 from snapshots.services.restore import RestoreOptions, RestoreRefused, request_restore
 from snapshots.services.verify import refuse_unless_verifiable, request_verify, run_verify
-from snapshots.storage_locations import get_storage
+from snapshots.storage_locations import get_storage, keeps_local_copy
 
 logger = logging.getLogger(__name__)
 
@@ -57,15 +57,22 @@ def task_queue(host_id: str | None = None) -> str:
     return settings.BACKUP_TASK_QUEUE or host_queue(host_id or settings.BACKUP_HOST_ID)
 
 
-def _enqueue(task_name: str, run: Run) -> None:
-    """Send RUN's task once the rows are committed: a worker must never get
-    a run id it cannot see yet."""
+def shared_queue() -> str:
+    """The queue every worker consumes besides its host's: work that can run
+    anywhere (a verify reading only off-site copies, notifications)."""
+    return settings.BACKUP_TASK_QUEUE or settings.CELERY_TASK_DEFAULT_QUEUE
+
+
+def _enqueue(task_name: str, run: Run, queue: str | None = None) -> None:
+    """Send RUN's task (to QUEUE, default its host's) once the rows are
+    committed: a worker must never get a run id it cannot see yet."""
 
     def send() -> None:
         try:
             celery_app.send_task(
-                task_name, args=[str(run.pk)], task_id=str(run.pk), queue=task_queue(run.host_id)
-            )
+                task_name, args=[str(run.pk)], task_id=str(run.pk),
+                queue=queue or task_queue(run.host_id),
+            )  # fmt: skip
         except Exception as exc:  # kombu raises many types for "no broker"
             # The type only: a broker error's text may carry the broker URL.
             logger.error("could not queue %s for run %s: %s", task_name, run.pk, type(exc).__name__)
@@ -113,10 +120,17 @@ def verify_now(snapshot: Snapshot) -> Run:
 
 
 def start_deep_verify(snapshot: Snapshot) -> Run:
-    """On the host that made SNAPSHOT (its local disk holds the archive);
-    refused at once when that host is offline."""
+    """On the host that made SNAPSHOT when its local disk holds a copy
+    (refused at once when that host is offline); a snapshot kept only
+    off-site (S3) on the shared queue: any worker reads it, whatever host
+    made it, and the run is its claimer's."""
     refuse_unless_verifiable(snapshot)
-    host = route_to_host(snapshot.host_id)
+    if not keeps_local_copy(snapshot.storage_location):
+        with transaction.atomic():
+            run = request_verify(snapshot, deep=True, host_id=snapshot.host_id)
+            _enqueue(VERIFY_TASK, run, queue=shared_queue())
+        return run
+    host = route_bound(snapshot.host_id)
     with transaction.atomic():
         run = request_verify(snapshot, deep=True, host_id=host)
         _enqueue(VERIFY_TASK, run)
@@ -145,7 +159,7 @@ def _restore_host(app_id: str, backup_id: str, host_id: str | None) -> str | Non
     try:
         target = route_app(app_id, host_id)
     except AppNotFound:
-        target = route_to_host(host_id or snapshot.host_id)
+        target = route_to_host(host_id) if host_id else route_bound(snapshot.host_id)
     if snapshot.storage_location == "local" and snapshot.host_id != target:
         raise RestoreRefused(
             f"snapshot {backup_id} is stored only on the local disk of host "

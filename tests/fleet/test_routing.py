@@ -109,3 +109,36 @@ def test_deep_verify_goes_to_the_host_holding_the_snapshot(
     assert [m["id"] for m in _queued(f"host.{OTHER}")] == [data["task_id"]]
     age_host(OTHER, heartbeat_seconds=django_settings.BACKUP_HOST_OFFLINE_SECONDS + 5)
     envelope(api.post(url, {"deep": True}, format="json"), 503)
+
+
+def test_deep_verify_of_an_s3_only_snapshot_goes_to_the_shared_queue(
+    api: APIClient, two_hosts: ComposeStack, make_snapshot: MakeSnapshot
+) -> None:
+    # Its host is offline: any worker can read an off-site-only archive.
+    snapshot = make_snapshot(app_id=two_hosts.project, host_id=OTHER, storage_location="s3")
+    age_host(OTHER, heartbeat_seconds=django_settings.BACKUP_HOST_OFFLINE_SECONDS + 5)
+    url = f"{API}/snapshots/{snapshot.backup_id}/verify"
+    data = envelope(api.post(url, {"deep": True}, format="json"), 202)
+    shared = django_settings.CELERY_TASK_DEFAULT_QUEUE
+    try:
+        assert data["task_id"] in [m["id"] for m in _queued(shared)]
+        assert _queued(f"host.{OTHER}") == []
+    finally:
+        for raw in _broker().lrange(shared, 0, -1):
+            if json.loads(raw)["headers"]["id"] == data["task_id"]:
+                _broker().lrem(shared, 1, raw)
+
+
+def test_a_drill_goes_to_the_host_holding_the_snapshot_and_not_to_an_offline_one(
+    api: APIClient, two_hosts: ComposeStack, make_snapshot: MakeSnapshot
+) -> None:
+    snapshot = make_snapshot(app_id=two_hosts.project, host_id=OTHER)
+    url = f"{API}/snapshots/{snapshot.backup_id}/drill"
+    data = envelope(api.post(url, format="json"), 202)
+    assert [m["id"] for m in _queued(f"host.{OTHER}")] == [data["task_id"]]
+    assert Run.objects.get(pk=data["task_id"]).host_id == OTHER
+    age_host(OTHER, heartbeat_seconds=django_settings.BACKUP_HOST_OFFLINE_SECONDS + 5)
+    response = api.post(url, format="json")
+    envelope(response, 503)
+    assert f"host {OTHER} is offline" in response.json()["message"]
+    assert Run.objects.count() == 1
