@@ -12,11 +12,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from django.conf import settings
 from django.db.models import Count, F, Max, QuerySet, Sum
 
 from drills.selectors import with_last_drill
 from engine.discovery import validate_app_id
-from engine.errors import AppNotFound
+from engine.errors import AppNotFound, ObjectNotFound
 from engine.inventory import ConfigFile, ContainerInfo, VolumeInfo
 from fleet.errors import UnknownHost
 from fleet.inventory_store import StoredDatabase
@@ -134,7 +135,18 @@ def stored_archive(snapshot: Snapshot) -> StoredArchive:
             "have an archive"
         )
     storage = get_storage(snapshot.storage_location)
-    return StoredArchive(storage, snapshot.storage_key, storage.stat(snapshot.storage_key).size)
+    try:
+        size = storage.stat(snapshot.storage_key).size
+    except ObjectNotFound:
+        if snapshot.storage_location == "local" and snapshot.host_id != settings.BACKUP_HOST_ID:
+            # Another host's disk (fleet): say which, rather than "gone".
+            raise Conflict(
+                f"snapshot {snapshot.backup_id} is stored only on the local disk of host "
+                f"{snapshot.host_id}, not here (host {settings.BACKUP_HOST_ID}); download it "
+                "there, or back up to S3 storage to reach it from any host"
+            ) from None
+        raise
+    return StoredArchive(storage, snapshot.storage_key, size)
 
 
 def children_of(snapshot: Snapshot) -> list[str]:

@@ -142,3 +142,33 @@ def test_a_drill_goes_to_the_host_holding_the_snapshot_and_not_to_an_offline_one
     envelope(response, 503)
     assert f"host {OTHER} is offline" in response.json()["message"]
     assert Run.objects.count() == 1
+
+
+def test_a_migration_restore_takes_target_host_id_and_refuses_a_local_snapshot(
+    api: APIClient, two_hosts: ComposeStack, make_snapshot: MakeSnapshot
+) -> None:
+    here = django_settings.BACKUP_HOST_ID
+    on_s3 = make_snapshot(app_id=two_hosts.project, host_id=here, storage_location="s3")
+    url = f"{API}/restore/{two_hosts.project}/{on_s3.backup_id}"
+    data = envelope(api.post(url, {"target_host_id": OTHER}, format="json"), 202)
+    assert Run.objects.get(pk=data["task_id"]).host_id == OTHER
+    assert [m["id"] for m in _queued(f"host.{OTHER}")] == [data["task_id"]]
+    both = {"target_host_id": OTHER, "host_id": here}
+    envelope(api.post(url, both, format="json"), 400)
+
+    local = make_snapshot(app_id=two_hosts.project, host_id=here, minutes=1)
+    response = api.post(
+        f"{API}/restore/{two_hosts.project}/{local.backup_id}", {"target_host_id": OTHER},
+        format="json",
+    )  # fmt: skip
+    envelope(response, 409)
+    assert f"only on the local disk of host {here}" in response.json()["message"]
+
+
+def test_downloading_a_local_snapshot_of_another_host_says_which_holds_it(
+    api: APIClient, make_snapshot: MakeSnapshot
+) -> None:
+    snapshot = make_snapshot(host_id=OTHER, storage_key="app1/elsewhere.tar.zst")
+    response = api.get(f"{API}/snapshots/{snapshot.backup_id}/download")
+    envelope(response, 409)
+    assert f"only on the local disk of host {OTHER}" in response.json()["message"]
