@@ -11,6 +11,7 @@ from rest_framework.response import Response
 
 from drills.selectors import last_app_drills
 from snapshots import selectors
+from snapshots.api.app_json import app_json
 from snapshots.api.envelope import reply
 from snapshots.api.schema import APP_ID_PARAMETER, envelope, responses
 from snapshots.api.scopes import READ
@@ -36,10 +37,9 @@ class AppListView(ApiView):
         apps = selectors.list_apps(host_id=self.query.get("host_id"))
         # The last drills in one query, not one per app.
         drills = last_app_drills(sorted({app.app_id for app in apps}))
-        listed = AppListSerializer(
-            {"total": len(apps), "apps": apps}, context={"last_drills": drills}
-        )
-        return reply(listed.data)
+        # AppListSerializer's shape (the schema's), written directly: fast.
+        listed = [app_json(app, drills.get(app.app_id)) for app in apps]
+        return reply({"total": len(apps), "apps": listed})
 
 
 class AppDetailView(ApiView):
