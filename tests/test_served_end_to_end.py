@@ -158,8 +158,8 @@ def _wait_until_healthy(served: Served, process: subprocess.Popen, log: Path) ->
             # The worker answers the health check's broker ping once it is up.
             if response.status_code == 200 and "ready" in served.worker_log():
                 return
-        except requests.ConnectionError:
-            pass
+        except (requests.ConnectionError, requests.Timeout):
+            pass  # not up yet, or a slow first answer on a loaded machine: ask again
         time.sleep(0.5)
     raise AssertionError(f"not healthy in {START_TIMEOUT}s:\n{log.read_text()[-3000:]}")
 
