@@ -1,10 +1,17 @@
 """A second Docker engine beside the machine's, for the two-hosts test: its
-own data root, exec root, socket and pidfile, no bridge and no iptables, the
-test image loaded from the first engine (never pulled). Everything of it
-lives under one temporary directory, removed afterwards."""
+own data root, exec root, socket and pidfile, its own bridge and no
+iptables, the test image loaded from the first engine (never pulled).
+Everything of it lives under one temporary directory (and one bridge),
+removed afterwards.
+
+Not --bridge=none: a dockerd started with it deletes the host's docker0
+(moby removes the default bridge interface when the bridge is disabled),
+and every later container of the first engine on its default network then
+fails with "could not find bridge docker0"."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import subprocess
@@ -32,9 +39,13 @@ def second_engine(first: docker.DockerClient, images: list[str]) -> Iterator[Eng
     root = Path(tempfile.mkdtemp(prefix="d2-", dir="/var/tmp"))
     socket = root / "docker.sock"
     log = (root / "dockerd.log").open("wb")
+    bridge = f"d2br{os.getpid() % 100_000}"  # an interface name: at most 15 characters
+    subprocess.run(["ip", "link", "del", bridge], check=False, capture_output=True)  # a leftover
+    subprocess.run(["ip", "link", "add", bridge, "type", "bridge"], check=True)
+    subprocess.run(["ip", "addr", "add", "10.213.7.1/24", "dev", bridge], check=True)
     process = subprocess.Popen(
         ["dockerd", "--data-root", str(root / "data"), "--exec-root", str(root / "x"),
-         "-H", f"unix://{socket}", "--pidfile", str(root / "docker.pid"), "--bridge=none",
+         "-H", f"unix://{socket}", "--pidfile", str(root / "docker.pid"), f"--bridge={bridge}",
          "--iptables=false", "--ip6tables=false"],
         stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
@@ -65,3 +76,4 @@ def second_engine(first: docker.DockerClient, images: list[str]) -> Iterator[Eng
             process.wait(timeout=10)
         log.close()
         shutil.rmtree(root, ignore_errors=True)
+        subprocess.run(["ip", "link", "del", bridge], check=False)
