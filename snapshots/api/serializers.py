@@ -312,18 +312,8 @@ class RestoreRequestSerializer(serializers.Serializer):
     host_id = host_id_field("the host to restore on; needed when the app id is on several hosts")
     target_host_id = host_id_field(
         "the same as host_id, by the name of a migration: restore onto this host a snapshot "
-        "another host made (it must be on S3 storage); with host_id both must agree"
+        "another host made (it must be on S3 storage); with host_id both must agree (else 409)"
     )
-
-    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        host, target = attrs.get("host_id"), attrs.pop("target_host_id", None)
-        if host and target and host != target:
-            raise serializers.ValidationError(
-                {"target_host_id": "differs from host_id: give one host to restore on"}
-            )
-        if target:
-            attrs["host_id"] = target
-        return attrs
 
 
 class RestoreQuery(serializers.Serializer):

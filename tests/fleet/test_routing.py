@@ -154,7 +154,7 @@ def test_a_migration_restore_takes_target_host_id_and_refuses_a_local_snapshot(
     assert Run.objects.get(pk=data["task_id"]).host_id == OTHER
     assert [m["id"] for m in _queued(f"host.{OTHER}")] == [data["task_id"]]
     both = {"target_host_id": OTHER, "host_id": here}
-    envelope(api.post(url, both, format="json"), 400)
+    envelope(api.post(url, both, format="json"), 409)
 
     local = make_snapshot(app_id=two_hosts.project, host_id=here, minutes=1)
     response = api.post(
