@@ -158,7 +158,7 @@ def _request(firing: ScheduleFiring, schedule: Schedule) -> ScheduleFiring:
         # The app's host by the stored inventory (an app on two hosts, or on
         # an offline one, is refused now and told, not queued for ever); an
         # app in no inventory goes where its last snapshot was made, as before.
-        host_id = route_app_or_bound(schedule.app_id, _last_host(schedule.app_id))
+        host_id = route_app_or_bound(schedule.app_id, last_host(schedule.app_id))
         with transaction.atomic():
             run = request_backup(
                 schedule.app_id, purpose=Snapshot.Purpose.SCHEDULED,
@@ -181,7 +181,7 @@ def _request(firing: ScheduleFiring, schedule: Schedule) -> ScheduleFiring:
     return firing
 
 
-def _last_host(app_id: str) -> str:
+def last_host(app_id: str) -> str:
     """The host that made APP_ID's latest snapshot; this host for none."""
     last = Snapshot.objects.filter(app_id=app_id).order_by("-created_at").first()
     return last.host_id if last is not None and last.host_id else settings.BACKUP_HOST_ID
@@ -249,7 +249,8 @@ def settle(firing_id: int) -> str | None:
 
 def _queue_retention(app_id: str) -> None:
     try:
-        celery_app.send_task(RETENTION_TASK, args=[app_id], queue=task_queue())
+        # On the host that made its snapshots: a local archive is deleted there.
+        celery_app.send_task(RETENTION_TASK, args=[app_id], queue=task_queue(last_host(app_id)))
     except Exception as exc:  # the next daily run applies it anyway
         logger.error("could not queue retention of %s: %s", app_id, type(exc).__name__)
 

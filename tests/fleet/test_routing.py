@@ -172,3 +172,20 @@ def test_downloading_a_local_snapshot_of_another_host_says_which_holds_it(
     response = api.get(f"{API}/snapshots/{snapshot.backup_id}/download")
     envelope(response, 409)
     assert f"only on the local disk of host {OTHER}" in response.json()["message"]
+
+
+def test_retention_goes_to_the_host_holding_the_apps_snapshots(
+    make_snapshot: MakeSnapshot, monkeypatch: pytest.MonkeyPatch, settings
+) -> None:
+    from schedules.tasks import retention
+
+    settings.BACKUP_TASK_QUEUE = ""
+    make_snapshot(app_id="kept_app", host_id=OTHER)
+    sent: list[tuple[str, str]] = []
+    monkeypatch.setattr(retention, "apps_with_retention", lambda: ["kept_app", "new_app"])
+    monkeypatch.setattr(
+        retention.celery_app, "send_task", lambda name, args, queue: sent.append((args[0], queue))
+    )
+    retention.apply_retention_all()
+    # An app with no snapshot yet: this host's queue, as before the fleet.
+    assert sent == [("kept_app", f"host.{OTHER}"), ("new_app", f"host.{settings.BACKUP_HOST_ID}")]
