@@ -61,6 +61,7 @@ INSTALLED_APPS = [
     "snapshots",
     "schedules",
     "drills",
+    "fleet",
 ]
 
 MIDDLEWARE = [
@@ -185,6 +186,25 @@ BACKUP_STALE_SECONDS = env.int("BACKUP_STALE_SECONDS", 300, minimum=10)
 BACKUP_PENDING_TIMEOUT_SECONDS = env.int("BACKUP_PENDING_TIMEOUT_SECONDS", 6 * 3600, minimum=60)
 # How often each worker looks for its host's runs to recover.
 BACKUP_RECOVERY_INTERVAL_SECONDS = env.int("BACKUP_RECOVERY_INTERVAL_SECONDS", 60, minimum=5)
+# Fleet (fleet/): each worker heartbeats its host row this often and
+# re-reports its host's inventory (apps, volumes with sizes) this often; a
+# host with no heartbeat for BACKUP_HOST_OFFLINE_SECONDS is offline (new work
+# for its apps is refused), an inventory older than BACKUP_INVENTORY_STALE_SECONDS
+# is shown stale.
+BACKUP_HEARTBEAT_SECONDS = env.int("BACKUP_HEARTBEAT_SECONDS", 15, minimum=1)
+BACKUP_INVENTORY_INTERVAL_SECONDS = env.int("BACKUP_INVENTORY_INTERVAL_SECONDS", 60, minimum=1)
+BACKUP_HOST_OFFLINE_SECONDS = env.int("BACKUP_HOST_OFFLINE_SECONDS", 60, minimum=2)
+BACKUP_INVENTORY_STALE_SECONDS = env.int("BACKUP_INVENTORY_STALE_SECONDS", 180, minimum=2)
+# Volume sizes walk every file: measured apart from the refresh, at low
+# priority, once they are older than this (fleet/volume_sizes.py); 0: never
+# in the background (only when a refresh asks for sizes).
+BACKUP_VOLUME_SIZE_INTERVAL_SECONDS = env.int(
+    "BACKUP_VOLUME_SIZE_INTERVAL_SECONDS", 3600, minimum=0
+)
+if BACKUP_HOST_OFFLINE_SECONDS <= BACKUP_HEARTBEAT_SECONDS:
+    raise ImproperlyConfigured(
+        "BACKUP_HOST_OFFLINE_SECONDS must be greater than BACKUP_HEARTBEAT_SECONDS"
+    )
 # How often beat looks for apps with no successful backup for longer than their schedules allow.
 BACKUP_MISSED_CHECK_SECONDS = env.int("BACKUP_MISSED_CHECK_SECONDS", 300, minimum=5)
 # Retention's short rules: failed snapshots and pre-restore safety snapshots are
@@ -211,7 +231,7 @@ BACKUP_NOTIFY_TIMEOUT_SECONDS = env.int("BACKUP_NOTIFY_TIMEOUT_SECONDS", 20, min
 BACKUP_NOTIFY_ATTEMPTS = env.int("BACKUP_NOTIFY_ATTEMPTS", 3, minimum=1)
 BACKUP_NOTIFY_RETRY_SECONDS = env.int("BACKUP_NOTIFY_RETRY_SECONDS", 30, minimum=0)
 BACKUP_NOTIFY_QUEUE = env.str("BACKUP_NOTIFY_QUEUE", "default")
-# Where the API sends backup/verify/restore tasks; empty: host.<BACKUP_HOST_ID>.
+# One queue for all backup/verify/restore tasks; empty: host.<id> of the app's host (fleet).
 BACKUP_TASK_QUEUE = env.str("BACKUP_TASK_QUEUE", "")
 # POST restore?wait=true blocks at most this long (keep it under gunicorn's timeout).
 BACKUP_API_WAIT_SECONDS = env.int("BACKUP_API_WAIT_SECONDS", 100, minimum=1)

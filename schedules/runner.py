@@ -26,6 +26,7 @@ from django.utils import timezone
 
 from backup_project.celery import app as celery_app
 from engine.errors import EngineError
+from fleet.routing import route_app_or_bound
 from schedules.models import Schedule, ScheduleFiring
 from schedules.timing import Timing, previous_due
 from snapshots.locks import app_is_locked
@@ -154,11 +155,16 @@ def _request(firing: ScheduleFiring, schedule: Schedule) -> ScheduleFiring:
     """Inside the caller's transaction: the run and snapshot rows, the
     firing marked running, and the backup task sent once they commit."""
     try:
+        # The app's host by the stored inventory (an app on two hosts, or on
+        # an offline one, is refused now and told, not queued for ever); an
+        # app in no inventory goes where its last snapshot was made, as before.
+        host_id = route_app_or_bound(schedule.app_id, last_host(schedule.app_id))
         with transaction.atomic():
             run = request_backup(
                 schedule.app_id, purpose=Snapshot.Purpose.SCHEDULED,
                 consistency=schedule.consistency or None, encrypt=schedule.encrypt,
                 storage_location=schedule.storage_location, backup_type=schedule.backup_type,
+                host_id=host_id,
             )  # fmt: skip
     except (EngineError, UnknownStorageLocation) as exc:
         _end(firing, ScheduleFiring.State.FAILED, f"the backup could not be requested: {exc}")
@@ -175,12 +181,18 @@ def _request(firing: ScheduleFiring, schedule: Schedule) -> ScheduleFiring:
     return firing
 
 
+def last_host(app_id: str) -> str:
+    """The host that made APP_ID's latest snapshot; this host for none."""
+    last = Snapshot.objects.filter(app_id=app_id).order_by("-created_at").first()
+    return last.host_id if last is not None and last.host_id else settings.BACKUP_HOST_ID
+
+
 def _send_backup(firing: ScheduleFiring, run: Run) -> None:
     """The backup task, to the app's host queue, settle() linked to its end."""
     settle_when_done = signature(SETTLE_TASK, args=[firing.pk], queue=SHARED_QUEUE, immutable=True)
     try:
         celery_app.send_task(
-            BACKUP_TASK, args=[str(run.pk)], task_id=str(run.pk), queue=task_queue(),
+            BACKUP_TASK, args=[str(run.pk)], task_id=str(run.pk), queue=task_queue(run.host_id),
             link=settle_when_done,
         )  # fmt: skip
     except Exception as exc:  # kombu raises many types for "no broker"
@@ -237,7 +249,8 @@ def settle(firing_id: int) -> str | None:
 
 def _queue_retention(app_id: str) -> None:
     try:
-        celery_app.send_task(RETENTION_TASK, args=[app_id], queue=task_queue())
+        # On the host that made its snapshots: a local archive is deleted there.
+        celery_app.send_task(RETENTION_TASK, args=[app_id], queue=task_queue(last_host(app_id)))
     except Exception as exc:  # the next daily run applies it anyway
         logger.error("could not queue retention of %s: %s", app_id, type(exc).__name__)
 

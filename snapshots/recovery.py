@@ -126,9 +126,12 @@ def recover_host(host_id: str | None = None) -> dict[str, Any]:
             outcome = {"error": describe(exc)}
         if outcome is not None:
             recovered[str(run.pk)] = outcome
+    from snapshots.recovery_offline import recover_after_offline
+
     return {
         "host_id": host,
         "recovered_runs": recovered,
+        "put_back_after_offline": recover_after_offline(host),
         "failed_pending": fail_stale_pending(),
         "swept_spool": sweep_spool(),
         "swept_partials": sweep_partials(),

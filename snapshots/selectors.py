@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -16,10 +16,12 @@ from django.conf import settings
 from django.db.models import Count, F, Max, QuerySet, Sum
 
 from drills.selectors import with_last_drill
-from engine.discovery import discover_apps, get_app, validate_app_id
-from engine.docker_client import connect
-from engine.errors import AppNotFound
-from engine.inventory import ConfigFile, ContainerInfo, DatabaseInfo, VolumeInfo
+from engine.discovery import validate_app_id
+from engine.errors import AppNotFound, ObjectNotFound
+from engine.inventory import ConfigFile, ContainerInfo, VolumeInfo
+from fleet.errors import UnknownHost
+from fleet.inventory_store import StoredDatabase
+from fleet.selectors import HostedApp, HostState, hosted_apps, locate_app
 from snapshots.models import Run, Snapshot
 from snapshots.selectors_offsite import location_filter
 from snapshots.storage_locations import get_storage, storage_names
@@ -133,7 +135,18 @@ def stored_archive(snapshot: Snapshot) -> StoredArchive:
             "have an archive"
         )
     storage = get_storage(snapshot.storage_location)
-    return StoredArchive(storage, snapshot.storage_key, storage.stat(snapshot.storage_key).size)
+    try:
+        size = storage.stat(snapshot.storage_key).size
+    except ObjectNotFound:
+        if snapshot.storage_location == "local" and snapshot.host_id != settings.BACKUP_HOST_ID:
+            # Another host's disk (fleet): say which, rather than "gone".
+            raise Conflict(
+                f"snapshot {snapshot.backup_id} is stored only on the local disk of host "
+                f"{snapshot.host_id}, not here (host {settings.BACKUP_HOST_ID}); download it "
+                "there, or back up to S3 storage to reach it from any host"
+            ) from None
+        raise
+    return StoredArchive(storage, snapshot.storage_key, size)
 
 
 def children_of(snapshot: Snapshot) -> list[str]:
@@ -197,23 +210,27 @@ class BackupStats:
     snapshots: int = 0
     size_bytes: int = 0
     last_backup_at: datetime | None = None
+    # A host that made its snapshots: where an uninstalled app was.
+    host_id: str | None = None
 
 
 @dataclass(frozen=True)
 class AppSummary:
-    """An app as the API shows it. PRESENT is False for an app that has
-    snapshots but nothing on this Docker host any more (uninstalled): it
-    stays listed because it can still be restored."""
+    """An app as the API shows it, from its host's stored inventory (the web
+    process never asks Docker). PRESENT is False for an app that has
+    snapshots but is on no host any more (uninstalled): it stays listed
+    because it can still be restored."""
 
     app_id: str
     present: bool
     backups: BackupStats
+    host_id: str | None
     containers: tuple[ContainerInfo, ...] = ()
     volumes: tuple[VolumeInfo, ...] = ()
-    databases: tuple[DatabaseInfo, ...] = ()
+    databases: tuple[StoredDatabase, ...] = ()
     config_files: tuple[ConfigFile, ...] = ()
     working_dir: str | None = None
-    host_id: str = field(default_factory=lambda: settings.BACKUP_HOST_ID)
+    host: HostState | None = None  # None for an app on no host
 
 
 def _backup_stats(app_id: str | None = None) -> dict[str, BackupStats]:
@@ -221,52 +238,55 @@ def _backup_stats(app_id: str | None = None) -> dict[str, BackupStats]:
     if app_id is not None:
         rows = rows.filter(app_id=app_id)
     grouped = rows.values("app_id").annotate(
-        count=Count("id"), size=Sum("size_bytes"), last=Max("created_at")
+        count=Count("id"), size=Sum("size_bytes"), last=Max("created_at"), host=Max("host_id")
     )
     return {
-        row["app_id"]: BackupStats(row["count"], row["size"] or 0, row["last"]) for row in grouped
+        row["app_id"]: BackupStats(row["count"], row["size"] or 0, row["last"], row["host"])
+        for row in grouped
     }
 
 
-def list_apps() -> list[AppSummary]:
-    """The apps on this Docker host, plus the apps known only by their snapshots."""
+def list_apps(host_id: str | None = None) -> list[AppSummary]:
+    """The apps of every host's inventory (of HOST_ID's only when given), one
+    per (host, app), plus the apps known only by their snapshots."""
     stats = _backup_stats()
-    client = connect(settings.DOCKER_HOST)
-    try:
-        found = discover_apps(client, settings.BACKUP_EXCLUDED_PROJECTS)
-    finally:
-        client.close()
-    apps = [_summary(app.app_id, stats, app) for app in found]
-    present = {app.app_id for app in found}
-    apps += [_summary(app_id, stats) for app_id in stats if app_id not in present]
-    return sorted(apps, key=lambda app: app.app_id)
+    found = hosted_apps(host_id=host_id)
+    apps = [_present(hosted, stats) for hosted in found]
+    present = {hosted.app.app_id for hosted in found}
+    apps += [
+        _absent(app_id, stats)
+        for app_id in stats
+        if app_id not in present and (host_id is None or stats[app_id].host_id == host_id)
+    ]
+    return sorted(apps, key=lambda app: (app.app_id, app.host_id or ""))
 
 
-def get_app_summary(app_id: str, measure_sizes: bool = False) -> AppSummary:
+def get_app_summary(app_id: str, host_id: str | None = None) -> AppSummary:
     try:
         validate_app_id(app_id)
     except AppNotFound as exc:
         raise NotFound(str(exc)) from None
     stats = _backup_stats(app_id)
-    client = connect(settings.DOCKER_HOST)
     try:
-        return _summary(app_id, stats, get_app(client, app_id, measure_sizes=measure_sizes))
-    except AppNotFound as exc:
-        if app_id in stats:
-            return _summary(app_id, stats)
+        return _present(locate_app(app_id, host_id), stats)
+    except (AppNotFound, UnknownHost) as exc:
+        if app_id in stats and host_id is None:
+            return _absent(app_id, stats)
         raise NotFound(str(exc)) from None
-    finally:
-        client.close()
 
 
-def _summary(app_id: str, stats: dict[str, BackupStats], app: Any = None) -> AppSummary:
-    backups = stats.get(app_id, BackupStats())
-    if app is None:
-        return AppSummary(app_id=app_id, present=False, backups=backups)
+def _absent(app_id: str, stats: dict[str, BackupStats]) -> AppSummary:
+    backups = stats[app_id]
+    return AppSummary(app_id=app_id, present=False, backups=backups, host_id=backups.host_id)
+
+
+def _present(hosted: HostedApp, stats: dict[str, BackupStats]) -> AppSummary:
+    app = hosted.app
     return AppSummary(
-        app_id=app_id, present=True, backups=backups, containers=app.containers,
-        volumes=app.volumes, databases=app.databases, config_files=app.config_files,
-        working_dir=app.working_dir,
+        app_id=app.app_id, present=True, backups=stats.get(app.app_id, BackupStats()),
+        host_id=hosted.host.host.id, containers=app.containers, volumes=app.volumes,
+        databases=app.databases, config_files=app.config_files, working_dir=app.working_dir,
+        host=hosted.host,
     )  # fmt: skip
 
 

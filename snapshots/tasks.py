@@ -16,6 +16,7 @@ from engine.errors import Terminated
 from engine.progress import Progress
 from snapshots.models import Run
 from snapshots.recovery import fail_stale_pending, hosts_needing_recovery, recover_host
+from snapshots.recovery_offline import fail_runs_of_offline_host, host_is_offline
 from snapshots.services.backup import run_backup
 from snapshots.services.restore import run_restore
 from snapshots.services.verify import run_verify
@@ -118,9 +119,15 @@ def recover_hosts_task() -> dict[str, Any]:
     worker start follows: this timer is what recovers such a run."""
     failed = fail_stale_pending()
     hosts = hosts_needing_recovery()
+    offline: dict[str, list[str]] = {}
     for host in hosts:
-        recover_host_task.apply_async(args=[host], queue=f"host.{host}")
-    return {"failed_pending": failed, "hosts": hosts}
+        if host_is_offline(host):
+            # No worker there to recover them: failed here, locks released;
+            # the host's worker puts the apps back when it runs again.
+            offline[host] = fail_runs_of_offline_host(host)
+        else:
+            recover_host_task.apply_async(args=[host], queue=f"host.{host}")
+    return {"failed_pending": failed, "hosts": hosts, "failed_offline": offline}
 
 
 @worker_ready.connect

@@ -146,14 +146,18 @@ def celery_worker(
             proc.kill()
 
 
-def _wait_for_worker(queue: str, proc: subprocess.Popen[bytes], log_path: Path) -> None:
+def _wait_for_worker(
+    queue: str, proc: subprocess.Popen[bytes], log_path: Path, node: str | None = None
+) -> None:
     from backup_project.celery import app
 
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             pytest.fail(f"celery worker exited:\n{log_path.read_text()[-3000:]}")
-        replies = app.control.ping(destination=[f"{queue}@{os.uname().nodename}"], timeout=1)
+        replies = app.control.ping(
+            destination=[node or f"{queue}@{os.uname().nodename}"], timeout=1
+        )
         if replies:
             return
     pytest.fail(f"celery worker did not answer:\n{log_path.read_text()[-3000:]}")

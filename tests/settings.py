@@ -9,6 +9,11 @@ os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/backup
 os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/9")
 os.environ.setdefault("DJANGO_SECRET_KEY", "test-only-secret-key-not-for-production")
 os.environ.setdefault("BACKUP_DATA_DIR", tempfile.mkdtemp(prefix="backup-test-data-"))
+# The engine here is shared by every test (and other checkouts' runs): a
+# worker measuring volume sizes in the background would walk all their
+# volumes at each of the suite's many worker starts. The fleet tests that
+# check the measuring turn it on (children inherit this environment).
+os.environ.setdefault("BACKUP_VOLUME_SIZE_INTERVAL_SECONDS", "0")
 
 from backup_project.settings import *  # noqa: F403
 

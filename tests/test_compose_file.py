@@ -60,3 +60,35 @@ def test_worker_has_time_to_roll_back_when_stopped(rendered: dict) -> None:
     units = {"s": 1, "m": 60, "h": 3600}
     seconds = sum(int(n) * units[u] for n, u in re.findall(r"(\d+)([hms])", str(grace)))
     assert seconds >= 120, grace
+
+
+def test_web_and_beat_have_no_docker_socket(rendered: dict) -> None:
+    for name in ("web", "beat"):
+        mounts = " ".join(rendered["services"][name].get("volumes", []))
+        assert "docker.sock" not in mounts and "/var/lib/docker" not in mounts, name
+
+
+def test_another_host_runs_only_a_worker_on_the_shared_database_and_broker(
+    tmp_path: Path,
+) -> None:
+    if shutil.which("docker-compose") is None:
+        pytest.fail("docker-compose missing: scripts/ensure_docker.sh installs it")
+    shutil.copy(REPO_ROOT / "docker-compose.worker.yml", tmp_path / "docker-compose.worker.yml")
+    shutil.copy(REPO_ROOT / ".env.example", tmp_path / ".env")
+    command = ["docker-compose", "--project-directory", str(tmp_path), "-f",
+               str(tmp_path / "docker-compose.worker.yml"), "config"]  # fmt: skip
+    env = {"PATH": "/usr/bin:/bin", "BACKUP_HOST_ID": "docker-host-2", "FLEET_SERVER": "10.0.0.1"}
+    result = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
+    assert result.returncode == 0, result.stderr
+    services = yaml.safe_load(result.stdout)["services"]
+    assert set(services) == {"worker"}
+    worker = services["worker"]
+    assert worker["command"][worker["command"].index("-Q") + 1] == "default,host.docker-host-2"
+    assert worker["environment"]["BACKUP_HOST_ID"] == "docker-host-2"
+    assert worker["environment"]["DATABASE_URL"].endswith("@10.0.0.1:5432/backup")
+    assert worker["environment"]["CELERY_BROKER_URL"] == "redis://10.0.0.1:6379/0"
+    assert "/var/run/docker.sock:/var/run/docker.sock:rw" in set(worker["volumes"])
+    # Without FLEET_SERVER it refuses to render rather than point at nothing.
+    env.pop("FLEET_SERVER")
+    refused = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
+    assert refused.returncode != 0 and "FLEET_SERVER" in refused.stderr

@@ -14,6 +14,7 @@ import docker
 import pytest
 
 from backup_project.celery import app as celery_app
+from fleet.services import refresh_inventory
 from snapshots.models import Run
 from snapshots.services.snapshots import start_backup
 from tests.images import APP_IMAGE
@@ -53,6 +54,7 @@ def worker(settings: Any, tmp_path: Path, celery_queue: str, request: pytest.Fix
 
 
 def test_backup_progress_shows_in_the_task_state(big_app: ComposeStack, worker: Any) -> None:
+    refresh_inventory()  # the host's inventory (the worker's timer may not have seen the app)
     run = start_backup(big_app.project)
     result = celery_app.AsyncResult(str(run.pk))
     seen: list[dict[str, Any]] = []

@@ -11,6 +11,7 @@ from celery import shared_task
 
 from backup_project.celery import app as celery_app
 from schedules.retention_service import apply_retention_for_app, apps_with_retention
+from schedules.runner import last_host
 from snapshots.services.snapshots import task_queue
 
 logger = logging.getLogger(__name__)
@@ -33,7 +34,8 @@ def apply_retention_all() -> dict[str, Any]:
     queued = []
     for app_id in apps_with_retention():
         try:
-            celery_app.send_task(APPLY_RETENTION, args=[app_id], queue=task_queue())
+            queue = task_queue(last_host(app_id))  # the host holding its local archives
+            celery_app.send_task(APPLY_RETENTION, args=[app_id], queue=queue)
         except Exception as exc:  # kombu raises many types for "no broker"
             logger.error("could not queue retention for %s: %s", app_id, type(exc).__name__)
             continue

@@ -19,6 +19,7 @@ from engine.errors import (
     ObjectNotFound,
     StorageError,
 )
+from fleet.errors import AppOnManyHosts, HostOffline, RefreshNotQueued, UnknownHost
 from snapshots.api.ranges import RangeNotSatisfiable
 from snapshots.selectors import Conflict, NotFound
 from snapshots.services.backup import BackupRefused
@@ -37,7 +38,9 @@ STATUS_BY_ERROR: dict[type[BaseException], int] = {
     AppNotFound: 404,
     SnapshotNotFound: 404,
     ObjectNotFound: 404,
+    UnknownHost: 404,
     Conflict: 409,
+    AppOnManyHosts: 409,
     AppBusy: 409,
     AppLocked: 409,
     RestoreRefused: 409,
@@ -49,6 +52,8 @@ STATUS_BY_ERROR: dict[type[BaseException], int] = {
     RangeNotSatisfiable: 416,
     DockerUnavailable: 503,
     QueueUnavailable: 503,
+    HostOffline: 503,
+    RefreshNotQueued: 503,
     StorageError: 500,
     EngineError: 500,
 }
@@ -83,6 +88,8 @@ def _envelope_extra(exc: BaseException) -> dict[str, Any] | None:
         return {"children": exc.children}
     if isinstance(exc, RangeNotSatisfiable):
         return {"size_bytes": exc.size}
+    if isinstance(exc, AppOnManyHosts):
+        return {"hosts": exc.hosts}
     return None
 
 

@@ -55,7 +55,7 @@ ERROR_TEXT = {
     404: "no such app, snapshot or task (or an id of the wrong shape)",
     409: "the request conflicts with the current state; nothing was changed",
     416: "the Range cannot be served",
-    503: "the Docker engine or the task broker is unavailable",
+    503: "the Docker engine, the task broker or the app's host is unavailable",
 }
 
 

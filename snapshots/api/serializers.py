@@ -11,6 +11,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from drills import selectors as drills_selectors
+from fleet.selectors import HOST_ID_PATTERN
 from snapshots.models import Run, Snapshot
 from snapshots.services.verify import contains as verify_contains
 from snapshots.storage_locations import storage_names
@@ -175,6 +176,13 @@ class BackupTypeField(serializers.CharField):
         return value
 
 
+def host_id_field(help_text: str) -> serializers.RegexField:
+    return serializers.RegexField(
+        f"^{HOST_ID_PATTERN}$", required=False, help_text=help_text,
+        error_messages={"invalid": "not a host id: letters, digits, '.', '-' and '_'"},
+    )  # fmt: skip
+
+
 class BackupRequestSerializer(serializers.Serializer):
     app_id = serializers.RegexField(
         APP_ID_PATTERN,
@@ -188,6 +196,7 @@ class BackupRequestSerializer(serializers.Serializer):
         help_text="null: as configured (encrypted when keys are configured)",
     )  # fmt: skip
     storage_location = storage_location_field(default="local")
+    host_id = host_id_field("the app's Docker host; needed when the app id is on several hosts")
 
 
 class TaskAcceptedSerializer(serializers.Serializer):
@@ -299,6 +308,11 @@ class RestoreRequestSerializer(serializers.Serializer):
         help_text="restore the databases even when a failure could not roll them back (the "
         "safety backup holds no dump of them, or the worker cannot read it); without it such a "
         "restore is refused before anything changes",
+    )
+    host_id = host_id_field("the host to restore on; needed when the app id is on several hosts")
+    target_host_id = host_id_field(
+        "the same as host_id, by the name of a migration: restore onto this host a snapshot "
+        "another host made (it must be on S3 storage); with host_id both must agree (else 409)"
     )
 
 
@@ -431,7 +445,7 @@ class DatabaseSerializer(serializers.Serializer):
     container = serializers.CharField(source="container.name")
     service = serializers.CharField(source="container.service")
     engine = serializers.CharField()
-    databases = serializers.ListField(child=serializers.CharField(), source="credentials.databases")
+    databases = serializers.ListField(child=serializers.CharField())
 
 
 class ConfigFileSerializer(serializers.Serializer):
@@ -450,7 +464,12 @@ class AppSerializer(serializers.Serializer):
     present = serializers.BooleanField(
         help_text="false: nothing of the app is on this Docker host; its snapshots remain"
     )
-    host_id = serializers.CharField()
+    host_id = serializers.CharField(
+        allow_null=True, help_text="the Docker host it is on (for an absent app: where it was)"
+    )
+    host_online = serializers.SerializerMethodField()
+    inventory_age_seconds = serializers.SerializerMethodField()
+    inventory_stale = serializers.SerializerMethodField()
     working_dir = serializers.CharField(allow_null=True)
     containers = ContainerSerializer(many=True)
     volumes = VolumeSerializer(many=True)
@@ -461,8 +480,27 @@ class AppSerializer(serializers.Serializer):
 
     @extend_schema_field(serializers.DictField(allow_null=True))
     def get_last_drill(self, app: Any) -> dict[str, Any] | None:
-        """The app's last finished restore drill (drills app), null if none."""
+        """The app's last finished restore drill (drills app), null if none;
+        from the context's `last_drills` when the list loaded them at once."""
+        loaded = self.context.get("last_drills")
+        if loaded is not None:
+            return loaded.get(app.app_id)
         return drills_selectors.last_app_drill(app.app_id)
+
+    @extend_schema_field(serializers.BooleanField(allow_null=True))
+    def get_host_online(self, app: Any) -> bool | None:
+        """Whether its host's worker heartbeats; null for an absent app."""
+        return None if app.host is None else app.host.online
+
+    @extend_schema_field(serializers.FloatField(allow_null=True))
+    def get_inventory_age_seconds(self, app: Any) -> float | None:
+        """Seconds since its host's worker last reported this inventory."""
+        return None if app.host is None else app.host.inventory_age_seconds
+
+    @extend_schema_field(serializers.BooleanField(allow_null=True))
+    def get_inventory_stale(self, app: Any) -> bool | None:
+        """True when the inventory is older than BACKUP_INVENTORY_STALE_SECONDS."""
+        return None if app.host is None else app.host.inventory_stale
 
 
 class AppListSerializer(serializers.Serializer):
@@ -470,10 +508,40 @@ class AppListSerializer(serializers.Serializer):
     apps = AppSerializer(many=True)
 
 
-class AppQuery(serializers.Serializer):
+class AppListQuery(serializers.Serializer):
+    host_id = host_id_field("only this host's")
+
+
+class AppQuery(AppListQuery):
+    host_id = host_id_field("needed when the app id is on several hosts")
+    # Kept so existing callers are not refused: every volume's size is now
+    # measured by its host's worker (fleet/volume_sizes.py).
     sizes = serializers.BooleanField(
-        default=False, help_text="measure each volume's size (walks the volume: slower)"
+        default=False,
+        help_text="ignored: each host's worker measures the sizes, every "
+        "BACKUP_VOLUME_SIZE_INTERVAL_SECONDS",
     )
+
+
+class HostSerializer(serializers.Serializer):
+    host_id = serializers.CharField(source="host.id")
+    hostname = serializers.CharField(source="host.hostname")
+    docker_version = serializers.CharField(source="host.docker_version")
+    worker_version = serializers.CharField(source="host.worker_version")
+    queues = serializers.ListField(child=serializers.CharField(), source="host.queues")
+    online = serializers.BooleanField()
+    last_heartbeat = serializers.DateTimeField(source="host.last_heartbeat", allow_null=True)
+    heartbeat_age_seconds = serializers.FloatField(allow_null=True)
+    inventory_at = serializers.DateTimeField(source="host.inventory_at", allow_null=True)
+    inventory_age_seconds = serializers.FloatField(allow_null=True)
+    inventory_stale = serializers.BooleanField()
+    inventory_error = serializers.CharField(source="host.inventory_error")
+    apps = serializers.IntegerField(help_text="apps in its last inventory")
+
+
+class HostListSerializer(serializers.Serializer):
+    total = serializers.IntegerField()
+    hosts = HostSerializer(many=True)
 
 
 class UsageSerializer(serializers.Serializer):

@@ -7,6 +7,7 @@ from django.urls import path, re_path
 from snapshots.api.views.apps import AppDetailView, AppListView
 from snapshots.api.views.base import NoSuchEndpoint
 from snapshots.api.views.download import SnapshotDownloadView
+from snapshots.api.views.hosts import HostListView, HostRefreshView
 from snapshots.api.views.restore import RestoreView
 from snapshots.api.views.snapshots import SnapshotDetailView, SnapshotListView
 from snapshots.api.views.storage import StorageView
@@ -18,6 +19,8 @@ app_name = "backup-api"
 urlpatterns = [
     path("apps", AppListView.as_view(), name="apps"),
     path("apps/<str:app_id>", AppDetailView.as_view(), name="app"),
+    path("hosts", HostListView.as_view(), name="hosts"),
+    path("hosts/<str:host_id>/refresh", HostRefreshView.as_view(), name="host-refresh"),
     path("snapshots", SnapshotListView.as_view(), name="snapshots"),
     path("snapshots/<str:backup_id>", SnapshotDetailView.as_view(), name="snapshot"),
     path("snapshots/<str:backup_id>/download", SnapshotDownloadView.as_view(), name="download"),

@@ -73,6 +73,7 @@ def request_backup(
     storage_location: str = "local",
     app_must_be_here: bool = False,
     backup_type: str = "full",
+    host_id: str | None = None,
 ) -> Run:
     """Create the pending snapshot and run rows; the work runs in run_backup.
     Everything that can be refused is checked first, so a refused request
@@ -90,14 +91,14 @@ def request_backup(
     recipients, passphrase = write_options(encrypt)
     if app_must_be_here:
         require_app_on_this_host(app_id)
+    host_id = host_id or settings.BACKUP_HOST_ID  # the API routes to the app's host (fleet)
     snapshot = Snapshot.objects.create(
-        backup_id=new_backup_id(), app_id=app_id, host_id=settings.BACKUP_HOST_ID,
+        backup_id=new_backup_id(), app_id=app_id, host_id=host_id,
         purpose=purpose, consistency=mode, compression=settings.BACKUP_COMPRESSION,
         encrypted=bool(recipients or passphrase), storage_location=storage_location,
     )  # fmt: skip
     return Run.objects.create(
-        operation=Run.Operation.BACKUP, app_id=app_id, snapshot=snapshot,
-        host_id=settings.BACKUP_HOST_ID,
+        operation=Run.Operation.BACKUP, app_id=app_id, snapshot=snapshot, host_id=host_id,
         options={"encrypt": encrypt, "consistency": mode, "storage_location": storage_location,
                  "backup_type": backup_type},
     )  # fmt: skip

@@ -82,7 +82,9 @@ class RestoreOptions:
     accept_no_database_rollback: bool = False
 
 
-def request_restore(app_id: str, backup_id: str, options: RestoreOptions) -> Run:
+def request_restore(
+    app_id: str, backup_id: str, options: RestoreOptions, host_id: str | None = None
+) -> Run:
     """Create a pending restore run after the cheap checks: the snapshot exists,
     belongs to APP_ID and is completed, and the app is not busy."""
     snapshot = Snapshot.objects.filter(backup_id=backup_id, app_id=app_id).first()
@@ -107,7 +109,7 @@ def request_restore(app_id: str, backup_id: str, options: RestoreOptions) -> Run
         with transaction.atomic():  # a savepoint: the caller's transaction survives
             return Run.objects.create(
                 operation=Run.Operation.RESTORE, app_id=app_id, snapshot=snapshot,
-                host_id=settings.BACKUP_HOST_ID, options=asdict(options),
+                host_id=host_id or settings.BACKUP_HOST_ID, options=asdict(options),
             )  # fmt: skip
     except IntegrityError as exc:
         # A concurrent request got in between our check and this insert.

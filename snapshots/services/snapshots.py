@@ -11,16 +11,15 @@ from django.db import transaction
 from django.db.models import ProtectedError
 
 from backup_project.celery import app as celery_app
-from engine.discovery import get_app
-from engine.docker_client import connect
-from engine.errors import EngineError, ObjectNotFound
+from engine.errors import AppNotFound, EngineError, ObjectNotFound
 from engine.incremental.index import remove_index
+from fleet.routing import host_queue, route_app, route_bound, route_to_host
 from snapshots.models import Run, Snapshot
 from snapshots.services.backup import request_backup
 from snapshots.services.offsite_recovery import abort_uploads
-from snapshots.services.restore import RestoreOptions, request_restore
-from snapshots.services.verify import request_verify, run_verify
-from snapshots.storage_locations import get_storage
+from snapshots.services.restore import RestoreOptions, RestoreRefused, request_restore
+from snapshots.services.verify import refuse_unless_verifiable, request_verify, run_verify
+from snapshots.storage_locations import get_storage, keeps_local_copy
 
 logger = logging.getLogger(__name__)
 
@@ -52,20 +51,28 @@ class DeletedSnapshot:
     removed: list[str]  # storage keys removed (archive, sidecar)
 
 
-def task_queue() -> str:
-    """The queue of this Docker host's worker (tests point it elsewhere)."""
-    return settings.BACKUP_TASK_QUEUE or f"host.{settings.BACKUP_HOST_ID}"
+def task_queue(host_id: str | None = None) -> str:
+    """The queue of HOST_ID's worker (default: this host's). BACKUP_TASK_QUEUE,
+    when set, takes everything (one queue for every worker; tests)."""
+    return settings.BACKUP_TASK_QUEUE or host_queue(host_id or settings.BACKUP_HOST_ID)
 
 
-def _enqueue(task_name: str, run: Run) -> None:
-    """Send RUN's task once the rows are committed: a worker must never get
-    a run id it cannot see yet."""
+def shared_queue() -> str:
+    """The queue every worker consumes besides its host's: work that can run
+    anywhere (a verify reading only off-site copies, notifications)."""
+    return settings.BACKUP_TASK_QUEUE or settings.CELERY_TASK_DEFAULT_QUEUE
+
+
+def _enqueue(task_name: str, run: Run, queue: str | None = None) -> None:
+    """Send RUN's task (to QUEUE, default its host's) once the rows are
+    committed: a worker must never get a run id it cannot see yet."""
 
     def send() -> None:
         try:
             celery_app.send_task(
-                task_name, args=[str(run.pk)], task_id=str(run.pk), queue=task_queue()
-            )
+                task_name, args=[str(run.pk)], task_id=str(run.pk),
+                queue=queue or task_queue(run.host_id),
+            )  # fmt: skip
         except Exception as exc:  # kombu raises many types for "no broker"
             # The type only: a broker error's text may carry the broker URL.
             logger.error("could not queue %s for run %s: %s", task_name, run.pk, type(exc).__name__)
@@ -81,20 +88,25 @@ def _enqueue(task_name: str, run: Run) -> None:
 
 
 def start_backup(
-    app_id: str, *, encrypt: bool | None = None, storage_location: str = "local",
+    app_id: str,
+    *,
+    encrypt: bool | None = None,
+    storage_location: str = "local",
     backup_type: str = "full",
-) -> Run:  # fmt: skip
+    host_id: str | None = None,
+) -> Run:
     """Queue a backup of APP_ID (BACKUP_TYPE: full, or incremental when its
-    chain allows). The app must exist on this host now: a typo gets an
-    immediate answer, not a failed task later."""
-    client = connect(settings.DOCKER_HOST)
-    try:
-        get_app(client, app_id)
-    finally:
-        client.close()
+    chain allows) on the queue of the host it is on, by the stored inventory:
+    a typo, an app on two hosts without HOST_ID or an offline host get an
+    immediate answer, not a task that never runs."""
+    target = route_app(app_id, host_id)
     with transaction.atomic():
         run = request_backup(
-            app_id, encrypt=encrypt, storage_location=storage_location, backup_type=backup_type
+            app_id,
+            encrypt=encrypt,
+            storage_location=storage_location,
+            backup_type=backup_type,
+            host_id=target,
         )
         _enqueue(BACKUP_TASK, run)
     return run
@@ -108,17 +120,53 @@ def verify_now(snapshot: Snapshot) -> Run:
 
 
 def start_deep_verify(snapshot: Snapshot) -> Run:
+    """On the host that made SNAPSHOT when its local disk holds a copy
+    (refused at once when that host is offline); a snapshot kept only
+    off-site (S3) on the shared queue: any worker reads it, whatever host
+    made it, and the run is its claimer's."""
+    refuse_unless_verifiable(snapshot)
+    if not keeps_local_copy(snapshot.storage_location):
+        with transaction.atomic():
+            run = request_verify(snapshot, deep=True, host_id=snapshot.host_id)
+            _enqueue(VERIFY_TASK, run, queue=shared_queue())
+        return run
+    host = route_bound(snapshot.host_id)
     with transaction.atomic():
-        run = request_verify(snapshot, deep=True)
+        run = request_verify(snapshot, deep=True, host_id=host)
         _enqueue(VERIFY_TASK, run)
     return run
 
 
-def start_restore(app_id: str, backup_id: str, options: RestoreOptions) -> Run:
+def start_restore(
+    app_id: str, backup_id: str, options: RestoreOptions, host_id: str | None = None
+) -> Run:
+    """Queue the restore on the host the app is on (HOST_ID when given)."""
+    target = _restore_host(app_id, backup_id, host_id)
     with transaction.atomic():
-        run = request_restore(app_id, backup_id, options)
+        run = request_restore(app_id, backup_id, options, host_id=target)
         _enqueue(RESTORE_TASK, run)
     return run
+
+
+def _restore_host(app_id: str, backup_id: str, host_id: str | None) -> str | None:
+    """The online host a restore of APP_ID from BACKUP_ID runs on: the app's
+    host by the inventory; for an app on no host (uninstalled), HOST_ID or
+    the host that made the snapshot. A snapshot kept only on one host's
+    local disk cannot be restored on another: refused, naming the host."""
+    snapshot = Snapshot.objects.filter(backup_id=backup_id, app_id=app_id).first()
+    if snapshot is None:
+        return None  # request_restore says "no snapshot" (404)
+    try:
+        target = route_app(app_id, host_id)
+    except AppNotFound:
+        target = route_to_host(host_id) if host_id else route_bound(snapshot.host_id)
+    if snapshot.storage_location == "local" and snapshot.host_id != target:
+        raise RestoreRefused(
+            f"snapshot {backup_id} is stored only on the local disk of host "
+            f"{snapshot.host_id}; it cannot be restored on host {target} (copy it to S3 "
+            "storage first, or restore it on that host)"
+        )
+    return target
 
 
 def delete_snapshot(snapshot: Snapshot) -> DeletedSnapshot:

@@ -26,7 +26,17 @@ class NotVerifiable(EngineError):
     pass
 
 
-def request_verify(snapshot: Snapshot, deep: bool) -> Run:
+def request_verify(snapshot: Snapshot, deep: bool, host_id: str | None = None) -> Run:
+    refuse_unless_verifiable(snapshot)
+    return Run.objects.create(
+        operation=Run.Operation.VERIFY, app_id=snapshot.app_id, snapshot=snapshot,
+        host_id=host_id or settings.BACKUP_HOST_ID, options={"deep": deep},
+    )  # fmt: skip
+
+
+def refuse_unless_verifiable(snapshot: Snapshot) -> None:
+    """NotVerifiable unless SNAPSHOT is completed: checked before its host
+    is looked up, so the answer is about the snapshot, not the fleet."""
     if snapshot.status != Snapshot.Status.COMPLETED:
         # Said plainly, whichever way it is asked (CLI: one line; API: 409).
         why = (
@@ -38,10 +48,6 @@ def request_verify(snapshot: Snapshot, deep: bool) -> Run:
             f"snapshot {snapshot.backup_id} is {snapshot.status}: {why}; only completed "
             "snapshots can be verified"
         )
-    return Run.objects.create(
-        operation=Run.Operation.VERIFY, app_id=snapshot.app_id, snapshot=snapshot,
-        host_id=settings.BACKUP_HOST_ID, options={"deep": deep},
-    )  # fmt: skip
 
 
 def verify_snapshot(

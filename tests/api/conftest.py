@@ -11,8 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.db.models.functions import Now
 from rest_framework.test import APIClient
 
+from fleet.models import Host
 from snapshots.models import Snapshot
 from snapshots.services.api_keys import create_api_key
 from storage.local import LocalStorage
@@ -65,6 +67,9 @@ def make_snapshot(db: None) -> MakeSnapshot:
             "sha256": "0" * 64, "storage_key": "",
         }  # fmt: skip
         values.update(fields)
+        # The host that made it has a live worker (fleet): its verify and
+        # restore are routed there, not refused as for an offline host.
+        Host.objects.update_or_create(id=values["host_id"], defaults={"last_heartbeat": Now()})
         snapshot = Snapshot.objects.create(**values)
         Snapshot.objects.filter(pk=snapshot.pk).update(created_at=created)
         snapshot.refresh_from_db()

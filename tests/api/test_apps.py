@@ -1,5 +1,7 @@
-"""GET apps, GET apps/<app_id> and POST snapshots against the real Docker
-engine (a one-container Compose-like app from the local test image)."""
+"""GET apps, GET apps/<app_id> and POST snapshots on a real Docker engine (a
+one-container Compose-like app from the local test image). The web process
+reads the hosts' stored inventory: each test has the worker's refresh
+(fleet.services.refresh_inventory) run first, for real against the engine."""
 
 from __future__ import annotations
 
@@ -10,9 +12,12 @@ import docker
 import pytest
 from rest_framework.test import APIClient
 
+from fleet.services import refresh_inventory
+from fleet.volume_sizes import measure_due_sizes
 from snapshots.models import Run, Snapshot
 from snapshots.services import snapshots as snapshot_services
 from tests.api.conftest import API, MakeSnapshot, envelope
+from tests.fleet.helpers import age_host
 from tests.images import APP_IMAGE
 from tests.stacks import ComposeStack, ServiceSpec, random_project
 
@@ -29,6 +34,7 @@ def tiny_app(docker_client: docker.DockerClient, tmp_path: Path) -> Iterator[Com
     )  # fmt: skip
     try:
         stack.up()
+        refresh_inventory()
         yield stack
     finally:
         stack.remove()
@@ -63,12 +69,52 @@ def test_list_shows_host_apps_and_apps_known_only_from_snapshots(
 
 
 @pytest.mark.docker
-def test_detail_with_volume_sizes(api: APIClient, tiny_app: ComposeStack) -> None:
+def test_detail_with_volume_sizes_and_inventory_age(
+    api: APIClient, tiny_app: ComposeStack, settings
+) -> None:
+    # Sizes are measured by the worker apart from the refresh (its inventory
+    # thread, here called directly); ?sizes is still accepted.
+    measure_due_sizes(max_age_seconds=0)
     data = envelope(api.get(f"{API}/apps/{tiny_app.project}"), 200)
-    assert data["app_id"] == tiny_app.project and data["volumes"][0]["size_bytes"] is None
-    data = envelope(api.get(f"{API}/apps/{tiny_app.project}", {"sizes": "true"}), 200)
-    assert data["volumes"][0]["size_bytes"] > 0
+    assert data["app_id"] == tiny_app.project and data["volumes"][0]["size_bytes"] > 0
+    assert data["host_id"] == settings.BACKUP_HOST_ID and data["host_online"] is True
+    assert data["inventory_stale"] is False and 0 <= data["inventory_age_seconds"] < 60
+    envelope(api.get(f"{API}/apps/{tiny_app.project}", {"sizes": "true"}), 200)
     envelope(api.get(f"{API}/apps/{tiny_app.project}", {"sizes": "perhaps"}), 400)
+
+
+@pytest.mark.docker
+def test_stale_inventory_is_shown_with_its_age(
+    api: APIClient, tiny_app: ComposeStack, settings
+) -> None:
+    settings.BACKUP_INVENTORY_STALE_SECONDS = 100
+    age_host(settings.BACKUP_HOST_ID, inventory_seconds=500)
+    data = envelope(api.get(f"{API}/apps/{tiny_app.project}"), 200)
+    assert data["inventory_stale"] is True and 500 <= data["inventory_age_seconds"] < 560
+
+
+@pytest.mark.docker
+def test_an_app_on_two_hosts_needs_host_id(
+    api: APIClient, tiny_app: ComposeStack, settings
+) -> None:
+    """A second worker (another BACKUP_HOST_ID) reporting the same engine:
+    the app id is then on two hosts."""
+    here = settings.BACKUP_HOST_ID
+    settings.BACKUP_HOST_ID = "second-host"
+    refresh_inventory()
+    settings.BACKUP_HOST_ID = here
+    response = api.get(f"{API}/apps/{tiny_app.project}")
+    data = envelope(response, 409)
+    assert data == {"hosts": sorted([here, "second-host"])}
+    assert "say which with host_id" in response.json()["message"]
+    one = envelope(api.get(f"{API}/apps/{tiny_app.project}", {"host_id": "second-host"}), 200)
+    assert one["host_id"] == "second-host" and one["present"]
+    listed = envelope(api.get(f"{API}/apps"), 200)["apps"]
+    mine = [app["host_id"] for app in listed if app["app_id"] == tiny_app.project]
+    assert sorted(mine) == sorted([here, "second-host"])
+    only = envelope(api.get(f"{API}/apps", {"host_id": "second-host"}), 200)["apps"]
+    assert {app["host_id"] for app in only} == {"second-host"}
+    envelope(api.get(f"{API}/apps/{tiny_app.project}", {"host_id": "nowhere"}), 404)
 
 
 @pytest.mark.docker
@@ -147,11 +193,20 @@ def test_create_backup_refuses_bad_input_and_changes_nothing(
     assert not Snapshot.objects.exists() and not Run.objects.exists() and not sent
 
 
-def test_docker_unavailable_is_503(api: APIClient, settings) -> None:
+@pytest.mark.docker
+def test_listing_and_backing_up_need_no_docker_engine(
+    api: APIClient, tiny_app: ComposeStack, sent: list, settings,
+    django_capture_on_commit_callbacks,
+) -> None:  # fmt: skip
+    """The web process reads the inventory and sends to the app's host's
+    queue: it works with no engine at all."""
     settings.DOCKER_HOST = "unix:///nonexistent/docker.sock"
-    response = api.get(f"{API}/apps")
-    envelope(response, 503)
-    assert "no Docker engine" in response.json()["message"]
-    response = api.post(f"{API}/snapshots", {"app_id": "wordpress001"}, format="json")
-    envelope(response, 503)
-    assert not Snapshot.objects.exists()
+    settings.BACKUP_TASK_QUEUE = ""
+    apps = envelope(api.get(f"{API}/apps"), 200)["apps"]
+    assert tiny_app.project in {app["app_id"] for app in apps}
+    envelope(api.get(f"{API}/apps/{tiny_app.project}"), 200)
+    with django_capture_on_commit_callbacks(execute=True):
+        body = {"app_id": tiny_app.project, "encrypt": False}
+        data = envelope(api.post(f"{API}/snapshots", body, format="json"), 202)
+    assert sent[0]["snapshots.create_backup"]["queue"] == f"host.{settings.BACKUP_HOST_ID}"
+    assert Run.objects.get(pk=data["task_id"]).host_id == settings.BACKUP_HOST_ID

@@ -31,6 +31,7 @@ PARAMETER_VALUES = {
     "backup_id": "backup_20260105_103000_3fa2c1",
     "schedule_id": "999999",
     "task_id": str(uuid.UUID(int=0)),
+    "host_id": "nosuchhost",
 }
 
 # The product's decisions (issue 16): pinned, so a changed declaration is noticed.
@@ -46,6 +47,8 @@ EXPECTED = {
     ("backup-api:restore", "post"): "admin",
     ("backup-api:task", "get"): "read",
     ("backup-api:storage", "get"): "read",
+    ("backup-api:hosts", "get"): "read",
+    ("backup-api:host-refresh", "post"): "operate",
     ("schedules-api:schedules", "get"): "read",
     ("schedules-api:schedules", "post"): "operate",
     ("schedules-api:schedule", "get"): "read",

@@ -95,9 +95,9 @@ def test_restore_is_queued_with_its_options(
     api: APIClient, make_snapshot: MakeSnapshot, sent: list, settings,
     django_capture_on_commit_callbacks,
 ) -> None:  # fmt: skip
-    settings.BACKUP_TASK_QUEUE = ""  # unset: the host's own queue
-    settings.BACKUP_HOST_ID = "vm7"
-    snapshot = make_snapshot()
+    settings.BACKUP_TASK_QUEUE = ""  # unset: routed by host (fleet)
+    # On no host's inventory: restored on the host that made the snapshot.
+    snapshot = make_snapshot(host_id="vm7")
     with django_capture_on_commit_callbacks(execute=True):
         response = api.post(
             f"{API}/restore/wordpress001/{snapshot.backup_id}",

@@ -9,6 +9,7 @@ from django.contrib.auth.models import User
 from django.contrib.messages import get_messages
 from django.test import Client
 
+from fleet.services import refresh_inventory
 from snapshots.models import Run, Snapshot
 from tests.api.conftest import MakeSnapshot
 
@@ -36,6 +37,7 @@ def test_backup_now_offers_both_kinds_and_refuses_others(admin_client: Client) -
 @pytest.mark.docker
 def test_backup_now_passes_the_kind_on(admin_client: Client, host_app, settings) -> None:
     settings.BACKUP_TASK_QUEUE = "console-tests-nobody"  # queued only; no worker takes it
+    refresh_inventory()  # the worker's report of its host: the console reads the inventory
     answer = admin_client.post(
         f"/admin/console/apps/{host_app.project}/backup/",
         {"backup_type": "incremental", "storage_location": "local"},
@@ -167,5 +169,5 @@ def test_backup_now_of_an_app_not_on_this_host_is_refused_clearly(
     )
     page = answer.content.decode()
     assert answer.status_code == 200 and "errornote" in page
-    assert "no app &#x27;nosuchapp-console&#x27; on this Docker host" in page
+    assert "no app &#x27;nosuchapp-console&#x27; on any host" in page  # fleet inventory
     assert not Run.objects.exists() and not Snapshot.objects.exists()

@@ -18,6 +18,7 @@ import docker
 import pytest
 from django.conf import settings
 
+from fleet.services import refresh_inventory
 from snapshots.models import Run, Snapshot
 from snapshots.services.snapshots import start_backup
 from tests.conftest import REPO_ROOT, manage_py, subprocess_env
@@ -94,6 +95,7 @@ def test_worker_logs_json_lines_with_the_run_and_task_ids(
             cwd=REPO_ROOT, env=_env("json"), stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
     try:
+        refresh_inventory()  # the worker's report of its host, not waited for here
         run = start_backup(small_app.project)
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:

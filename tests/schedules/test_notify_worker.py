@@ -95,7 +95,9 @@ def test_a_corrupted_archive_tells_of_a_failed_verify(
     data = b"not really an archive, but its checksum is recorded"
     backup_id = "backup_20260105_103000_abcdef"
     snapshot = Snapshot.objects.create(
-        backup_id=backup_id, app_id="app1", host_id="test", status=Snapshot.Status.COMPLETED,
+        # Made on the worker's host: a deep verify goes to that host's worker (fleet).
+        backup_id=backup_id, app_id="app1", host_id=django_settings.BACKUP_HOST_ID,
+        status=Snapshot.Status.COMPLETED,
         size_bytes=len(data), sha256=hashlib.sha256(data).hexdigest(),
         storage_key=f"app1/{backup_id}.tar.zst",
     )  # fmt: skip

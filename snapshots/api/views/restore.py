@@ -20,6 +20,7 @@ from snapshots.api.serializers import (
 )
 from snapshots.api.views.base import ApiView, accepted
 from snapshots.models import Run
+from snapshots.selectors import Conflict
 from snapshots.services.restore import RestoreOptions
 from snapshots.services.snapshots import start_restore
 
@@ -69,8 +70,16 @@ class RestoreView(ApiView):
     )
     def post(self, request: Request, app_id: str, backup_id: str) -> Response:
         selectors.validate_backup_id(backup_id)
-        options = RestoreOptions(**self.valid(RestoreRequestSerializer, request.data))
-        run = start_restore(app_id, backup_id, options)
+        body = self.valid(RestoreRequestSerializer, request.data)
+        host_id, target = body.pop("host_id", None), body.pop("target_host_id", None)
+        if host_id and target and host_id != target:
+            # Each is valid alone (the schema's view): the pair conflicts.
+            raise Conflict(
+                f"target_host_id {target!r} differs from host_id {host_id!r}: give one host "
+                "to restore on"
+            )
+        host_id = target or host_id
+        run = start_restore(app_id, backup_id, RestoreOptions(**body), host_id=host_id)
         if not self.query["wait"]:
             return accepted(run, "restore queued")
         run = selectors.wait_for_run(str(run.pk), wait_seconds())

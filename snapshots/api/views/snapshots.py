@@ -51,10 +51,12 @@ class SnapshotListView(ApiView):
         description='Queues a backup; poll tasks/<task_id>. backup_type "incremental" writes '
         "only what changed since the app's latest backup; it is full when that backup failed "
         "or is missing, for the app's first backup, and after the app's "
-        "incrementals_before_full incrementals (7 by default). The snapshot's kind says which.",
+        "incrementals_before_full incrementals (7 by default). The snapshot's kind says which. "
+        "It goes to the queue of the app's host: an app id on several hosts without "
+        "host_id is a 409 listing them; an offline host a 503.",
         request=BackupRequestSerializer,
         responses=responses(
-            {202: envelope("TaskAcceptedEnvelope", TaskAcceptedSerializer())}, 400, 404, 503
+            {202: envelope("TaskAcceptedEnvelope", TaskAcceptedSerializer())}, 400, 404, 409, 503
         ),
     )
     def post(self, request: Request) -> Response:
@@ -62,6 +64,7 @@ class SnapshotListView(ApiView):
         run = start_backup(
             body["app_id"], encrypt=body["encrypt"], storage_location=body["storage_location"],
             backup_type=body["backup_type"],
+            host_id=body.get("host_id"),
         )  # fmt: skip
         return accepted(run, "backup queued")
 
