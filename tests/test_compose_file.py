@@ -92,3 +92,15 @@ def test_another_host_runs_only_a_worker_on_the_shared_database_and_broker(
     env.pop("FLEET_SERVER")
     refused = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
     assert refused.returncode != 0 and "FLEET_SERVER" in refused.stderr
+
+
+def test_web_and_beat_are_on_the_workers_host(rendered: dict) -> None:
+    """They share its disk (backup_data): a local snapshot of this host is
+    theirs to download or delete; one of another host is refused, never
+    dropped as gone (snapshots.services.snapshots)."""
+    services = rendered["services"]
+    host = services["worker"]["environment"]["BACKUP_HOST_ID"]
+    assert host == "docker-host-1"
+    for name in ("web", "beat"):
+        assert services[name]["environment"]["BACKUP_HOST_ID"] == host, name
+        assert "backup_data:/data:rw" in set(services[name]["volumes"]), name

@@ -224,7 +224,21 @@ def _remove_files(snapshot: Snapshot) -> tuple[int, list[str]]:
             size = storage.stat(key).size
             storage.delete(key)
         except ObjectNotFound:
+            if key == snapshot.storage_key:
+                _refuse_if_on_another_hosts_disk(snapshot)
             continue
         freed += size
         removed.append(key)
     return freed, removed
+
+
+def _refuse_if_on_another_hosts_disk(snapshot: Snapshot) -> None:
+    """A local archive that is not here may be on the disk of the host that
+    made it (fleet): dropping the row would strand it there, unknown to
+    anyone. Refused (the row stays) unless this is that host."""
+    if snapshot.storage_location == "local" and snapshot.host_id != settings.BACKUP_HOST_ID:
+        raise SnapshotInUse(
+            f"snapshot {snapshot.backup_id} is stored only on the local disk of host "
+            f"{snapshot.host_id}, not here (host {settings.BACKUP_HOST_ID}); delete it "
+            "through that host's worker (manage.py there), so its archive is not left behind"
+        )

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 from rest_framework.test import APIClient
 
 from snapshots.models import Run, Snapshot
@@ -148,8 +149,22 @@ def test_delete_of_a_failed_snapshot_or_a_vanished_file_removes_the_row(
 ) -> None:  # fmt: skip
     failed = make_snapshot(status="failed", size_bytes=None)
     assert envelope(api.delete(f"{API}/snapshots/{failed.backup_id}"), 200)["freed_bytes"] == 0
-    gone = stored_snapshot(b"data")
+    gone = stored_snapshot(b"data", host_id=settings.BACKUP_HOST_ID)
     (backup_root / gone.storage_key).unlink()
     result = envelope(api.delete(f"{API}/snapshots/{gone.backup_id}"), 200)
     assert result["removed"] == [f"{gone.storage_key}.sha256"]
     assert Snapshot.objects.count() == 0
+
+
+def test_delete_of_another_hosts_local_snapshot_keeps_the_row(
+    api: APIClient, stored_snapshot: Callable[..., Snapshot], backup_root: Path
+) -> None:
+    """Not here, made on another host: its archive is on that host's disk.
+    Dropping the row would strand the archive there, unknown to anyone."""
+    elsewhere = stored_snapshot(b"data", host_id="docker-host-2")
+    (backup_root / elsewhere.storage_key).unlink()  # as seen from this host
+    response = api.delete(f"{API}/snapshots/{elsewhere.backup_id}")
+    envelope(response, 409)
+    assert "local disk of host docker-host-2" in response.json()["message"]
+    assert Snapshot.objects.filter(pk=elsewhere.pk).exists()
+    assert (backup_root / f"{elsewhere.storage_key}.sha256").exists()  # nothing removed
