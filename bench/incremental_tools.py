@@ -23,7 +23,9 @@ from restore_micro import drop_caches
 
 APP_IMAGE = "localtest/app:1"  # built by scripts/testimages/build.sh; never pulled
 VOLUMES = ("files", "db", "logs")  # Compose keys; volume names are <project>_<key>
-BENCH_LABEL = "backup-service.bench"  # on everything created here: leftovers removed by it
+# On everything created here, with the run's pid: its value names the project.
+BENCH_LABEL = "backup-service.bench"
+BENCH_PID_LABEL = "backup-service.bench.pid"
 PROJECT_LABEL = "com.docker.compose.project"
 
 CHILD = """
@@ -173,7 +175,8 @@ def docker_app(project: str) -> Iterator[dict[str, Path]]:
 
     client = docker.from_env()
     remove_leftovers(client, project)
-    labels = {PROJECT_LABEL: project, "com.docker.compose.version": "2.24.0", BENCH_LABEL: "1"}
+    labels = {PROJECT_LABEL: project, "com.docker.compose.version": "2.24.0",
+              BENCH_LABEL: project, BENCH_PID_LABEL: str(os.getpid())}  # fmt: skip
     try:
         client.images.get(APP_IMAGE)  # raises ImageNotFound: never pull
         volumes = {
@@ -216,9 +219,28 @@ def mountpoints(project: str) -> dict[str, Path]:
         client.close()
 
 
+def _leftover(labels: dict[str, str], project: str) -> bool:
+    """PROJECT's, or an earlier run's whose process is gone. Never another
+    live run's: the suite's smoke test runs this bench while a developer
+    may run it too (removing all bench-labelled volumes once deleted a
+    running bench's files mid-backup)."""
+    if labels.get(BENCH_LABEL) == project:
+        return True
+    pid = labels.get(BENCH_PID_LABEL, "")
+    if not pid.isdigit():
+        return True  # made before runs carried their pid
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
 def remove_leftovers(client: Any, project: str) -> None:
-    """Everything labelled as this bench's, and PROJECT's volumes by name (in
-    case a restore's swap left them without our label)."""
+    """PROJECT's container and volumes (by name too, in case a restore's swap
+    left them without our label), and what dead earlier runs left."""
     import docker.errors
 
     for key in VOLUMES:
@@ -228,8 +250,10 @@ def remove_leftovers(client: Any, project: str) -> None:
             client.volumes.get(f"{project}_{key}").remove(force=True)
 
     for container in client.containers.list(all=True, filters={"label": BENCH_LABEL}):
-        with contextlib.suppress(docker.errors.NotFound):
-            container.remove(force=True)
+        if _leftover(container.labels, project):
+            with contextlib.suppress(docker.errors.NotFound):
+                container.remove(force=True)
     for volume in client.volumes.list(filters={"label": BENCH_LABEL}):
-        with contextlib.suppress(docker.errors.NotFound):
-            volume.remove(force=True)
+        if _leftover(volume.attrs.get("Labels") or {}, project):
+            with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+                volume.remove(force=True)
