@@ -13,6 +13,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
+from engine import discovery
 from engine.age import generate_identity
 from engine.incremental.index import index_path, read_index
 from snapshots.models import AppBackupPolicy, Snapshot
@@ -133,3 +134,24 @@ def test_incremental_encrypted_to_recipients_needs_no_identity(
     assert sorted(path.read_bytes().splitlines()) == sorted(kept.splitlines())
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     call_command("backup", "verify", incr.backup_id, "--deep")
+
+
+def test_only_a_full_backup_measures_the_volumes_first(
+    app: ComposeStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full's progress total is its volumes' sizes; an incremental reads
+    only what changed, so it does not walk every volume to measure them
+    before its own walk (a spy on the real measuring function: it still runs)."""
+    measured: list[str] = []
+    real = discovery.apparent_size
+
+    def spy(path: str) -> int:
+        measured.append(path)
+        return real(path)
+
+    monkeypatch.setattr(discovery, "apparent_size", spy)
+    assert incremental(app).kind == "full"
+    assert measured, "a full backup measures its volumes"
+    measured.clear()
+    assert incremental(app).kind == "incremental"
+    assert measured == []

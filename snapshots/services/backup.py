@@ -191,12 +191,17 @@ def _execute(
     client = connect(settings.DOCKER_HOST)
     policy = _policy(snapshot.app_id)
     overrides = database_overrides(policy.database_overrides, client, snapshot.app_id)
-    app = get_app(client, snapshot.app_id, measure_sizes=True, overrides=overrides)
+    chain = decide_chain(snapshot, backup_type, policy)
+    # Volume sizes are the progress total of a full backup. An incremental
+    # reads only what changed, so the sizes would be a wrong total, and
+    # measuring them is a walk of every volume before the backup's own walk.
+    app = get_app(
+        client, snapshot.app_id, measure_sizes=chain.link is None, overrides=overrides
+    )  # fmt: skip
     for database in app.databases:
         logger.info("backup %s: database %s: %s", snapshot.backup_id, database.container.name,
                     database.detected_by)  # fmt: skip
     recipients, passphrase = write_options(encrypt)
-    chain = decide_chain(snapshot, backup_type, policy)
     options = BackupOptions(
         compression=snapshot.compression,  # type: ignore[arg-type]
         compression_level=(
