@@ -103,8 +103,17 @@ DATABASE_URL = env.url(
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
-    # Workers and the web process share the file: wait for locks instead of failing.
-    DATABASES["default"]["OPTIONS"] = {"timeout": 20}
+    # Workers (with their heartbeat and inventory threads) and the web process
+    # share the file. timeout: wait for a lock instead of failing. IMMEDIATE:
+    # a transaction takes the write lock at BEGIN, so it waits there; a
+    # deferred one that read first and then writes gets "database is locked"
+    # at once, without waiting (SQLite cannot let it wait: that could
+    # deadlock). WAL: readers and one writer do not block each other.
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 20,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL;",
+    }
     DATABASES["default"]["CONN_MAX_AGE"] = 0
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

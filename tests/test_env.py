@@ -131,3 +131,41 @@ def test_bad_settings_stop_startup_with_a_clear_error(
     result = _run_settings(overrides, tmp_path)
     assert result.returncode != 0
     assert "ImproperlyConfigured" in result.stderr and message in result.stderr
+
+
+def test_the_embedded_database_lets_threads_and_processes_write_without_failing(
+    tmp_path: Path,
+) -> None:
+    """The worker's heartbeat and inventory threads write while a restore
+    does: a deferred SQLite transaction that read first then failed at once
+    with "database is locked" (the served end-to-end restore on the embedded
+    default). Transactions take the write lock at BEGIN (so they wait on the
+    timeout), in WAL mode. Two processes each write in transactions that
+    read first, at the same time: none fails."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DJANGO", "DATABASE", "CELERY", "BACKUP"))
+    }
+    env |= {"BACKUP_DATA_DIR": str(tmp_path / "var"),
+            "DJANGO_SETTINGS_MODULE": "backup_project.settings"}  # fmt: skip
+    setup = "import django; django.setup(); from django.db import connection, transaction;"
+    create = setup + (
+        "c = connection.cursor(); c.execute('CREATE TABLE t (n INTEGER)');"
+        "print(c.execute('PRAGMA journal_mode').fetchone()[0])"
+    )
+    made = subprocess.run([sys.executable, "-c", create], cwd=REPO_ROOT, env=env,
+                          capture_output=True, text=True)  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    assert made.stdout.split() == ["wal"]
+    writer = setup + (
+        "import time\n"
+        "for i in range(150):\n"
+        "    with transaction.atomic():\n"
+        "        c = connection.cursor(); c.execute('SELECT COUNT(*) FROM t').fetchone()\n"
+        "        time.sleep(0.002); c.execute('INSERT INTO t VALUES (1)')\n"
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", writer], cwd=REPO_ROOT, env=env,
+                              stderr=subprocess.PIPE, text=True) for _ in range(3)]  # fmt: skip
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], errors
