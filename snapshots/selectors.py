@@ -23,7 +23,7 @@ from fleet.errors import UnknownHost
 from fleet.inventory_store import StoredDatabase
 from fleet.selectors import HostedApp, HostState, hosted_apps, locate_app
 from snapshots.models import Run, Snapshot
-from snapshots.selectors_offsite import location_filter
+from snapshots.selectors_offsite import completed_snapshots, disk_is_here, location_filter
 from snapshots.storage_locations import get_storage, storage_names
 from storage.base import Storage
 
@@ -72,6 +72,7 @@ class SnapshotFilters:
     kind: str | None = None
     purpose: str | None = None
     storage_location: str | None = None
+    host_id: str | None = None  # the host whose worker made them
 
     def apply(self, rows: QuerySet[Snapshot]) -> QuerySet[Snapshot]:
         wanted = {name: value for name, value in self.__dict__.items() if value is not None}
@@ -157,15 +158,16 @@ def children_of(snapshot: Snapshot) -> list[str]:
 # -- storage ---------------------------------------------------------------------
 
 
-def storage_usage() -> dict[str, Any]:
+def storage_usage(host_id: str | None = None) -> dict[str, Any]:
     """Bytes kept by completed snapshots (the database is the truth of what
     is stored: summing rows is instant where walking 100,000 files is not),
-    per app and per storage location, with each location's free space.
+    per app and per storage location, with each location's free space;
+    HOST_ID: only the snapshots that host made.
 
     One grouped scan (app x location) gives all three sums; with 100,000
     rows, three separate aggregates took three times as long."""
     groups = (
-        Snapshot.objects.filter(status=Snapshot.Status.COMPLETED)
+        completed_snapshots(host_id)
         .order_by()
         .values_list("app_id", "storage_location")
         .annotate(count=Count("id"), size=Sum("size_bytes"))
@@ -185,7 +187,9 @@ def storage_usage() -> dict[str, Any]:
             "name": name, "configured": name in configured,
             "snapshots": per_location.get(name, [0, 0])[0],
             "size_bytes": per_location.get(name, [0, 0])[1],
-            "free_bytes": get_storage(name).free_bytes() if name in configured else None,
+            "free_bytes": get_storage(name).free_bytes()
+            if name in configured and disk_is_here(name, host_id)
+            else None,
         }
         for name in sorted(set(configured) | set(per_location))
     ]  # fmt: skip

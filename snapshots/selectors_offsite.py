@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import Count, Q, Sum
+from django.conf import settings
+from django.db.models import Count, Q, QuerySet, Sum
 
 from engine.errors import EngineError
 from snapshots.models import Snapshot
@@ -17,6 +18,21 @@ from snapshots.storage_locations import (
     get_backend,
     storage_names,
 )
+
+
+def completed_snapshots(host_id: str | None = None) -> QuerySet[Snapshot]:
+    """The completed snapshots, only HOST_ID's when given."""
+    rows = Snapshot.objects.filter(status=Snapshot.Status.COMPLETED)
+    return rows if host_id is None else rows.filter(host_id=host_id)
+
+
+def disk_is_here(location: str, host_id: str | None) -> bool:
+    """Whether this process can tell LOCATION's free space for HOST_ID's
+    snapshots: S3 has one bucket for every host, but `local` (and a compound
+    writing there first) is the disk of each host, and this process sees
+    only its own host's (settings.BACKUP_HOST_ID)."""
+    writes_locally = location.split(COMPOUND_SEPARATOR)[0] == LOCAL
+    return host_id is None or host_id == settings.BACKUP_HOST_ID or not writes_locally
 
 
 def where(snapshot: Snapshot) -> list[dict[str, Any]]:
@@ -70,13 +86,15 @@ def _local_usage(completed: Any) -> tuple[int, int]:
     return a[0] + b[0], a[1] + b[1]
 
 
-def location_usage() -> list[dict[str, Any]]:
+def location_usage(host_id: str | None = None) -> list[dict[str, Any]]:
     """Every location: each backend with the snapshots that have a copy
     there (an off-site copy counts once verified), then each other
     storage_location the rows name (compounds like `local+s3`, and
-    locations no longer configured) with the snapshots stored so."""
-    completed = Snapshot.objects.filter(status=Snapshot.Status.COMPLETED)
-    local_free = get_backend(LOCAL).free_bytes()
+    locations no longer configured) with the snapshots stored so.
+    HOST_ID: only the snapshots that host made (the local disk's free space
+    only where it is this host's: disk_is_here)."""
+    completed = completed_snapshots(host_id)
+    local_free = get_backend(LOCAL).free_bytes() if disk_is_here(LOCAL, host_id) else None
     entries: dict[str, dict[str, Any]] = {}
     for name in backend_names():
         if name == LOCAL:
@@ -86,6 +104,7 @@ def location_usage() -> list[dict[str, Any]]:
                 OffsiteCopy.objects.filter(
                     location=name, state=OffsiteCopy.State.VERIFIED,
                     snapshot__status=Snapshot.Status.COMPLETED,
+                    **({} if host_id is None else {"snapshot__host_id": host_id}),
                 )
             )  # fmt: skip
         free = local_free if name == LOCAL else get_backend(name).free_bytes()

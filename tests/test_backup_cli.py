@@ -47,6 +47,13 @@ def test_list_filters_and_prints_json(capsys: pytest.CaptureFixture[str]) -> Non
     assert rows[0]["warnings"] == []
     call_command("backup", "list", "--status", "failed")
     assert "odoo_1" in capsys.readouterr().out
+    Snapshot.objects.create(backup_id="backup_20260105_103002_3fa2c3", app_id="wp_1",
+                            host_id="other", status="completed")  # fmt: skip
+    call_command("backup", "list", "--app", "wp_1", "--host", "other", "--json")
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["backup_id"], r["host_id"]) for r in rows] == [
+        ("backup_20260105_103002_3fa2c3", "other")
+    ]
 
 
 @pytest.mark.django_db

@@ -138,12 +138,20 @@ class SnapshotDetailSerializer(SnapshotSerializer):
         return row
 
 
+def host_id_field(help_text: str) -> serializers.RegexField:
+    return serializers.RegexField(
+        f"^{HOST_ID_PATTERN}$", required=False, help_text=help_text,
+        error_messages={"invalid": "not a host id: letters, digits, '.', '-' and '_'"},
+    )  # fmt: skip
+
+
 class SnapshotListQuery(serializers.Serializer):
     app_id = serializers.RegexField(APP_ID_PATTERN, required=False, max_length=128)
     status = serializers.ChoiceField(choices=Snapshot.Status.choices, required=False)
     kind = serializers.ChoiceField(choices=Snapshot.Kind.choices, required=False)
     purpose = serializers.ChoiceField(choices=Snapshot.Purpose.choices, required=False)
     storage_location = serializers.RegexField(LOCATION_PATTERN, required=False, max_length=64)
+    host_id = host_id_field("only the snapshots this host made")
     sort = serializers.ChoiceField(
         choices=["created_at", "-created_at", "size_bytes", "-size_bytes"],
         default="-created_at",
@@ -174,13 +182,6 @@ class BackupTypeField(serializers.CharField):
                 f'"{value}" is not a backup type; use "full" or "incremental"'
             )
         return value
-
-
-def host_id_field(help_text: str) -> serializers.RegexField:
-    return serializers.RegexField(
-        f"^{HOST_ID_PATTERN}$", required=False, help_text=help_text,
-        error_messages={"invalid": "not a host id: letters, digits, '.', '-' and '_'"},
-    )  # fmt: skip
 
 
 class BackupRequestSerializer(serializers.Serializer):
@@ -557,6 +558,13 @@ class LocationUsageSerializer(UsageSerializer):
     name = serializers.CharField()
     configured = serializers.BooleanField()
     free_bytes = serializers.IntegerField(allow_null=True)
+
+
+class StorageQuery(serializers.Serializer):
+    host_id = host_id_field(
+        "only the snapshots this host made; the local disk's free space is null unless it is "
+        "the API's own host (each host has its own local disk)"
+    )
 
 
 class StorageUsageSerializer(serializers.Serializer):

@@ -48,6 +48,18 @@ def test_filter_by_app_and_status(api: APIClient, rows: list[Snapshot]) -> None:
     assert data == {**data, "total": 0, "snapshots": [], "total_size_bytes": 0}
 
 
+def test_filter_by_host(api: APIClient, make_snapshot: MakeSnapshot) -> None:
+    on_a = make_snapshot(app_id="alpha", host_id="host-a")
+    on_b = make_snapshot(app_id="alpha", host_id="host-b", minutes=1)
+    assert ids(envelope(api.get(f"{API}/snapshots", {"host_id": "host-b"}), 200)) == [
+        on_b.backup_id
+    ]
+    both = envelope(api.get(f"{API}/snapshots", {"app_id": "alpha"}), 200)
+    assert ids(both) == [on_b.backup_id, on_a.backup_id]
+    assert envelope(api.get(f"{API}/snapshots", {"host_id": "nowhere"}), 200)["total"] == 0
+    assert "host_id" in envelope(api.get(f"{API}/snapshots", {"host_id": "a b/../c"}), 400)
+
+
 @pytest.mark.parametrize(
     ("sort", "order"),
     [

@@ -42,3 +42,23 @@ def test_usage_of_an_empty_service(api: APIClient, backup_root) -> None:
     data = envelope(api.get(f"{API}/storage"), 200)
     assert data["total_bytes"] == 0 and data["apps"] == [] and data["snapshots"] == 0
     assert data["locations"][0]["name"] == "local" and data["free_bytes"] > 0
+
+
+def test_usage_of_one_host(
+    api: APIClient, make_snapshot: MakeSnapshot, backup_root, settings
+) -> None:
+    """Each host has its own local disk: another host's free space is not
+    this process's to tell (null); S3 is shared, so its counts filter only."""
+    make_snapshot(app_id="alpha", size_bytes=100, host_id=settings.BACKUP_HOST_ID)
+    make_snapshot(app_id="alpha", size_bytes=250, host_id="host-b")
+    make_snapshot(app_id="beta", size_bytes=1000, host_id="host-b")
+    backup_root.mkdir(parents=True)
+    other = envelope(api.get(f"{API}/storage", {"host_id": "host-b"}), 200)
+    assert other["total_bytes"] == 1250 and other["snapshots"] == 2
+    assert [a["app_id"] for a in other["apps"]] == ["alpha", "beta"]
+    local = other["locations"][0]
+    assert local["name"] == "local" and local["size_bytes"] == 1250
+    assert local["free_bytes"] is None and other["free_bytes"] is None
+    own = envelope(api.get(f"{API}/storage", {"host_id": settings.BACKUP_HOST_ID}), 200)
+    assert own["total_bytes"] == 100 and own["free_bytes"] > 0
+    assert api.get(f"{API}/storage", {"host_id": "a/b"}).status_code == 400

@@ -10,13 +10,14 @@ from snapshots import selectors
 from snapshots.api.envelope import reply
 from snapshots.api.schema import envelope, responses
 from snapshots.api.scopes import READ
-from snapshots.api.serializers import StorageUsageSerializer
+from snapshots.api.serializers import StorageQuery, StorageUsageSerializer
 from snapshots.api.views.base import ApiView
 from snapshots.selectors_offsite import location_usage
 
 
 class StorageView(ApiView):
     required_scope = READ
+    query_serializers = {"get": StorageQuery}
 
     @extend_schema(
         tags=["storage"],
@@ -27,9 +28,11 @@ class StorageView(ApiView):
         "have a copy there (an off-site copy once verified; S3 has no free space: null), then "
         "each compound (`local+s3`) and each location the rows name but no longer configured, "
         "with the snapshots stored so.",
-        responses=responses({200: envelope("StorageUsageEnvelope", StorageUsageSerializer())}),
+        parameters=[StorageQuery],
+        responses=responses({200: envelope("StorageUsageEnvelope", StorageUsageSerializer())}, 400),
     )
     def get(self, request: Request) -> Response:
-        usage = selectors.storage_usage()
-        usage["locations"] = location_usage()
+        host_id = self.query.get("host_id")
+        usage = selectors.storage_usage(host_id)
+        usage["locations"] = location_usage(host_id)
         return reply(StorageUsageSerializer(usage).data)

@@ -149,6 +149,7 @@ class Command(BaseCommand):
         upload.add_argument("--deep-check", action="store_true", help="read the copy back")
         listing = sub.add_parser("list", help="list snapshots")
         listing.add_argument("--app")
+        listing.add_argument("--host", metavar="HOST_ID", help="only the snapshots this host made")
         listing.add_argument("--status", choices=[s.value for s in Snapshot.Status])
         listing.add_argument("--json", action="store_true")
         sub.add_parser("cleanup", help="fail runs of dead workers, remove half-written files")
@@ -278,9 +279,12 @@ class Command(BaseCommand):
             rows = rows.filter(app_id=options["app"])
         if options["status"]:
             rows = rows.filter(status=options["status"])
+        if options["host"]:
+            rows = rows.filter(host_id=options["host"])
         if options["json"]:
             data = [
-                {"backup_id": s.backup_id, "app_id": s.app_id, "status": s.status,
+                {"backup_id": s.backup_id, "app_id": s.app_id, "host_id": s.host_id,
+                 "status": s.status,
                  "kind": s.kind, "purpose": s.purpose,
                  "parent_backup_id": s.parent.backup_id if s.parent else None,
                  "chain_length": s.chain_length, "size_bytes": s.size_bytes,
