@@ -13,7 +13,7 @@ import builtins
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import BinaryIO, Protocol
+from typing import BinaryIO, Protocol, Self
 
 # Marks an object that is still being written; never a final name. A sweep
 # removes leftovers of crashed writers.
@@ -41,6 +41,35 @@ class AtomicWriter(Protocol):
     def __enter__(self) -> AtomicWriter: ...
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None: ...
+
+
+class WriterLifecycle:
+    """What every backend's writer shares: the `with` block commits on a
+    clean exit and aborts on an exception (or after an abort inside it), and
+    a writer refuses use once committed or aborted. A subclass sets _key and
+    _state ("open", then "committed" or "aborted") and has commit/abort."""
+
+    _key: str
+    _state: str
+
+    def commit(self) -> ObjectInfo:
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is not None or self._state == "aborted":
+            self.abort()
+        else:
+            self.commit()
+
+    def _require_open(self) -> None:
+        if self._state != "open":
+            raise ValueError(f"writer for {self._key!r} is already {self._state}")
 
 
 class Storage(Protocol):

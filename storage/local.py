@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from engine.errors import ObjectNotFound, StorageError, StorageFull
-from storage.base import ObjectInfo
+from storage.base import ObjectInfo, WriterLifecycle
 from storage.keys import (
     is_partial_name,
     is_partial_of,
@@ -240,7 +240,7 @@ class LocalStorage:
         return self.root.joinpath(*key.split("/"))
 
 
-class LocalWriter:
+class LocalWriter(WriterLifecycle):
     """An AtomicWriter for LocalStorage; see storage.base.AtomicWriter."""
 
     def __init__(self, storage: LocalStorage, key: str, final: Path, temp: Path, fd: int) -> None:
@@ -319,19 +319,6 @@ class LocalWriter:
         _unlink_quietly(self._temp)
         # A first write for a new app made its directory; leave no empty one behind.
         self._storage.prune_empty_dirs(self._temp.parent)
-
-    def __enter__(self) -> LocalWriter:
-        return self
-
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        if exc_type is not None or self._state == "aborted":
-            self.abort()
-        else:
-            self.commit()
-
-    def _require_open(self) -> None:
-        if self._state != "open":
-            raise ValueError(f"writer for {self._key!r} is already {self._state}")
 
 
 def fsync_dir(path: Path) -> None:

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import BinaryIO
 
 from engine.errors import ObjectNotFound, StorageError, StorageFull
-from storage.base import ObjectInfo
+from storage.base import ObjectInfo, WriterLifecycle
 from storage.keys import is_partial_of, partial_key, validate_key, validate_prefix
 
 
@@ -168,7 +168,7 @@ class MemoryStorage:
         return ObjectNotFound(f"no object {key!r} in storage {self.name!r}")
 
 
-class MemoryWriter:
+class MemoryWriter(WriterLifecycle):
     """An AtomicWriter for MemoryStorage; see storage.base.AtomicWriter."""
 
     def __init__(self, storage: MemoryStorage, key: str, temp: str, partial: _Partial) -> None:
@@ -205,16 +205,3 @@ class MemoryWriter:
             return
         self._state = "aborted"
         self._storage.discard(self._temp)
-
-    def __enter__(self) -> MemoryWriter:
-        return self
-
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        if exc_type is not None or self._state == "aborted":
-            self.abort()
-        else:
-            self.commit()
-
-    def _require_open(self) -> None:
-        if self._state != "open":
-            raise ValueError(f"writer for {self._key!r} is already {self._state}")

@@ -163,7 +163,7 @@ class S3RangeReader(io.RawIOBase):
         failures = 0
         while got < length:
             try:
-                body = self._get(start + got, start + length - 1, reissued=got > 0)
+                body = self._get(start + got, start + length - 1, reissued=failures > 0)
                 try:
                     while got < length:
                         if self._closing.is_set() or generation != self._generation:

@@ -18,7 +18,7 @@ import time
 from typing import TYPE_CHECKING
 
 from engine.errors import ChecksumMismatch, StorageError
-from storage.base import ObjectInfo
+from storage.base import ObjectInfo, WriterLifecycle
 from storage.s3_config import DEFAULT_PART_SIZE, MARKER_REFRESH_SECONDS, error_code
 from storage.s3_metadata import SHA256_METADATA, set_sha256
 from storage.s3_parts import PartSender, SentPart, completed_part, upload_checksum
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class S3Writer:
+class S3Writer(WriterLifecycle):
     """An AtomicWriter for S3Storage; see storage.base.AtomicWriter."""
 
     def __init__(self, storage: S3Storage, key: str, marker: str) -> None:
@@ -213,16 +213,3 @@ class S3Writer:
         except StorageError as exc:
             # The sweeper removes what an abort could not reach.
             log.warning("%s", exc)
-
-    def __enter__(self) -> S3Writer:
-        return self
-
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        if exc_type is not None or self._state == "aborted":
-            self.abort()
-        else:
-            self.commit()
-
-    def _require_open(self) -> None:
-        if self._state != "open":
-            raise ValueError(f"writer for {self._key!r} is already {self._state}")

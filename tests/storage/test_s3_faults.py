@@ -96,7 +96,11 @@ def test_a_ranged_read_resumes_after_the_connection_drops(
 
     assert len(read) == SIZE
     assert hashlib.sha256(read).hexdigest() == digest
-    assert reconnects == 2
+    # The reader re-issued each cut GET, unless the reset came before botocore
+    # had read the response's headers: botocore then retries the request
+    # itself, unseen by the reader (seen once under load: 1). The proxy's
+    # count of GETs below is the exact check.
+    assert 1 <= reconnects <= 2
     # Each range "bytes=FIRST-LAST" ends on a chunk boundary (or the object's
     # end); the GETs of one range start at its chunk boundary, then later.
     starts_by_end: dict[int, list[int]] = {}
