@@ -260,11 +260,6 @@ BACKUP_S3_DEEP_CHECK = env.bool("BACKUP_S3_DEEP_CHECK", False)
 # (or _FILE), from an address in BACKUP_METRICS_ALLOW, or with an API key.
 BACKUP_METRICS_TOKEN = env.secret("BACKUP_METRICS_TOKEN")
 BACKUP_METRICS_ALLOW = env.networks("BACKUP_METRICS_ALLOW")
-# A host is counted online while its worker's last run heartbeat or finish
-# is younger than this (a day and the missed-backup grace by default).
-BACKUP_METRICS_HOST_SEEN_SECONDS = env.int(
-    "BACKUP_METRICS_HOST_SEEN_SECONDS", 26 * 3600, minimum=60
-)
 
 # --- Celery ---------------------------------------------------------------
 # Empty broker URL = embedded mode: a filesystem transport under DATA_DIR, good

@@ -14,6 +14,7 @@ inventory lookup + heartbeat check)             target p95 < 10 ms."""
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import statistics
 import sys
@@ -88,12 +89,17 @@ def p95(values: list[float]) -> float:
     return statistics.quantiles(values, n=100)[94]
 
 
-def show(name: str, wall: list[float], target: float | None) -> bool:
+def show(
+    name: str, wall: list[float], target: float | None, cpu: list[float] | None = None
+) -> bool:
+    """Wall-clock figures decide; the CPU time of this process (not
+    PostgreSQL's) shows the cost when other work shares the cores."""
     ok = target is None or p95(wall) < target
     verdict = "(no target)" if target is None else f"target p95 < {target:.0f} ms  "
     verdict += "" if target is None else ("OK" if ok else "MISSED")
+    used = f"(cpu p50 {statistics.median(cpu):5.1f} p95 {p95(cpu):5.1f})  " if cpu else ""
     print(f"{name:<22} n={len(wall)}  p50 {statistics.median(wall):6.2f} ms  "
-          f"p95 {p95(wall):6.2f} ms  max {max(wall):6.2f} ms  {verdict}")  # fmt: skip
+          f"p95 {p95(wall):6.2f} ms  max {max(wall):6.2f} ms  {used}{verdict}")  # fmt: skip
     return ok
 
 
@@ -116,11 +122,14 @@ def main() -> int:
         client = Client()
         urls = ["/api/v1/backup/apps"] * args.requests
         measure(client, urls[:5], key)  # warm up
+        gc.freeze()  # as backup_project/wsgi.py does once the application is loaded
         body = client.get("/api/v1/backup/apps", HTTP_X_API_KEY=key).json()
         assert body["data"]["total"] == args.hosts * args.apps, body["data"]["total"]
-        ok = show("GET apps", measure(client, urls, key)[0], 100.0)
+        wall, cpu = measure(client, urls, key)
+        ok = show("GET apps", wall, 100.0, cpu)
         one = [f"/api/v1/backup/apps?host_id={host_ids[0]}"] * args.requests
-        show("GET apps?host_id", measure(client, one, key)[0], None)
+        wall, cpu = measure(client, one, key)
+        show("GET apps?host_id", wall, None, cpu)
         Host.objects.update(last_heartbeat=Now())  # the workers beat on while we measured
         routing = []
         for n in range(args.requests * 5):
@@ -128,6 +137,7 @@ def main() -> int:
             route_app(f"wordpress_{n % args.apps:04d}_{host_ids[-1][-1]}")
             routing.append((time.perf_counter() - started) * 1000)
         ok = show("routing one task", routing, 10.0) and ok
+        print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     finally:
         connection.creation.destroy_test_db(old_name, verbosity=0)
     return 0 if ok else 1

@@ -51,20 +51,23 @@ def _snapshot(backup_id: str) -> Snapshot:
 def backup_now_view(request: HttpRequest, app_id: str) -> HttpResponse:
     _require(request, BACKUP_PERMISSION)
     form = BackupNowForm(request.POST or None)
+    # ?host_id= (the dashboard's link names the app's host): needed when
+    # the app id is on two hosts; the form posts back to this same URL.
+    host_id = request.GET.get("host_id") or None
     if request.method == "POST" and form.is_valid():
         try:
             chosen = form.cleaned_data
             run = start_backup(
                 app_id, storage_location=chosen["storage_location"],
-                backup_type=chosen["backup_type"],
+                backup_type=chosen["backup_type"], host_id=host_id,
             )  # fmt: skip
-        except EngineError as exc:  # not on this host, unknown location, broker down, ...
+        except EngineError as exc:  # on no host or two, offline, unknown location, broker down
             form.add_error(None, str(exc))
         else:
             messages.success(request, f"backup of {app_id} queued")
             return _to_run(run)
     return page(request, "console/backup_now.html", f"Back up {app_id} now",
-                app_id=app_id, form=form)  # fmt: skip
+                app_id=app_id, form=form, host_id=host_id)  # fmt: skip
 
 
 @require_POST
@@ -76,7 +79,8 @@ def verify_view(request: HttpRequest, backup_id: str) -> HttpResponse:
     try:
         # Quick is a checksum of the stored bytes, done here as the API does;
         # deep reads every member, so it is a task.
-        run = start_deep_verify(snapshot) if deep else verify_now(snapshot)
+        # (on the host that holds a local archive of another host: the run page follows it)
+        run = start_deep_verify(snapshot) if deep else verify_now(snapshot, wait_seconds=0)
     except EngineError as exc:
         messages.error(request, f"snapshot {backup_id}: not verified: {exc}")
         return HttpResponseRedirect(reverse("admin:console_app", args=[snapshot.app_id]))

@@ -1,62 +1,62 @@
-"""The apps on this Docker host that the dashboard's table does not know
-yet (no backup, run or schedule): what a new operator must see first, with
-a way to back them up. The table itself reads only the database; this is
-the one Docker call of the page (a ping and two list calls), made in a
-thread while the database is read, and a web process without the engine
-(the fleet's web, issue 14) says so instead of failing."""
+"""The apps on the fleet's Docker hosts that the dashboard's table does not
+know yet (no backup, run or schedule): what a new operator must see first,
+with a way to back them up. Read from the inventory each host's worker
+stores (fleet/), as GET apps reads it: the web process never calls Docker
+(it has no socket in docker-compose.yml)."""
 
 from __future__ import annotations
 
-import contextvars
-from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from typing import TypeVar
 
 from django.conf import settings
-from docker.errors import DockerException
-from requests.exceptions import RequestException
 
-from engine.discovery import list_app_ids
-from engine.docker_client import connect
-from engine.errors import EngineError
+from fleet.selectors import HostState, hosted_inventories, list_hosts
 
-# The dashboard must not wait long for an engine that does not answer.
-DOCKER_TIMEOUT_SECONDS = 5
-T = TypeVar("T")
+
+@dataclass(frozen=True)
+class HostApp:
+    app_id: str
+    host_id: str
 
 
 @dataclass(frozen=True)
 class HostApps:
-    app_ids: list[str]
-    error: str = ""  # why the host's apps are not known
+    apps: list[HostApp]
+    error: str = ""  # why the hosts' apps are not known
+    stale: tuple[str, ...] = ()  # notes on hosts whose inventory may be out of date
+
+    @property
+    def app_ids(self) -> list[str]:
+        return [app.app_id for app in self.apps]
 
     def without(self, known: Iterable[str]) -> HostApps:
         taken = set(known)
-        return replace(self, app_ids=[app_id for app_id in self.app_ids if app_id not in taken])
+        return replace(self, apps=[app for app in self.apps if app.app_id not in taken])
 
 
-def host_app_ids() -> HostApps:
-    """Every app id on this Docker host."""
-    try:
-        client = connect(settings.DOCKER_HOST, timeout=DOCKER_TIMEOUT_SECONDS)
-    except EngineError as exc:
-        return HostApps([], str(exc))
-    try:
-        return HostApps(list_app_ids(client, settings.BACKUP_EXCLUDED_PROJECTS))
-    except EngineError as exc:
-        return HostApps([], str(exc))
-    except (DockerException, RequestException) as exc:  # a slow engine: a read timeout
-        return HostApps([], f"the Docker engine did not answer in time ({type(exc).__name__})")
-    finally:
-        client.close()
+def host_apps() -> HostApps:
+    """Every (app, host) of the hosts' stored inventories, by app id then
+    host id; with a note for hosts whose inventory is stale or offline, and
+    an error when no worker has reported yet."""
+    hosts = list_hosts()
+    if not hosts:
+        return HostApps([], "no worker has reported its host's apps yet (each host's worker "
+                        "stores them once it runs; the web process never asks Docker)")  # fmt: skip
+    apps = [HostApp(app_id, state.host.id) for state, app_id, _ in hosted_inventories()]
+    return HostApps(apps, stale=tuple(note for note in map(_note, hosts) if note))
 
 
-def alongside(work: Callable[[], T]) -> tuple[T, HostApps]:
-    """WORK's result, and the host's app ids listed meanwhile in a thread
-    (with this request's log context): the page waits for the slower one,
-    not for both one after the other."""
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        listing: Future[HostApps] = pool.submit(contextvars.copy_context().run, host_app_ids)
-        result = work()
-        return result, listing.result()
+def _note(state: HostState) -> str:
+    """Why STATE's apps may be out of date, or ''."""
+    if not state.online:
+        age = state.heartbeat_age_seconds
+        seen = "never" if age is None else f"{age:.0f} s ago"
+        return f"host {state.host.id} is offline (last heartbeat {seen})"
+    if state.inventory_stale:
+        age = state.inventory_age_seconds
+        when = "never reported" if age is None else f"reported {age:.0f} s ago"
+        error = f": {state.host.inventory_error}" if state.host.inventory_error else ""
+        limit = settings.BACKUP_INVENTORY_STALE_SECONDS
+        return f"host {state.host.id}'s inventory is stale ({when}, stale after {limit} s){error}"
+    return ""

@@ -13,7 +13,7 @@ from django.views.decorators.cache import never_cache
 
 from console import charts
 from console.format import human_duration, human_size
-from console.host_apps import alongside
+from console.host_apps import host_apps as stored_host_apps
 from console.rows import app_rows
 from console.selectors import backup_history, dashboard, recent_runs, recent_snapshots
 from snapshots.api.serializers import TaskSerializer
@@ -32,8 +32,8 @@ def dashboard_view(request: HttpRequest, extra_context: dict[str, Any] | None = 
     """The admin's index. ?apps=1 shows the stock list of models to superusers."""
     if request.GET.get("apps") and request.user.is_superuser:
         return admin.site.__class__.index(admin.site, request, extra_context)
-    data, on_host = alongside(dashboard)
-    host_apps = on_host.without(app.app_id for app in data.apps)
+    data = dashboard()
+    host_apps = stored_host_apps().without(app.app_id for app in data.apps)
     location_chart = charts.bar_chart(
         "Storage used per location",
         [(name, size) for name, _count, size in data.locations],

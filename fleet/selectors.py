@@ -8,8 +8,8 @@ import re
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db.models import Count, F, QuerySet
-from django.db.models.functions import Now
+from django.db.models import Count, F, QuerySet, TextField
+from django.db.models.functions import Cast, Now
 
 from engine.errors import AppNotFound
 from fleet.errors import AppOnManyHosts, HostOffline, UnknownHost
@@ -96,6 +96,21 @@ def hosted_apps(app_id: str | None = None, host_id: str | None = None) -> list[H
         for host, app, data in rows.order_by("app_id", "host_id").values_list(
             "host_id", "app_id", "inventory"
         )
+        if host in states
+    ]
+
+
+def hosted_inventories(host_id: str | None = None) -> list[tuple[HostState, str, str]]:
+    """(host, app id, stored inventory as JSON text) of every stored app (of
+    HOST_ID's only when given), by app id then host id: hosted_apps without
+    decoding or building anything, for GET apps, which decodes only the
+    inventories that changed since it last did (snapshots/api/app_json.py)."""
+    states = {state.host.id: state for state in list_hosts()}
+    rows = HostApp.objects.all() if host_id is None else HostApp.objects.filter(host_id=host_id)
+    texts = rows.annotate(text=Cast("inventory", TextField())).order_by("app_id", "host_id")
+    return [
+        (states[host], app, text)
+        for host, app, text in texts.values_list("host_id", "app_id", "text")
         if host in states
     ]
 

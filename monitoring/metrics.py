@@ -16,6 +16,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from fleet.selectors import list_hosts
 from monitoring import selectors
 from snapshots.models import Run
 
@@ -117,21 +118,38 @@ def _schedules() -> Iterator[Metric]:
 
 
 def _hosts() -> Iterator[Metric]:
-    seen = selectors.hosts_seen()
+    """From the fleet's host rows (each worker heartbeats its own): a host
+    is online while its last heartbeat is younger than
+    BACKUP_HOST_OFFLINE_SECONDS, the rule that refuses new work for it."""
+    hosts = list_hosts()
     last_seen = GaugeMetricFamily(
         "backup_host_last_seen_timestamp_seconds",
-        "When the host's worker last heartbeated or finished a run (Unix time).",
+        "When the host's worker last heartbeated (Unix time).",
         labels=["host_id"],
     )
-    for host in seen:
-        last_seen.add_metric([host.host_id], host.last_seen.timestamp())
-    online = GaugeMetricFamily(
-        "backup_hosts_online",
-        "Hosts whose worker ran something within BACKUP_METRICS_HOST_SEEN_SECONDS "
-        "(derived from runs until workers report a heartbeat of their own).",
-        value=float(sum(1 for host in seen if host.online)),
+    up = GaugeMetricFamily(
+        "backup_host_online", "1 while the host's worker heartbeats, else 0.", labels=["host_id"]
     )
-    yield from (last_seen, online)
+    inventory_age = GaugeMetricFamily(
+        "backup_host_inventory_age_seconds",
+        "Age of the host's stored inventory (apps, volumes); absent: never reported.",
+        labels=["host_id"],
+    )
+    for state in hosts:
+        host = state.host
+        if host.last_heartbeat is not None:
+            last_seen.add_metric([host.id], host.last_heartbeat.timestamp())
+        up.add_metric([host.id], 1.0 if state.online else 0.0)
+        if state.inventory_age_seconds is not None:
+            inventory_age.add_metric([host.id], state.inventory_age_seconds)
+    online = sum(1 for state in hosts if state.online)
+    yield from (last_seen, up, inventory_age)
+    yield GaugeMetricFamily("backup_hosts_online", "Hosts whose worker heartbeats.", online)
+    yield GaugeMetricFamily(
+        "backup_hosts_offline",
+        "Registered hosts whose worker stopped heartbeating (new work for their apps is refused).",
+        float(len(hosts) - online),
+    )
 
 
 REGISTRY = CollectorRegistry(auto_describe=False)

@@ -11,12 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.conf import settings
-from django.db.models import Count, DurationField, ExpressionWrapper, F, Max, Q, Sum, Window
+from django.db.models import Count, DurationField, ExpressionWrapper, F, Q, Sum, Window
 from django.db.models.functions import RowNumber
 
 from schedules.models import Notification, ScheduleFiring
-from snapshots.db_time import db_ago
 from snapshots.models import Run, Snapshot
 from snapshots.selectors_offsite import location_usage
 from snapshots.storage_locations import backend_names
@@ -55,13 +53,6 @@ class StorageTotals:
     snapshots: int
     size_bytes: int
     free_bytes: int | None
-
-
-@dataclass(frozen=True)
-class HostSeen:
-    host_id: str
-    last_seen: datetime
-    online: bool
 
 
 def last_backups() -> list[LastBackup]:
@@ -138,33 +129,3 @@ def storage_totals() -> list[StorageTotals]:
         for e in location_usage()
         if e["name"] in backends
     ]
-
-
-def hosts_seen() -> list[HostSeen]:
-    """Each Docker host whose worker has run something, with when it last did.
-
-    There is no host table yet (workers do not report a heartbeat of their
-    own): a host counts as online while its worker's last run heartbeat or
-    finish is less than BACKUP_METRICS_HOST_SEEN_SECONDS old by the
-    database's clock. One grouped query."""
-    window = settings.BACKUP_METRICS_HOST_SEEN_SECONDS
-    recent = Q(heartbeat_at__gte=db_ago(window)) | Q(finished_at__gte=db_ago(window))
-    rows = (
-        Run.objects.exclude(host_id="")
-        .order_by()
-        .values_list("host_id")
-        .annotate(
-            heartbeat=Max("heartbeat_at"),
-            finished=Max("finished_at"),
-            recent=Count(
-                "id",
-                filter=Q(heartbeat_at__gte=db_ago(window)) | Q(finished_at__gte=db_ago(window)),
-            ),
-        )
-    )
-    seen: list[HostSeen] = []
-    for host, heartbeat, finished, recent in rows:
-        moments = [m for m in (heartbeat, finished) if m is not None]
-        if moments:
-            seen.append(HostSeen(host, max(moments), recent > 0))
-    return seen

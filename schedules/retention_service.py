@@ -115,16 +115,28 @@ def app_is_known(app_id: str) -> bool:
 def apps_with_retention() -> list[str]:
     """Apps with at least one schedule that sets a retention rule (the others
     would have nothing removed)."""
+    return sorted({app_id for app_id, _ in retention_targets()})
+
+
+def retention_targets() -> list[tuple[str, str]]:
+    """(app id, host id: "" for a schedule naming no host) of the schedules
+    that set a retention rule: what the daily retention applies."""
     rules = ("retention_days", *KEEP_RULES)
-    rows = Schedule.objects.values_list("app_id", *rules)
-    return sorted({app_id for app_id, *values in rows if any(v is not None for v in values)})
+    rows = Schedule.objects.values_list("app_id", "host_id", *rules)
+    return sorted(
+        {(app_id, host) for app_id, host, *values in rows if any(v is not None for v in values)}
+    )
 
 
-def policies_for(app_id: str) -> list[Policy]:
-    """Every schedule of APP_ID, enabled or not: disabling a schedule pauses
-    its backups, it must not shorten what its policy keeps."""
+def policies_for(app_id: str, host_id: str | None = None) -> list[Policy]:
+    """Every schedule of APP_ID (on HOST_ID when given: its own and those
+    naming no host), enabled or not: disabling a schedule pauses its
+    backups, it must not shorten what its policy keeps."""
     policies = []
-    for schedule in Schedule.objects.filter(app_id=app_id).order_by("id"):
+    schedules = Schedule.objects.filter(app_id=app_id)
+    if host_id is not None:
+        schedules = schedules.filter(host_id__in=[host_id, ""])
+    for schedule in schedules.order_by("id"):
         zone = schedule.timezone or "UTC"
         try:
             ZoneInfo(zone)
@@ -137,9 +149,10 @@ def policies_for(app_id: str) -> list[Policy]:
     return policies
 
 
-def snapshot_facts(app_id: str) -> list[SnapshotFacts]:
-    """APP_ID's snapshots as retention sees them: three queries, whatever
-    their number."""
+def snapshot_facts(app_id: str, host_id: str | None = None) -> list[SnapshotFacts]:
+    """APP_ID's snapshots (made on HOST_ID when given: the same app id on
+    another host is another app) as retention sees them: three queries,
+    whatever their number."""
     verified = set(
         Run.objects.filter(
             app_id=app_id, operation=Run.Operation.VERIFY, state=Run.State.COMPLETED,
@@ -151,7 +164,10 @@ def snapshot_facts(app_id: str) -> list[SnapshotFacts]:
             "snapshot_id", flat=True
         )
     )
-    rows = Snapshot.objects.filter(app_id=app_id).values_list(
+    made = Snapshot.objects.filter(app_id=app_id)
+    if host_id is not None:
+        made = made.filter(host_id=host_id)
+    rows = made.values_list(
         "pk", "backup_id", "created_at", "status", "purpose", "parent__backup_id", "size_bytes"
     )
     facts = []
@@ -173,13 +189,15 @@ def _drill_protected(app_id: str) -> tuple[str, ...]:
 
 
 def plan_retention(
-    app_id: str, *, now: datetime | None = None, policies: list[Policy] | None = None
-) -> RetentionOutcome:
-    """The decision for APP_ID, nothing deleted (the preview, a dry run).
-    POLICIES, when given, stand in for the app's schedules' (the console's
-    "what would this policy keep", before it is saved)."""
-    facts = snapshot_facts(app_id)
-    policies = policies_for(app_id) if policies is None else policies
+    app_id: str, *, now: datetime | None = None, policies: list[Policy] | None = None,
+    host_id: str | None = None,
+) -> RetentionOutcome:  # fmt: skip
+    """The decision for APP_ID (on HOST_ID only when given), nothing deleted
+    (the preview, a dry run). POLICIES, when given, stand in for the app's
+    schedules' (the console's "what would this policy keep", before it is
+    saved)."""
+    facts = snapshot_facts(app_id, host_id)
+    policies = policies_for(app_id, host_id) if policies is None else policies
     moment = now or timezone.now()
     short = ShortRules(
         failed_days=settings.BACKUP_RETENTION_FAILED_DAYS,
@@ -192,13 +210,16 @@ def plan_retention(
     )  # fmt: skip
 
 
-def apply_retention_for_app(app_id: str, *, dry_run: bool = False) -> RetentionOutcome:
-    """Decide and, unless DRY_RUN, delete what the decision removes,
+def apply_retention_for_app(
+    app_id: str, *, dry_run: bool = False, host_id: str | None = None
+) -> RetentionOutcome:
+    """Decide (for APP_ID on HOST_ID only, when given) and, unless DRY_RUN,
+    delete what the decision removes,
     children before parents. Never raises for one snapshot's failure: it is
     in outcome.failed and notified. An error before any delete (the database
     down) is notified and raised."""
     try:
-        outcome = plan_retention(app_id)
+        outcome = plan_retention(app_id, host_id=host_id)
     except Exception as exc:
         if not dry_run:
             _notify(app_id, "retention could not decide", _describe(exc))

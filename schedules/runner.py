@@ -22,14 +22,15 @@ from datetime import datetime, timedelta
 from celery import signature
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from backup_project.celery import app as celery_app
-from engine.errors import EngineError
-from fleet.routing import route_app_or_bound
+from engine.errors import AppNotFound, EngineError
+from fleet.routing import route_app, route_app_or_bound, route_bound
 from schedules.models import Schedule, ScheduleFiring
 from schedules.timing import Timing, previous_due
-from snapshots.locks import app_is_locked
+from snapshots.locks import app_is_locked, lock_host
 from snapshots.models import Run, Snapshot
 from snapshots.services.backup import request_backup
 from snapshots.services.snapshots import BACKUP_TASK, task_queue
@@ -99,16 +100,34 @@ def _send_start(firing: ScheduleFiring, countdown: float) -> None:
     celery_app.send_task(START_TASK, args=[firing.pk], queue=SHARED_QUEUE, countdown=countdown)
 
 
-def app_busy(app_id: str) -> bool:
-    """A backup or restore holds the app's lease, or one is queued for it.
-    Verifies and off-site uploads read only a stored archive: they do not
-    make a scheduled backup wait."""
+def app_busy(app_id: str, host_id: str | None = None) -> bool:
+    """A backup or restore holds the lease of APP_ID on HOST_ID (this host
+    when not given), or one is queued for it there; the same app id on
+    another host is another app. Verifies and off-site uploads read only a
+    stored archive: they do not make a scheduled backup wait."""
+    host = lock_host(host_id)
     active = Run.objects.filter(
+        Q(host_id=host) | Q(host_id=""),  # "": a row from before runs named their host
         app_id=app_id,
         state__in=_ACTIVE,
         operation__in=[Run.Operation.BACKUP, Run.Operation.RESTORE],
     )
-    return app_is_locked(app_id) or active.exists()
+    return app_is_locked(app_id, host) or active.exists()
+
+
+def schedule_host(schedule: Schedule) -> str:
+    """The online host SCHEDULE's backup runs on: its host_id's (an app no
+    longer in that host's inventory goes there still, as uninstalled apps
+    do); for a schedule naming none, the app's one host by the stored
+    inventory, or where its last snapshot was made for an app in none.
+    EngineError (AppOnManyHosts, HostOffline, ...) when there is none: the
+    firing is refused now and told, not queued for ever."""
+    if schedule.host_id:
+        try:
+            return route_app(schedule.app_id, schedule.host_id)
+        except AppNotFound:
+            return route_bound(schedule.host_id)
+    return route_app_or_bound(schedule.app_id, last_host(schedule.app_id))
 
 
 def _poll_seconds(wait: int) -> float:
@@ -133,9 +152,13 @@ def start(firing_id: int) -> ScheduleFiring | None:
         # a weekly at 02:00) decide one after the other (PostgreSQL; SQLite
         # has one writer anyway).
         list(Schedule.objects.select_for_update().filter(app_id=schedule.app_id).values("pk"))
-        busy = app_busy(schedule.app_id)
+        try:
+            host_id = schedule_host(schedule)
+        except EngineError as exc:
+            return _refused(firing, schedule, exc)
+        busy = app_busy(schedule.app_id, host_id)
         if not busy:
-            return _request(firing, schedule)
+            return _request(firing, schedule, host_id)
     waited = (timezone.now() - firing.created_at).total_seconds()
     if waited < wait:
         countdown = min(_poll_seconds(wait), wait - waited)
@@ -151,14 +174,19 @@ def start(firing_id: int) -> ScheduleFiring | None:
     return firing
 
 
-def _request(firing: ScheduleFiring, schedule: Schedule) -> ScheduleFiring:
-    """Inside the caller's transaction: the run and snapshot rows, the
-    firing marked running, and the backup task sent once they commit."""
+def _refused(firing: ScheduleFiring, schedule: Schedule, exc: Exception) -> ScheduleFiring:
+    _end(firing, ScheduleFiring.State.FAILED, f"the backup could not be requested: {exc}")
+    when = f"{firing.scheduled_for:%Y-%m-%d %H:%M} UTC"
+    notify("backup_failed", schedule, f"Scheduled backup of {schedule.app_id} failed",
+           f"The backup due {when} was refused: {exc}")  # fmt: skip
+    return firing
+
+
+def _request(firing: ScheduleFiring, schedule: Schedule, host_id: str) -> ScheduleFiring:
+    """Inside the caller's transaction: the run and snapshot rows on HOST_ID
+    (schedule_host), the firing marked running, and the backup task sent
+    once they commit."""
     try:
-        # The app's host by the stored inventory (an app on two hosts, or on
-        # an offline one, is refused now and told, not queued for ever); an
-        # app in no inventory goes where its last snapshot was made, as before.
-        host_id = route_app_or_bound(schedule.app_id, last_host(schedule.app_id))
         with transaction.atomic():
             run = request_backup(
                 schedule.app_id, purpose=Snapshot.Purpose.SCHEDULED,
@@ -167,11 +195,7 @@ def _request(firing: ScheduleFiring, schedule: Schedule) -> ScheduleFiring:
                 host_id=host_id,
             )  # fmt: skip
     except (EngineError, UnknownStorageLocation) as exc:
-        _end(firing, ScheduleFiring.State.FAILED, f"the backup could not be requested: {exc}")
-        when = f"{firing.scheduled_for:%Y-%m-%d %H:%M} UTC"
-        notify("backup_failed", schedule, f"Scheduled backup of {schedule.app_id} failed",
-               f"The backup due {when} was refused: {exc}")  # fmt: skip
-        return firing
+        return _refused(firing, schedule, exc)
     firing.state = ScheduleFiring.State.RUNNING
     firing.run_id = run.pk
     firing.snapshot = run.snapshot
@@ -238,7 +262,7 @@ def settle(firing_id: int) -> str | None:
     schedule = firing.schedule
     when = f"{firing.scheduled_for:%Y-%m-%d %H:%M} UTC"
     if state == ScheduleFiring.State.COMPLETED and snapshot is not None:
-        _queue_retention(schedule.app_id)
+        _queue_retention(schedule, snapshot.host_id)
         notify("backup_succeeded", schedule, f"Scheduled backup of {schedule.app_id} completed",
                f"Backup {snapshot.backup_id} (due {when}) completed.")  # fmt: skip
     else:
@@ -247,12 +271,17 @@ def settle(firing_id: int) -> str | None:
     return state
 
 
-def _queue_retention(app_id: str) -> None:
+def _queue_retention(schedule: Schedule, made_on: str) -> None:
+    """Retention of SCHEDULE's app on the host that just backed it up
+    (MADE_ON): a local archive is deleted there. A schedule naming its host
+    decides over that host's snapshots only; one naming none, over the app
+    id's on every host, as before the fleet."""
+    host = made_on or last_host(schedule.app_id)
+    args = [schedule.app_id, schedule.host_id or None]
     try:
-        # On the host that made its snapshots: a local archive is deleted there.
-        celery_app.send_task(RETENTION_TASK, args=[app_id], queue=task_queue(last_host(app_id)))
+        celery_app.send_task(RETENTION_TASK, args=args, queue=task_queue(host))
     except Exception as exc:  # the next daily run applies it anyway
-        logger.error("could not queue retention of %s: %s", app_id, type(exc).__name__)
+        logger.error("could not queue retention of %s: %s", schedule.app_id, type(exc).__name__)
 
 
 def settle_open_firings() -> int:

@@ -56,10 +56,13 @@ def get_schedule(schedule_id: object) -> Schedule:
     return schedule
 
 
-def list_schedules(app_id: str | None = None) -> list[Schedule]:
+def list_schedules(app_id: str | None = None, host_id: str | None = None) -> list[Schedule]:
+    """The schedules (of APP_ID, on HOST_ID: those naming it or no host)."""
     rows = Schedule.objects.all()
     if app_id is not None:
         rows = rows.filter(app_id=app_id)
+    if host_id is not None:
+        rows = rows.filter(host_id__in=[host_id, ""])
     return list(rows.order_by("app_id", "id"))
 
 

@@ -8,14 +8,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from engine.discovery import get_app, validate_app_id
-from engine.docker_client import connect
+from engine.discovery import validate_app_id
 from engine.errors import AppNotFound
 from engine.quiesce import CONSISTENCY_MODES
+from fleet.errors import UnknownHost
+from fleet.selectors import locate_app
 from schedules import beat
 from schedules.models import Schedule, ScheduleFiring
 from schedules.timing import InvalidSchedule, Timing, minute_floor, parse_time, validate
@@ -32,7 +32,7 @@ PLAIN_FIELDS = (
     "name", "enabled", "jitter_seconds", "backup_type", "storage_location", "consistency",
     "encrypt", "notify_on_success", "action", *POLICY_FIELDS,
 )  # fmt: skip
-EDITABLE = ("app_id", *TIMING_FIELDS, *PLAIN_FIELDS, "notification_targets")
+EDITABLE = ("app_id", "host_id", *TIMING_FIELDS, *PLAIN_FIELDS, "notification_targets")
 MAX_JITTER_SECONDS = 3600
 
 
@@ -48,21 +48,28 @@ class AlreadyFiring(Exception):
     """Run now: this schedule already has a firing for the current minute."""
 
 
-def _check_app(app_id: object) -> str:
-    """APP_ID if it names an app on this Docker host (the snapshots API's
-    discovery); an app known only from old snapshots cannot be backed up."""
+def _check_app(app_id: object, host_id: object) -> tuple[str, str]:
+    """(APP_ID, HOST_ID) if APP_ID is an app in a host's stored inventory
+    (on HOST_ID when given; the web process never asks Docker), as the
+    backup API checks it: an app known only from old snapshots cannot be
+    backed up. An app id on two hosts and no HOST_ID raises AppOnManyHosts
+    (the API's 409 listing them); a blank HOST_ID is stored as blank, "the
+    app's only host", so the schedule follows an app that moves."""
     if not isinstance(app_id, str):
         raise InvalidSchedule("app_id", "app_id must be a string")
+    if host_id is not None and not isinstance(host_id, str):
+        raise InvalidSchedule("host_id", "host_id must be a string (or null)")
     try:
         validate_app_id(app_id)
-        client = connect(settings.DOCKER_HOST)
-        try:
-            get_app(client, app_id)
-        finally:
-            client.close()
     except AppNotFound as exc:
-        raise InvalidSchedule("app_id", f"{exc}; schedules are for apps on this host") from None
-    return app_id
+        raise InvalidSchedule("app_id", str(exc)) from None
+    try:
+        locate_app(app_id, host_id or None)
+    except UnknownHost as exc:
+        raise InvalidSchedule("host_id", str(exc)) from None
+    except AppNotFound as exc:
+        raise InvalidSchedule("app_id", f"{exc}; schedules are for apps on a host") from None
+    return app_id, host_id or ""
 
 
 def _check_plain(values: dict[str, Any]) -> None:
@@ -108,8 +115,10 @@ def _apply(schedule: Schedule, changes: dict[str, Any]) -> bool:
     if unknown:
         raise ScheduleInvalid({name: "unknown field" for name in unknown})
     try:
-        if "app_id" in changes and changes["app_id"] != schedule.app_id:
-            schedule.app_id = _check_app(changes["app_id"])
+        app_id = changes.get("app_id", schedule.app_id)
+        host_id = changes.get("host_id", schedule.host_id)
+        if app_id != schedule.app_id or (host_id or "") != schedule.host_id:
+            schedule.app_id, schedule.host_id = _check_app(app_id, host_id)
         if "time" in changes:
             changes = {**changes, "time": parse_time(changes["time"])}
         _check_plain(changes)

@@ -118,9 +118,15 @@ class SnapshotAdmin(OffsiteCopiesMixin, ReadOnlyAdmin):
     def verify_quick(self, request: HttpRequest, queryset: QuerySet[Snapshot]) -> None:
         for snapshot in queryset:
             try:
-                run = verify_now(snapshot)
+                run = verify_now(snapshot, wait_seconds=0)  # one host's run need not hold the page
             except EngineError as exc:
                 self.message_user(request, f"snapshot {snapshot}: {exc}", messages.WARNING)
+                continue
+            if run.state not in (Run.State.COMPLETED, Run.State.FAILED):
+                self.message_user(
+                    request, f"snapshot {snapshot}: quick verification queued on host "
+                    f"{run.host_id}, whose disk holds it (run {run.pk})",
+                )  # fmt: skip
                 continue
             if run.result.get("valid"):
                 self.message_user(

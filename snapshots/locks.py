@@ -1,5 +1,7 @@
-"""One backup or restore per app at a time, across every worker and host: a
-lease with fencing on the app's AppLock row (see its docstring).
+"""One backup or restore per app at a time, across every worker: a lease
+with fencing on the app's AppLock row (see its docstring). An app is
+(host_id, app_id): the same Compose project name on two Docker hosts is two
+apps, whose locks never block each other.
 
 Every time here is the database's (Now()): workers' clocks may disagree, the
 database's is the one all of them read. The statements are single
@@ -43,9 +45,10 @@ class Lease:
     run_id: object
     token: str
     fence: int
+    host_id: str
 
     def _mine(self) -> Q:
-        return Q(app_id=self.app_id, token=self.token, fence=self.fence)
+        return Q(host_id=self.host_id, app_id=self.app_id, token=self.token, fence=self.fence)
 
     def renew(self) -> bool:
         """Push the expiry a lease further; False once the lease is lost
@@ -73,66 +76,80 @@ class Lease:
         )
 
 
+def lock_host(host_id: str | None) -> str:
+    """The host part of a lock's key: a run's host_id, this host's for a
+    run that records none (rows from before the fleet)."""
+    return host_id or settings.BACKUP_HOST_ID
+
+
 def acquire_app_lock(app_id: str, run: Run, wait_seconds: float = 0) -> Lease:
-    """Take APP_ID's lease for RUN, waiting up to WAIT_SECONDS; else AppLocked."""
+    """Take the lease of APP_ID on RUN's host for RUN, waiting up to
+    WAIT_SECONDS; else AppLocked."""
+    host_id = lock_host(run.host_id)
     deadline = time.monotonic() + wait_seconds
     while True:
-        lease = try_acquire(app_id, run.pk)
+        lease = try_acquire(app_id, run.pk, host_id=host_id)
         if lease is not None:
             return lease
         if time.monotonic() >= deadline:
-            raise AppLocked(_busy_message(app_id))
+            raise AppLocked(_busy_message(host_id, app_id))
         time.sleep(1)
 
 
-def try_acquire(app_id: str, run_id: object, takeable: Q | None = None) -> Lease | None:
+def try_acquire(
+    app_id: str, run_id: object, takeable: Q | None = None, host_id: str | None = None
+) -> Lease | None:
     """The lease if it is free, or expired (by the database's clock) and its
     holder's run has ended; else None. An expired lease whose run is still
     `running` belongs to a dead worker whose changes are not undone yet: only
     that run's recovery may take it (take_over_for_recovery). Each grant
-    increments the fence."""
+    increments the fence. HOST_ID: this host's when not given."""
+    host_id = lock_host(host_id)
     if takeable is None:
         takeable = Q(run__isnull=True) | (
             Q(expires_at__lt=Now()) & ~Q(run__state=Run.State.RUNNING)
         )
-    _ensure_row(app_id)
+    _ensure_row(host_id, app_id)
     token = secrets.token_hex(16)
     grant = {
         "run_id": run_id, "token": token, "fence": F("fence") + 1, "acquired_at": Now(),
         "heartbeat_at": Now(), "expires_at": db_now_plus(lease_seconds()),
     }  # fmt: skip
-    taken = AppLock.objects.filter(app_id=app_id).filter(takeable).update(**grant)
-    if taken != 1:
+    row = AppLock.objects.filter(host_id=host_id, app_id=app_id)
+    if row.filter(takeable).update(**grant) != 1:
         return None
-    fence = AppLock.objects.filter(app_id=app_id, token=token).values_list("fence", flat=True)
-    return Lease(app_id, run_id, token, fence[0])
+    fence = row.filter(token=token).values_list("fence", flat=True)
+    return Lease(app_id, run_id, token, fence[0], host_id)
 
 
 def take_over_for_recovery(run: Run) -> Lease | None:
     """The lease of RUN's app for RUN's recovery: if it is free, or still
     RUN's own and expired. None while another run holds it."""
     mine_and_expired = Q(run_id=run.pk, expires_at__lt=Now())
-    return try_acquire(run.app_id, run.pk, Q(run__isnull=True) | mine_and_expired)
+    return try_acquire(
+        run.app_id, run.pk, Q(run__isnull=True) | mine_and_expired, host_id=run.host_id
+    )
 
 
-def _ensure_row(app_id: str) -> None:
-    if AppLock.objects.filter(app_id=app_id).exists():
+def _ensure_row(host_id: str, app_id: str) -> None:
+    if AppLock.objects.filter(host_id=host_id, app_id=app_id).exists():
         return
     try:
         with transaction.atomic():  # a savepoint: a concurrent insert is no error
-            AppLock.objects.create(app_id=app_id)
+            AppLock.objects.create(host_id=host_id, app_id=app_id)
     except IntegrityError:
         pass
 
 
-def _busy_message(app_id: str) -> str:
-    lock = AppLock.objects.held().filter(app_id=app_id).select_related("run").first()
+def _busy_message(host_id: str, app_id: str) -> str:
+    held = AppLock.objects.held().filter(host_id=host_id, app_id=app_id)
+    lock = held.select_related("run").first()
     if lock is None or lock.run is None:
-        return f"app {app_id} is busy; try again"
+        return f"app {app_id} on host {host_id} is busy; try again"
     return (
-        f"app {app_id} is busy: a {lock.run.operation} (run {lock.run_id}) has been "
-        f"running since {lock.acquired_at:%Y-%m-%d %H:%M:%S} UTC; only one backup or "
-        "restore per app runs at a time"
+        f"app {app_id} on host {host_id} is busy: a {lock.run.operation} (run "
+        f"{lock.run_id}) has been running since {lock.acquired_at:%Y-%m-%d %H:%M:%S} UTC; "
+        "only one backup or restore per app runs at a time"
     )
 
 
@@ -141,5 +158,6 @@ def release_app_lock(lease: Lease | None) -> None:
         lease.release()
 
 
-def app_is_locked(app_id: str) -> bool:
-    return AppLock.objects.held().filter(app_id=app_id).exists()
+def app_is_locked(app_id: str, host_id: str | None = None) -> bool:
+    """APP_ID on HOST_ID (this host when not given) has its lease held."""
+    return AppLock.objects.held().filter(host_id=lock_host(host_id), app_id=app_id).exists()

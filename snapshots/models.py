@@ -135,10 +135,11 @@ class Run(models.Model):
         constraints = [
             # Two restore requests arriving together both pass the "busy"
             # query; the database lets only one of them in (the other gets 409).
+            # Per host: the same app id on two hosts is two apps.
             models.UniqueConstraint(
-                fields=["app_id"],
+                fields=["host_id", "app_id"],
                 condition=models.Q(operation="restore", state__in=["pending", "running"]),
-                name="one_active_restore_per_app",
+                name="one_active_restore_per_host_app",
             ),
         ]
 
@@ -155,7 +156,8 @@ class AppLockQuerySet(models.QuerySet):
 
 class AppLock(models.Model):
     """At most one backup or restore per app at a time, across all workers:
-    a lease with fencing.
+    a lease with fencing. An app is (HOST_ID, APP_ID): the same Compose
+    project name on two Docker hosts is two apps, each with its own lock.
 
     One row per app, kept for ever, so FENCE only ever grows: each grant of
     the lease increments it. The holder (RUN, TOKEN, FENCE) renews
@@ -165,7 +167,9 @@ class AppLock(models.Model):
     hostname), and a takeover increments FENCE, so a late step of the old
     holder fails its check instead of acting under the new one."""
 
-    app_id = models.CharField(max_length=128, primary_key=True)
+    host_id = models.CharField(max_length=128)  # the run's host (BACKUP_HOST_ID)
+    # The app; a host's drill lock is "drill:<host>" (no app id has a ':').
+    app_id = models.CharField(max_length=128)
     run = models.ForeignKey(Run, null=True, on_delete=models.SET_NULL, related_name="+")
     token = models.CharField(max_length=64, blank=True)  # the holder's secret; empty when free
     fence = models.BigIntegerField(default=0)
@@ -175,8 +179,15 @@ class AppLock(models.Model):
 
     objects = AppLockQuerySet.as_manager()
 
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["host_id", "app_id"], name="one_lock_per_host_app")
+        ]
+
     def __str__(self) -> str:
-        return f"lock {self.app_id} by {self.run_id or 'nobody'} (fence {self.fence})"
+        return (
+            f"lock {self.app_id}@{self.host_id} by {self.run_id or 'nobody'} (fence {self.fence})"
+        )
 
 
 class AppBackupPolicy(models.Model):

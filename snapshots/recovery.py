@@ -46,7 +46,7 @@ from engine.recovery import (
     stop_running,
 )
 from snapshots.db_time import db_ago
-from snapshots.locks import Lease, lease_seconds, take_over_for_recovery
+from snapshots.locks import Lease, lease_seconds, lock_host, take_over_for_recovery
 from snapshots.models import AppLock, Run, Snapshot
 from snapshots.old_data import sweep_old_data
 from snapshots.run_reporter import run_reporter
@@ -175,9 +175,9 @@ def hand_over(run: Run, lease: Lease, error: str, result: dict[str, Any]) -> Non
         error=f"{error}; this host's recovery retries what was not rolled back",
         result=result, phase="awaiting recovery", heartbeat_at=db_ago(lease_seconds() + 1),
     )  # fmt: skip
-    AppLock.objects.filter(app_id=lease.app_id, token=lease.token, fence=lease.fence).update(
-        expires_at=db_ago(1)
-    )
+    AppLock.objects.filter(
+        host_id=lease.host_id, app_id=lease.app_id, token=lease.token, fence=lease.fence
+    ).update(expires_at=db_ago(1))
 
 
 def recover_run(run: Run) -> dict[str, Any] | None:
@@ -185,7 +185,7 @@ def recover_run(run: Run) -> dict[str, Any] | None:
     back to life, or another worker is recovering it)."""
     lease = take_over_for_recovery(run)
     if lease is None:
-        holder = AppLock.objects.filter(app_id=run.app_id).first()
+        holder = AppLock.objects.filter(host_id=lock_host(run.host_id), app_id=run.app_id).first()
         holder_is_dead = (
             holder is not None
             and Run.objects.filter(_silent(), pk=holder.run_id, state=Run.State.RUNNING).exists()

@@ -83,7 +83,7 @@ def recover_after_offline(host_id: str) -> dict[str, Any]:
         host_id=host_id, state=Run.State.FAILED, **{f"result__{AWAITING}": True}
     )
     for run in waiting.select_related("snapshot"):
-        lease = try_acquire(run.app_id, run.pk)
+        lease = try_acquire(run.app_id, run.pk, host_id=run.host_id)
         if lease is None:
             continue
         try:

@@ -237,7 +237,8 @@ class AppSummary:
     host: HostState | None = None  # None for an app on no host
 
 
-def _backup_stats(app_id: str | None = None) -> dict[str, BackupStats]:
+def backup_stats(app_id: str | None = None) -> dict[str, BackupStats]:
+    """Each app's completed snapshots (of APP_ID's only when given)."""
     rows = Snapshot.objects.filter(status=Snapshot.Status.COMPLETED).order_by()
     if app_id is not None:
         rows = rows.filter(app_id=app_id)
@@ -253,16 +254,23 @@ def _backup_stats(app_id: str | None = None) -> dict[str, BackupStats]:
 def list_apps(host_id: str | None = None) -> list[AppSummary]:
     """The apps of every host's inventory (of HOST_ID's only when given), one
     per (host, app), plus the apps known only by their snapshots."""
-    stats = _backup_stats()
+    stats = backup_stats()
     found = hosted_apps(host_id=host_id)
     apps = [_present(hosted, stats) for hosted in found]
-    present = {hosted.app.app_id for hosted in found}
-    apps += [
+    apps += absent_apps(stats, {hosted.app.app_id for hosted in found}, host_id)
+    return sorted(apps, key=lambda app: (app.app_id, app.host_id or ""))
+
+
+def absent_apps(
+    stats: dict[str, BackupStats], present: set[str], host_id: str | None = None
+) -> list[AppSummary]:
+    """The apps of STATS on no host's inventory (not in PRESENT), made on
+    HOST_ID when given."""
+    return [
         _absent(app_id, stats)
         for app_id in stats
         if app_id not in present and (host_id is None or stats[app_id].host_id == host_id)
     ]
-    return sorted(apps, key=lambda app: (app.app_id, app.host_id or ""))
 
 
 def get_app_summary(app_id: str, host_id: str | None = None) -> AppSummary:
@@ -270,7 +278,7 @@ def get_app_summary(app_id: str, host_id: str | None = None) -> AppSummary:
         validate_app_id(app_id)
     except AppNotFound as exc:
         raise NotFound(str(exc)) from None
-    stats = _backup_stats(app_id)
+    stats = backup_stats(app_id)
     try:
         return _present(locate_app(app_id, host_id), stats)
     except (AppNotFound, UnknownHost) as exc:

@@ -18,6 +18,7 @@ from snapshots.locks import acquire_app_lock, app_is_locked, take_over_for_recov
 from snapshots.models import AppLock, Run
 from snapshots.run_reporter import run_reporter
 from snapshots.tasks import cleanup
+from tests.api.conftest import make_snapshot  # noqa: F401 - a fixture
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -28,6 +29,45 @@ def new_run(state: str = Run.State.RUNNING) -> Run:
 
 def expire(app_id: str = "app1") -> None:
     AppLock.objects.filter(app_id=app_id).update(expires_at=Now() - timedelta(seconds=1))
+
+
+def test_the_same_app_id_on_two_hosts_locks_independently() -> None:
+    """(host_id, app_id) is the app: host A's backup of "app1" does not make
+    host B's wait; on one host it stays one holder at a time."""
+    on_a = Run.objects.create(operation="backup", app_id="app1", host_id="host-a", state="running")
+    on_b = Run.objects.create(operation="backup", app_id="app1", host_id="host-b", state="running")
+    again_a = Run.objects.create(operation="restore", app_id="app1", host_id="host-a")
+    lease_a = acquire_app_lock("app1", on_a)
+    lease_b = acquire_app_lock("app1", on_b)
+    assert (lease_a.host_id, lease_b.host_id) == ("host-a", "host-b")
+    assert app_is_locked("app1", "host-a") and app_is_locked("app1", "host-b")
+    with pytest.raises(AppLocked, match="app app1 on host host-a is busy: a backup"):
+        acquire_app_lock("app1", again_a)
+    lease_b.check("a step")  # each holds its own lease: B's check is not A's
+    lease_a.release()
+    assert not app_is_locked("app1", "host-a") and app_is_locked("app1", "host-b")
+    assert acquire_app_lock("app1", again_a).fence == lease_a.fence + 1
+    lease_b.release()
+    assert sorted(AppLock.objects.values_list("host_id", "app_id", "fence")) == [
+        ("host-a", "app1", 2), ("host-b", "app1", 1),
+    ]  # fmt: skip
+
+
+def test_restores_of_the_same_app_id_on_two_hosts_are_not_busy_for_each_other(
+    make_snapshot: Any,  # noqa: F811 - the fixture imported above
+) -> None:
+    from snapshots.services.restore import AppBusy, RestoreOptions, request_restore
+
+    snapshot = make_snapshot(app_id="app1", host_id="host-a")
+    Run.objects.create(operation="backup", app_id="app1", host_id="host-b", state="running")
+    first = request_restore("app1", snapshot.backup_id, RestoreOptions(), host_id="host-a")
+    assert first.host_id == "host-a"
+    with pytest.raises(AppBusy):  # the same app on the same host: one at a time
+        request_restore("app1", snapshot.backup_id, RestoreOptions(), host_id="host-a")
+    on_c = request_restore("app1", snapshot.backup_id, RestoreOptions(), host_id="host-c")
+    assert on_c.host_id == "host-c"  # the database's one-restore rule is per host too
+    with pytest.raises(AppBusy):  # host-b's app1 is being backed up
+        request_restore("app1", snapshot.backup_id, RestoreOptions(), host_id="host-b")
 
 
 def test_one_holder_and_the_fence_grows_with_every_grant() -> None:

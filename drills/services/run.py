@@ -64,7 +64,7 @@ def run_drill(drill_id: str, on_progress: Callable[[Progress], None] | None = No
         state=Drill.State.RUNNING, started_at=timezone.now(), host_id=settings.BACKUP_HOST_ID
     )
     started = time.monotonic()
-    lease = try_acquire(host_lock_id(), run.pk)
+    lease = try_acquire(host_lock_id(), run.pk, host_id=settings.BACKUP_HOST_ID)
     if lease is None:
         busy = f"another drill is running on this host ({settings.BACKUP_HOST_ID}); one at a time"
         return _end(run, started, (Drill.Outcome.SKIPPED, busy, [], {}))

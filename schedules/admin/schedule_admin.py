@@ -20,6 +20,7 @@ from django_celery_beat import models as beat_models
 from console.format import human_size
 from console.forms import BACKUP_KINDS, location_label
 from engine.quiesce import CONSISTENCY_MODES
+from fleet.errors import AppOnManyHosts
 from schedules import services
 from schedules.admin.widgets import WriteOnlyTextarea
 from schedules.models import Schedule, ScheduleFiring
@@ -30,10 +31,10 @@ from snapshots.admin import AppIdFilter
 from snapshots.storage_locations import storage_names
 
 FORM_FIELDS = [
-    "app_id", "name", "enabled", "frequency", "time", "timezone", "weekday", "day_of_month",
-    "cron_expression", "jitter_seconds", "action", "backup_type", "storage_location", "consistency",
-    "encrypt", "retention_days", "keep_last", "keep_daily", "keep_weekly", "keep_monthly",
-    "keep_yearly", "notify_on_success",
+    "app_id", "host_id", "name", "enabled", "frequency", "time", "timezone", "weekday",
+    "day_of_month", "cron_expression", "jitter_seconds", "action", "backup_type",
+    "storage_location", "consistency", "encrypt", "retention_days", "keep_last", "keep_daily",
+    "keep_weekly", "keep_monthly", "keep_yearly", "notify_on_success",
 ]  # fmt: skip
 
 for model in (
@@ -75,6 +76,10 @@ class ScheduleForm(forms.ModelForm):
             locations.append((current, f"{current} (not configured)"))
         fields["storage_location"].widget = forms.Select(choices=locations)
         fields["time"].help_text = "HH:MM in the timezone; hourly: only its minute is used."
+        fields["host_id"].help_text = (
+            "The Docker host the app is on; empty: the app's only host (needed when the app "
+            "id is on several hosts)."
+        )
         fields["day_of_month"].help_text = "Monthly: 1-31; 29-31 mean the month's last day."
         fields["cron_expression"].help_text = "Cron: minute hour day-of-month month weekday."
         fields["jitter_seconds"].help_text = "A random delay of up to this many seconds."
@@ -106,11 +111,14 @@ class ScheduleForm(forms.ModelForm):
         elif any(urls):
             values["notification_targets"] = [url for url in urls if url]
         existing = self.instance if self.instance.pk else None
+        values["host_id"] = values.get("host_id") or ""
         try:
             services.check(existing, values)
         except services.ScheduleInvalid as exc:
             for field, message in exc.errors.items():
                 self.add_error(field if field in self.fields else None, message)
+        except AppOnManyHosts as exc:  # the API's 409: here, the field to fill in
+            self.add_error("host_id", str(exc))
         self.service_values = values
         return data
 
@@ -119,15 +127,15 @@ class ScheduleForm(forms.ModelForm):
 class ScheduleAdmin(admin.ModelAdmin):
     form = ScheduleForm
     list_display = [
-        "__str__", "app_id", "timetable", "enabled", "next_run", "last_run", "last_result",
-        "storage_location", "backup_type",
+        "__str__", "app_id", "host_id", "timetable", "enabled", "next_run", "last_run",
+        "last_result", "storage_location", "backup_type",
     ]  # fmt: skip
-    list_filter = [AppIdFilter, "enabled", "frequency", "storage_location"]
+    list_filter = [AppIdFilter, "host_id", "enabled", "frequency", "storage_location"]
     search_fields = ["app_id", "name"]
     readonly_fields = ["timetable", "next_run", "last_run", "last_result", "targets_masked",
                        "recent_firings", "retention_preview"]  # fmt: skip
     fieldsets = [
-        (None, {"fields": ["app_id", "name", "enabled", "action"]}),
+        (None, {"fields": ["app_id", "host_id", "name", "enabled", "action"]}),
         ("When", {"fields": ["frequency", "time", "timezone", "weekday", "day_of_month",
                              "cron_expression", "jitter_seconds", "timetable", "next_run"]}),
         ("What is backed up, and where", {"fields": ["backup_type", "storage_location",

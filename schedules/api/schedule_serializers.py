@@ -9,6 +9,7 @@ from typing import Any
 
 from rest_framework import serializers
 
+from fleet.selectors import HOST_ID_PATTERN
 from schedules.models import Schedule, ScheduleFiring
 from schedules.selectors import ScheduleState
 from snapshots.api.serializers import APP_ID_PATTERN
@@ -24,6 +25,12 @@ class ScheduleWriteSerializer(serializers.Serializer):
     """POST (app_id required) and PATCH (every field optional)."""
 
     app_id = serializers.RegexField(APP_ID_PATTERN, max_length=128)
+    host_id = serializers.RegexField(
+        f"^{HOST_ID_PATTERN}$", required=False, allow_null=True, allow_blank=True,
+        max_length=128,
+        help_text="the app's Docker host; needed when the app id is on several hosts (409 "
+        "lists them). null: the app's only host, wherever it is",
+    )  # fmt: skip
     name = serializers.CharField(max_length=128, required=False, allow_blank=True)
     enabled = serializers.BooleanField(required=False)
     frequency = serializers.CharField(
@@ -88,6 +95,9 @@ class ScheduleSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     name = serializers.CharField()
     app_id = serializers.CharField()
+    host_id = serializers.CharField(
+        allow_null=True, help_text="the host its backups run on; null: the app's only host"
+    )
     enabled = serializers.BooleanField()
     frequency = serializers.ChoiceField(choices=Schedule.Frequency.choices)
     time = serializers.CharField(help_text="HH:MM in `timezone`")
@@ -130,6 +140,7 @@ def schedule_data(schedule: Schedule, state: ScheduleState) -> dict[str, Any]:
         if name not in (*state_fields, "notification_targets_masked", "time")
     }
     fields.update({name: getattr(state, name) for name in state_fields})
+    fields["host_id"] = schedule.host_id or None
     fields["time"] = schedule.time if isinstance(schedule.time, str) else f"{schedule.time:%H:%M}"
     fields["notification_targets_masked"] = masked(schedule.notification_targets_encrypted)
     return fields
@@ -142,6 +153,7 @@ class ScheduleListSerializer(serializers.Serializer):
 
 class ScheduleListQuery(serializers.Serializer):
     app_id = serializers.RegexField(APP_ID_PATTERN, required=False, max_length=128)
+    host_id = serializers.RegexField(f"^{HOST_ID_PATTERN}$", required=False, max_length=128)
 
 
 class FiringSerializer(serializers.Serializer):

@@ -63,7 +63,10 @@ class ScheduleListView(ApiView):
         responses=responses({200: envelope("ScheduleListEnvelope", ScheduleListSerializer())}, 400),
     )  # fmt: skip
     def get(self, request: Request) -> Response:
-        rows = [_shown(s) for s in selectors.list_schedules(self.query.get("app_id"))]
+        query = self.query
+        rows = [
+            _shown(s) for s in selectors.list_schedules(query.get("app_id"), query.get("host_id"))
+        ]
         return reply({"total": len(rows), "schedules": rows})
 
     @extend_schema(
@@ -71,7 +74,9 @@ class ScheduleListView(ApiView):
         description="Backs APP_ID up on a timetable (daily, weekly, monthly or a cron "
         "expression, in the schedule's timezone). 400 names the wrong field.",
         request=ScheduleWriteSerializer,
-        responses=responses({201: envelope("ScheduleEnvelope", ScheduleSerializer())}, 400, 503),
+        responses=responses(
+            {201: envelope("ScheduleEnvelope", ScheduleSerializer())}, 400, 409, 503
+        ),
     )  # fmt: skip
     def post(self, request: Request) -> Response:
         try:
@@ -95,7 +100,9 @@ class ScheduleDetailView(ApiView):
     @extend_schema(
         tags=TAGS, operation_id="schedules_partial_update", summary="Change a schedule",
         parameters=[SCHEDULE_ID_PARAMETER], request=ScheduleWriteSerializer,
-        responses=responses({200: envelope("ScheduleEnvelope", ScheduleSerializer())}, 400, 404),
+        responses=responses(
+            {200: envelope("ScheduleEnvelope", ScheduleSerializer())}, 400, 404, 409
+        ),
     )  # fmt: skip
     def patch(self, request: Request, schedule_id: str) -> Response:
         schedule = selectors.get_schedule(schedule_id)

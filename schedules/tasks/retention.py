@@ -10,7 +10,7 @@ from typing import Any
 from celery import shared_task
 
 from backup_project.celery import app as celery_app
-from schedules.retention_service import apply_retention_for_app, apps_with_retention
+from schedules.retention_service import apply_retention_for_app, retention_targets
 from schedules.runner import last_host
 from snapshots.services.snapshots import task_queue
 
@@ -22,8 +22,10 @@ APPLY_RETENTION = "schedules.apply_retention"
 # Deletes are idempotent (an already deleted snapshot is skipped), so a
 # redelivered message is harmless: acks_late.
 @shared_task(name=APPLY_RETENTION, acks_late=True)
-def apply_retention(app_id: str) -> dict[str, Any]:
-    return apply_retention_for_app(app_id).summary()
+def apply_retention(app_id: str, host_id: str | None = None) -> dict[str, Any]:
+    """HOST_ID: the app on that host only (a schedule naming its host);
+    None: the app id's snapshots on every host (messages sent before)."""
+    return apply_retention_for_app(app_id, host_id=host_id).summary()
 
 
 @shared_task(name="schedules.apply_retention_all")
@@ -32,12 +34,14 @@ def apply_retention_all() -> dict[str, Any]:
     queue (the files are on that host's storage): one app's failure, or a
     slow storage, does not hold the others up."""
     queued = []
-    for app_id in apps_with_retention():
+    for app_id, host_id in retention_targets():
         try:
-            queue = task_queue(last_host(app_id))  # the host holding its local archives
-            celery_app.send_task(APPLY_RETENTION, args=[app_id], queue=queue)
+            # The host holding its local archives: the schedule's, or for a
+            # schedule naming none the host of the app's latest snapshot.
+            queue = task_queue(host_id or last_host(app_id))
+            celery_app.send_task(APPLY_RETENTION, args=[app_id, host_id or None], queue=queue)
         except Exception as exc:  # kombu raises many types for "no broker"
             logger.error("could not queue retention for %s: %s", app_id, type(exc).__name__)
             continue
-        queued.append(app_id)
+        queued.append(f"{app_id}@{host_id}" if host_id else app_id)
     return {"queued": queued}

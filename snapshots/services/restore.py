@@ -16,6 +16,7 @@ from typing import Any
 import docker
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 
 from engine.discovery import get_app
 from engine.docker_client import connect
@@ -32,7 +33,13 @@ from engine.restore.plan import make_plan
 from engine.restore.staging import StoredArchive, prepare, stage, why_not_while_running
 from engine.restore.timeline import Timeline
 from engine.restore.volume_users import containers_to_stop, refuse_foreign_users
-from snapshots.locks import Lease, acquire_app_lock, app_is_locked, release_app_lock
+from snapshots.locks import (
+    Lease,
+    acquire_app_lock,
+    app_is_locked,
+    lock_host,
+    release_app_lock,
+)
 from snapshots.models import Run, Snapshot
 from snapshots.recovery import hand_over
 from snapshots.run_journal import RunGuard
@@ -96,11 +103,15 @@ def request_restore(
         )
     if snapshot.kind == Snapshot.Kind.INCREMENTAL:
         refuse_broken_chain(snapshot)  # the rest is checked when it runs
+    # The app on the host the restore runs on: the same app id on another
+    # host is another app (its own lock and runs).
+    host = lock_host(host_id)
     busy = Run.objects.filter(
+        Q(host_id=host) | Q(host_id=""),  # "": a row from before runs named their host
         app_id=app_id,
         operation__in=[Run.Operation.BACKUP, Run.Operation.RESTORE],
         state__in=[Run.State.PENDING, Run.State.RUNNING],
-    ).exists() or app_is_locked(app_id)
+    ).exists() or app_is_locked(app_id, host)
     message = f"app {app_id} is busy with another backup or restore; try again later"
     if busy:
         raise AppBusy(message)

@@ -15,11 +15,12 @@ from engine.errors import AppNotFound, EngineError, ObjectNotFound
 from engine.incremental.index import remove_index
 from fleet.routing import host_queue, route_app, route_bound, route_to_host
 from snapshots.models import Run, Snapshot
+from snapshots.selectors import wait_for_run
 from snapshots.services.backup import request_backup
 from snapshots.services.offsite_recovery import abort_uploads
 from snapshots.services.restore import RestoreOptions, RestoreRefused, request_restore
 from snapshots.services.verify import refuse_unless_verifiable, request_verify, run_verify
-from snapshots.storage_locations import get_storage, keeps_local_copy
+from snapshots.storage_locations import LOCAL, get_storage, keeps_local_copy
 
 logger = logging.getLogger(__name__)
 
@@ -112,11 +113,46 @@ def start_backup(
     return run
 
 
-def verify_now(snapshot: Snapshot) -> Run:
+def verify_now(snapshot: Snapshot, wait_seconds: float | None = None) -> Run:
     """Quick verification (SHA-256 of the stored bytes against the row and the
-    sidecar), in this process; the run records the report."""
-    run = request_verify(snapshot, deep=False)
-    return run_verify(str(run.pk))
+    sidecar); the run records the report. It needs no Docker engine, only
+    the archive's bytes, so it runs in this process wherever they can be
+    read here: off-site storage (S3, which this process also serves
+    downloads from) or a local disk that holds the file (this host's, the
+    web beside its worker). A local archive that is not here is on the disk
+    of the host that made it: that host's worker verifies it (its queue;
+    refused at once when it is offline), and this waits up to WAIT_SECONDS
+    (default BACKUP_API_WAIT_SECONDS) for the report; the run is returned
+    still pending or running when it takes longer."""
+    host = _holding_host(snapshot)
+    if host is None:
+        run = request_verify(snapshot, deep=False)
+        return run_verify(str(run.pk))
+    refuse_unless_verifiable(snapshot)
+    host = route_bound(host)
+    with transaction.atomic():
+        run = request_verify(snapshot, deep=False, host_id=host)
+        _enqueue(VERIFY_TASK, run)
+    wait = settings.BACKUP_API_WAIT_SECONDS if wait_seconds is None else wait_seconds
+    return wait_for_run(str(run.pk), wait)
+
+
+def _holding_host(snapshot: Snapshot) -> str | None:
+    """The other host whose local disk alone holds SNAPSHOT's archive; None
+    when this process can read it (quick verify here reports a local file
+    of another host "missing" otherwise)."""
+    location = snapshot.storage_location
+    if not keeps_local_copy(location) or snapshot.host_id in ("", settings.BACKUP_HOST_ID):
+        return None
+    if not snapshot.storage_key:
+        return None  # a row with no archive: the verification says so, here
+    try:
+        get_storage(LOCAL).stat(snapshot.storage_key)
+    except ObjectNotFound:
+        return snapshot.host_id
+    except EngineError:
+        return None  # an unreadable path: the verification reports it
+    return None  # that host's disk is mounted here too
 
 
 def start_deep_verify(snapshot: Snapshot) -> Run:

@@ -5,13 +5,17 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
+from django.db.models.functions import Now
+
 from engine.inventory import ConfigFile, ContainerInfo, VolumeInfo
 from fleet.inventory_store import StoredDatabase
-from fleet.models import Host
+from fleet.models import Host, HostApp
 from fleet.selectors import HostState
-from snapshots.api.app_json import app_json
+from snapshots.api.app_json import app_json, list_apps_json
 from snapshots.api.serializers import AppSerializer
-from snapshots.selectors import AppSummary, BackupStats
+from snapshots.models import Snapshot
+from snapshots.selectors import AppSummary, BackupStats, list_apps
 
 
 def test_app_json_writes_what_the_serializer_writes() -> None:
@@ -36,3 +40,38 @@ def test_app_json_writes_what_the_serializer_writes() -> None:
     for app, last in ((present, drill), (absent, None)):
         expected = AppSerializer(app, context={"last_drills": {app.app_id: last}}).data
         assert app_json(app, last) == expected
+
+
+@pytest.mark.django_db
+def test_the_listing_writes_what_the_serializer_writes_and_sees_changes() -> None:
+    """GET apps' entries (from the stored JSON, reshaped once per change)
+    against AppSerializer over selectors.list_apps (the objects' path), on
+    real rows; then a changed inventory is listed changed, not as cached."""
+    from bench.bench_fleet import inventory
+
+    for host in ("h1", "h2"):
+        Host.objects.create(id=host, last_heartbeat=Now(), inventory_at=Now())
+    HostApp.objects.create(host_id="h1", app_id="shop", inventory=inventory("shop"))
+    HostApp.objects.create(host_id="h2", app_id="shop", inventory=inventory("shop"))
+    HostApp.objects.create(host_id="h2", app_id="blog", inventory={"containers": []})
+    for backup_id, app_id in (("backup_20260105_103000_abcdef", "shop"),
+                              ("backup_20260105_103000_abcdee", "gone")):  # fmt: skip
+        Snapshot.objects.create(backup_id=backup_id, app_id=app_id, host_id="h1",
+                                status="completed", size_bytes=10, sha256="0" * 64)  # fmt: skip
+
+    def expected(host_id: str | None = None) -> list[dict]:
+        return [AppSerializer(app).data for app in list_apps(host_id)]
+
+    def ages_dropped(entries: list[dict]) -> list[dict]:  # the clock moves between the two
+        return [{**entry, "inventory_age_seconds": None} for entry in entries]
+
+    for host_id in (None, "h1", "h2"):
+        assert ages_dropped(list_apps_json(host_id)) == ages_dropped(expected(host_id))
+    assert [e["app_id"] for e in list_apps_json()] == ["blog", "gone", "shop", "shop"]
+    changed = inventory("shop")
+    changed["containers"][0]["state"] = "exited"
+    HostApp.objects.filter(host_id="h2", app_id="shop").update(inventory=changed)
+    states = {(e["app_id"], e["host_id"]): e["containers"][0]["state"] for e in list_apps_json()
+              if e["app_id"] == "shop"}  # fmt: skip
+    assert states == {("shop", "h1"): "running", ("shop", "h2"): "exited"}
+    assert ages_dropped(list_apps_json()) == ages_dropped(expected())

@@ -133,8 +133,9 @@ def test_restore_while_a_backup_holds_the_app_lock_is_409(
     from django.utils import timezone
 
     AppLock.objects.create(
-        app_id="wordpress001", run=backup, acquired_at=timezone.now(), heartbeat_at=timezone.now()
-    )
+        host_id=snapshot.host_id, app_id="wordpress001", run=backup,
+        acquired_at=timezone.now(), heartbeat_at=timezone.now(),
+    )  # fmt: skip
     envelope(api.post(f"{API}/restore/wordpress001/{snapshot.backup_id}", {}, "json"), 409)
 
 
@@ -147,14 +148,14 @@ def test_restore_while_a_backup_run_is_active_is_409(
     from snapshots.services.restore import AppBusy, RestoreOptions, request_restore
 
     snapshot = make_snapshot()
-    backup = request_backup("wordpress001")
+    backup = request_backup("wordpress001", host_id=snapshot.host_id)  # where it restores
     Run.objects.filter(pk=backup.pk).update(state=state)
     assert not AppLock.objects.exists()
     response = api.post(f"{API}/restore/wordpress001/{snapshot.backup_id}", {}, "json")
     envelope(response, 409)
     assert "busy" in response.json()["message"]
     with pytest.raises(AppBusy):
-        request_restore("wordpress001", snapshot.backup_id, RestoreOptions())
+        request_restore("wordpress001", snapshot.backup_id, RestoreOptions(), snapshot.host_id)
     assert not Run.objects.filter(operation="restore").exists()
     # Another app's backup does not make this one busy; an ended one neither.
     request_backup("odoo001")

@@ -2,4 +2,4 @@
 schedules tests' app on the Docker engine."""
 
 from tests.api.conftest import backup_root, make_snapshot, stored_snapshot  # noqa: F401
-from tests.schedules.conftest import host_app  # noqa: F401
+from tests.schedules.conftest import host_app, host_app_stack  # noqa: F401

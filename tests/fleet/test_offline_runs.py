@@ -91,11 +91,12 @@ def test_a_busy_app_waits_for_a_later_round(tiny_app: ComposeStack, settings) ->
     Host.objects.create(id=GONE, last_heartbeat=db_ago(3600))
     run = _dead_backup(tiny_app.project, container.id)
     tasks.recover_hosts_task()
+    # The same app on the same host (an app id elsewhere is another app).
     other = Run.objects.create(
         operation=Run.Operation.RESTORE, app_id=tiny_app.project, state=Run.State.RUNNING,
-        host_id="elsewhere",
+        host_id=GONE,
     )  # fmt: skip
-    lease = try_acquire(tiny_app.project, other.pk)
+    lease = try_acquire(tiny_app.project, other.pk, host_id=GONE)
     assert lease is not None
     assert recover_after_offline(GONE) == {}
     assert Run.objects.get(pk=run.pk).result[AWAITING] is True

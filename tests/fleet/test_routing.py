@@ -182,10 +182,16 @@ def test_retention_goes_to_the_host_holding_the_apps_snapshots(
     settings.BACKUP_TASK_QUEUE = ""
     make_snapshot(app_id="kept_app", host_id=OTHER)
     sent: list[tuple[str, str]] = []
-    monkeypatch.setattr(retention, "apps_with_retention", lambda: ["kept_app", "new_app"])
+    targets = [("kept_app", ""), ("new_app", ""), ("named_app", "host-b")]
+    monkeypatch.setattr(retention, "retention_targets", lambda: targets)
     monkeypatch.setattr(
-        retention.celery_app, "send_task", lambda name, args, queue: sent.append((args[0], queue))
+        retention.celery_app, "send_task", lambda name, args, queue: sent.append((*args, queue))
     )
     retention.apply_retention_all()
-    # An app with no snapshot yet: this host's queue, as before the fleet.
-    assert sent == [("kept_app", f"host.{OTHER}"), ("new_app", f"host.{settings.BACKUP_HOST_ID}")]
+    # An app with no snapshot yet: this host's queue, as before the fleet; a
+    # schedule naming its host: that host's, for that host's snapshots only.
+    assert sent == [
+        ("kept_app", None, f"host.{OTHER}"),
+        ("new_app", None, f"host.{settings.BACKUP_HOST_ID}"),
+        ("named_app", "host-b", "host.host-b"),
+    ]

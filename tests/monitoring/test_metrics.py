@@ -165,11 +165,39 @@ def test_metrics_values_are_the_database_rows(metrics_settings: Any) -> None:
         labels(schedule_id=sid, app_id="app000", reason="missed"): 1,
     }
 
-    # Hosts: host-a ran something an hour ago, host-b five days ago.
-    assert set(samples["backup_host_last_seen_timestamp_seconds"]) == {
-        labels(host_id="host-a"), labels(host_id="host-b"),
+    # Hosts come from the fleet's host rows, not from runs (no host row here:
+    # host-a and host-b only ran things); test_hosts_are_counted_from_host_rows.
+    assert samples["backup_hosts_online"] == {frozenset(): 0}
+    assert samples["backup_hosts_offline"] == {frozenset(): 0}
+
+
+@pytest.mark.django_db
+def test_hosts_are_counted_from_host_rows(metrics_settings: Any) -> None:
+    """Online/offline by each worker's own heartbeat (the rule that refuses
+    new work), whatever runs say: host-c never ran anything."""
+    from django.db.models.functions import Now
+
+    from fleet.models import Host
+    from tests.fleet.helpers import age_host
+
+    for host in ("host-a", "host-b", "host-c"):
+        Host.objects.create(id=host, last_heartbeat=Now(), inventory_at=Now())
+    Host.objects.create(id="host-new")  # registered, never heartbeated
+    age_host("host-b", heartbeat_seconds=3600, inventory_seconds=7200)
+    run("app000", "backup", "completed", 5, host_id="host-b")  # a run is no heartbeat
+    samples = scrape()
+    assert samples["backup_hosts_online"] == {frozenset(): 2}
+    assert samples["backup_hosts_offline"] == {frozenset(): 2}
+    assert samples["backup_host_online"] == {
+        labels(host_id="host-a"): 1, labels(host_id="host-b"): 0,
+        labels(host_id="host-c"): 1, labels(host_id="host-new"): 0,
     }  # fmt: skip
-    assert samples["backup_hosts_online"] == {frozenset(): 1}
+    seen = samples["backup_host_last_seen_timestamp_seconds"]
+    assert set(seen) == {labels(host_id=h) for h in ("host-a", "host-b", "host-c")}
+    assert seen[labels(host_id="host-a")] - seen[labels(host_id="host-b")] == pytest.approx(
+        3600, abs=60
+    )
+    assert samples["backup_host_inventory_age_seconds"][labels(host_id="host-b")] >= 7200
 
 
 def _queries_for_a_scrape() -> int:

@@ -15,12 +15,21 @@ from rest_framework.test import APIClient
 from schedules import services
 from schedules.models import Schedule
 from snapshots.services.api_keys import create_api_key
+from tests.fleet.helpers import report_app
 from tests.images import APP_IMAGE
 from tests.stacks import ComposeStack, ServiceSpec, random_project
 
 
+@pytest.fixture
+def host_app(host_app_stack: ComposeStack, db: None) -> ComposeStack:
+    """HOST_APP_STACK in this host's stored inventory (a schedule is for an
+    app a worker reported: the web process never asks Docker)."""
+    report_app(host_app_stack.project)
+    return host_app_stack
+
+
 @pytest.fixture(scope="module")
-def host_app(
+def host_app_stack(
     docker_client: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ComposeStack]:
     """One busybox container with a small volume: quick to back up."""

@@ -49,6 +49,8 @@ class SnapshotVerifyView(ApiView):
         if body["deep"]:
             return accepted(start_deep_verify(snapshot), "deep verification queued")
         run = verify_now(snapshot)
+        if run.state not in selectors.TERMINAL_STATES:  # on the host that holds it, still going
+            return accepted(run, f"quick verification running on host {run.host_id}; poll the task")
         report = VerifyReportSerializer(VerifyReportSerializer.from_run(run, backup_id)).data
         message = "snapshot is valid" if report["valid"] else "snapshot is NOT valid"
         return reply(report, message=message)
