@@ -21,7 +21,13 @@ import docker
 
 from engine.age import AgeWriter
 from engine.archive.entry_log import ArchiveSummary
-from engine.archive.layout import CONFIG_DIR, FORMAT_NAME, FORMAT_VERSION, archive_suffix
+from engine.archive.layout import (
+    CONFIG_DIR,
+    CONTAINERS_JSON,
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    archive_suffix,
+)
 from engine.archive.manifest import Manifest
 from engine.archive.writer import ArchiveWriter
 from engine.compression import Compression, open_compressor
@@ -33,6 +39,7 @@ from engine.inventory import AppInfo, DatabaseInfo
 from engine.output_thread import OutputThread
 from engine.progress import Progress, ProgressCallback, no_progress
 from engine.quiesce import ConsistencyMode, quiesced
+from engine.recreate.record import app_record, record_bytes
 from engine.restore.database_volumes import database_volumes_of
 from engine.secret import Secret
 from engine.steps import StepGuard, no_guard
@@ -293,6 +300,9 @@ def _write_members(
     guard: StepGuard,
 ) -> None:
     writer.add_backup_json(info)
+    # Second, so a restore on another host reads it without the data; the
+    # containers' environment (secrets) is in it: in the archive only.
+    writer.add_bytes(CONTAINERS_JSON, record_bytes(app_record(client, app)), 0o600)
     progress(Progress("archiving", 0, total, detail=f"volumes ({options.consistency})"))
     with quiesced(client, app, options.consistency, guard):
         for volume in app.volumes:

@@ -1,6 +1,9 @@
 """Names inside an archive (format v1).
 
     backup.json                         what is inside: app, volumes, databases, config
+    containers.json                     how to recreate the app's containers, networks and
+                                        volumes on another host (engine.recreate); holds
+                                        their environment (secrets): archive only
     volumes/<volume>/...                each volume's tree, with full metadata
     databases/<container>/<db>.<ext>    logical dumps
     config/<name>                       compose files and .env
@@ -17,6 +20,7 @@ FORMAT_NAME = "docker-app-backup"
 FORMAT_VERSION = 1
 
 BACKUP_JSON = "backup.json"
+CONTAINERS_JSON = "containers.json"
 MANIFEST_JSON = "manifest.json"
 VOLUMES_DIR = "volumes"
 DATABASES_DIR = "databases"

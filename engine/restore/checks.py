@@ -24,6 +24,7 @@ from typing import Any, Literal, NamedTuple
 from engine.archive.layout import (
     BACKUP_JSON,
     CONFIG_DIR,
+    CONTAINERS_JSON,
     DATABASES_DIR,
     MANIFEST_JSON,
     VOLUMES_DIR,
@@ -150,7 +151,7 @@ def place(
         return Placement("backup", "", ())
     if parts == (MANIFEST_JSON,):
         return Placement("manifest", "", ())
-    if parts == (APPLY_SCRIPT,):
+    if parts in ((APPLY_SCRIPT,), (CONTAINERS_JSON,)):
         return Placement("skip", "", parts)
     if top == DELTAS_DIR and len(parts) >= 3:
         volume = parts[1]

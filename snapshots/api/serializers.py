@@ -323,6 +323,12 @@ class RestoreQuery(serializers.Serializer):
     )
 
 
+class RecreatedSerializer(serializers.Serializer):
+    containers = serializers.ListField(child=serializers.CharField())
+    volumes = serializers.ListField(child=serializers.CharField())
+    networks = serializers.ListField(child=serializers.CharField())
+
+
 class RestoreResultSerializer(serializers.Serializer):
     """A restore task's result (snapshots.services.restore). app_id,
     snapshot_id, restored_volumes, database_restored and duration_seconds are
@@ -375,6 +381,13 @@ class RestoreResultSerializer(serializers.Serializer):
         help_text="null: no database is restored; true: a failure restores the databases from "
         "the safety backup; false: it could not (no safety backup, or accepted without a "
         "rollback; warnings say why)",
+    )
+    recreated = RecreatedSerializer(
+        allow_null=True,
+        required=False,
+        help_text="the app had nothing on this host (a migration): what the restore created "
+        "from the snapshot's record before filling it; null: nothing created (or, failed, "
+        "all of it removed again)",
     )
     warnings = serializers.ListField(
         child=serializers.CharField(),

@@ -53,6 +53,7 @@ from snapshots.services.restore_errors import (
     RestoreRefused,
     SnapshotNotFound,
 )
+from snapshots.services.restore_migrate import app_on_this_host
 from snapshots.services.restore_notes import missing_services_warning
 from snapshots.services.restore_rollback import (
     POLICY_GAP,
@@ -217,7 +218,8 @@ def _initial_result(run: Run) -> dict[str, Any]:
     container's start), beside the whole duration_seconds; phases: seconds
     per phase (engine.restore.timeline); staged_while_running: whether the
     volumes were extracted before the stop (False: the old order, and
-    staged_while_running_why_not says why)."""
+    staged_while_running_why_not says why); recreated: the containers,
+    volumes and networks made on a host where the app had none (a migration)."""
     backup_id = run.snapshot.backup_id if run.snapshot is not None else None
     return {
         "app_id": run.app_id, "snapshot_id": backup_id, "backup_id": backup_id,
@@ -225,7 +227,7 @@ def _initial_result(run: Run) -> dict[str, Any]:
         "restored_databases": [], "skipped_volumes": {}, "started_containers": [],
         "safety_backup_id": None, "duration_seconds": 0.0, "downtime_seconds": 0.0,
         "phases": {}, "staged_while_running": None, "staged_while_running_why_not": None,
-        "database_rollback": None, "warnings": [],
+        "database_rollback": None, "recreated": None, "warnings": [],
     }  # fmt: skip
 
 
@@ -270,91 +272,99 @@ def _restore(
     stored = chain[0] if chain else stored_archive(snapshot)  # no key: refused here
     backup = backups[0] if chain else first_member(snapshot, open_tar)
     client = connect(settings.DOCKER_HOST)
-    app = _current_app(client, run.app_id)
-    plan = make_plan(client, app, backup, options.restore_database)
-    if plan.raw_volumes:  # before anything is touched, the safety backup included
-        refuse_foreign_users(client, app, plan.raw_volumes, [c.id for c in containers_to_stop(app)])
-    holding = volumes_holding_data(client, plan)
-    take_safety = options.backup_before_restore and needs_safety_backup(app, holding)
-    if take_safety and (uncovered := uncovered_volumes(app, holding)):
-        raise RestoreRefused(uncovered_message(run.app_id, uncovered))
-    accepted = options.accept_no_database_rollback
-    # Before anything is touched: could a failure give the databases back?
-    if plan.databases:
-        result["database_rollback"] = take_safety
-        if not take_safety:
-            result["warnings"].append(
-                "no safety backup was taken: if the restore fails, the databases "
-                f"({', '.join(sorted(plan.databases))}) cannot be rolled back"
+    app_here = app_on_this_host(client, run.app_id, snapshot.backup_id, open_tar, result)
+    with app_here as (app, recreated):  # a failure in here removes what it recreated
+        plan = make_plan(client, app, backup, options.restore_database)
+        if plan.raw_volumes:  # before anything is touched, the safety backup included
+            refuse_foreign_users(
+                client, app, plan.raw_volumes, [c.id for c in containers_to_stop(app)]
             )
-        elif gap := predicted_rollback_gap(run.app_id):
-            no_rollback(run, accepted, plan, gap, result)
-    staged = prepare(client, app, plan, settings.BACKUP_SPOOL_DIR / f"restore-{run.pk}")
-    handed_over = False
-    try:
-        recorded = (
-            chain_volume_sizes(links) if chain else (snapshot.contents or {}).get("volumes") or {}
+        holding = volumes_holding_data(client, plan)
+        # Recreated: nothing was here to keep; a failure removes what was made.
+        take_safety = (
+            options.backup_before_restore and not recreated and needs_safety_backup(app, holding)
         )
-        why_not = why_not_while_running(staged.data_dirs, recorded)
-        result["staged_while_running"] = why_not is None
-        if why_not is None:
-            with timeline.phase(phases.VALIDATE_AND_STAGE):
-                stage(staged, stored, progress, guard, chain, backups)
-        elif chain:  # the old order extracts one archive: never a chain
-            raise RestoreRefused(
-                f"incremental {snapshot.backup_id} is restored only by staging its chain while "
-                f"the app runs, and that is not possible: {why_not}"
+        if take_safety and (uncovered := uncovered_volumes(app, holding)):
+            raise RestoreRefused(uncovered_message(run.app_id, uncovered))
+        accepted = options.accept_no_database_rollback
+        # Before anything is touched: could a failure give the databases back?
+        if plan.databases:
+            result["database_rollback"] = take_safety
+            if not take_safety and not recreated:
+                result["warnings"].append(
+                    "no safety backup was taken: if the restore fails, the databases "
+                    f"({', '.join(sorted(plan.databases))}) cannot be rolled back"
+                )
+            elif gap := predicted_rollback_gap(run.app_id):
+                no_rollback(run, accepted, plan, gap, result)
+        staged = prepare(client, app, plan, settings.BACKUP_SPOOL_DIR / f"restore-{run.pk}")
+        handed_over = False
+        try:
+            recorded = (
+                chain_volume_sizes(links)
+                if chain
+                else (snapshot.contents or {}).get("volumes") or {}
             )
-        else:
-            result["staged_while_running_why_not"] = why_not
-            result["warnings"].append(
-                f"the volumes were not staged while the app ran: {why_not}; the app was "
-                "stopped first and the archive extracted while it was down (the old order)"
-            )
-            with timeline.phase(phases.VALIDATE):
-                _validate(snapshot, progress)
-        with timeline.phase(phases.SAFETY_BACKUP):
-            safety = take_safety_backup(run, progress, lease) if take_safety else None
-        result["safety_backup_id"] = safety.backup_id if safety else None
-        if (
-            safety is not None
-            and result["database_rollback"]
-            and (gap := rollback_gap(client, app, plan, safety))
-        ):
-            no_rollback(run, accepted, plan, gap, result)
-        if safety is not None:
-            # Recovery reads this to roll the databases back after a crash.
-            guard.note("safety_backup", {"backup_id": safety.backup_id})
-        rollback = None
-        if safety is not None and plan.databases:
+            why_not = why_not_while_running(staged.data_dirs, recorded)
+            result["staged_while_running"] = why_not is None
+            if why_not is None:
+                with timeline.phase(phases.VALIDATE_AND_STAGE):
+                    stage(staged, stored, progress, guard, chain, backups)
+            elif chain:  # the old order extracts one archive: never a chain
+                raise RestoreRefused(
+                    f"incremental {snapshot.backup_id} is restored only by staging its chain while "
+                    f"the app runs, and that is not possible: {why_not}"
+                )
+            else:
+                result["staged_while_running_why_not"] = why_not
+                result["warnings"].append(
+                    f"the volumes were not staged while the app ran: {why_not}; the app was "
+                    "stopped first and the archive extracted while it was down (the old order)"
+                )
+                with timeline.phase(phases.VALIDATE):
+                    _validate(snapshot, progress)
+            with timeline.phase(phases.SAFETY_BACKUP):
+                safety = take_safety_backup(run, progress, lease) if take_safety else None
+            result["safety_backup_id"] = safety.backup_id if safety else None
+            if (
+                safety is not None
+                and result["database_rollback"]
+                and (gap := rollback_gap(client, app, plan, safety))
+            ):
+                no_rollback(run, accepted, plan, gap, result)
+            if safety is not None:
+                # Recovery reads this to roll the databases back after a crash.
+                guard.note("safety_backup", {"backup_id": safety.backup_id})
+            rollback = None
+            if safety is not None and plan.databases:
 
-            def rollback() -> list[str]:
-                return roll_back_databases_from(run, safety, client, app)
+                def rollback() -> list[str]:
+                    return roll_back_databases_from(run, safety, client, app)
 
-        handed_over = True  # the staging dirs are restore_app's from here
-        outcome = restore_app(
-            client=client, app=app, plan=plan, open_stream=open_tar, stop_app=options.stop_app,
-            spool_dir=staged.spool_dir, progress=progress, database_rollback=rollback,
-            guard=guard, staged=staged if why_not is None else None, timeline=timeline,
-        )  # fmt: skip
-    except BaseException:
-        if not handed_over:
-            staged.discard(client)  # never raises
-        raise
-    finally:
-        result["phases"] = dict(timeline.phases)
-        result["downtime_seconds"] = timeline.downtime_seconds
-    result |= {
-        "restored_volumes": len(outcome.restored_volumes),
-        "restored_volume_names": outcome.restored_volumes,
-        "skipped_volumes": outcome.skipped_volumes,
-        "database_restored": outcome.database_restored,
-        "restored_databases": outcome.databases,
-        "started_containers": outcome.started_containers,
-    }
-    result["warnings"] += outcome.warnings
-    if missing := missing_services_warning(backup, app):
-        result["warnings"].append(missing)
+            handed_over = True  # the staging dirs are restore_app's from here
+            outcome = restore_app(
+                client=client, app=app, plan=plan, open_stream=open_tar, stop_app=options.stop_app,
+                spool_dir=staged.spool_dir, progress=progress, database_rollback=rollback,
+                guard=guard, staged=staged if why_not is None else None, timeline=timeline,
+            )  # fmt: skip
+        except BaseException:
+            if not handed_over:
+                staged.discard(client)  # never raises
+            raise
+        finally:
+            result["phases"] = dict(timeline.phases)
+            result["downtime_seconds"] = timeline.downtime_seconds
+        result |= {
+            "restored_volumes": len(outcome.restored_volumes),
+            "restored_volume_names": outcome.restored_volumes,
+            "skipped_volumes": outcome.skipped_volumes,
+            "database_restored": outcome.database_restored,
+            "restored_databases": outcome.databases,
+            "started_containers": outcome.started_containers,
+        }
+        result["warnings"] += outcome.warnings
+        if missing := missing_services_warning(backup, app):
+            result["warnings"].append(missing)
 
 
 def roll_back_databases_from(
