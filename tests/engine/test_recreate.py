@@ -83,9 +83,7 @@ def test_the_record_gives_back_the_same_containers_volumes_and_network(
     docker_client: docker.DockerClient, stack: ComposeStack
 ) -> None:
     before = {s: docker_client.api.inspect_container(c.id) for s, c in stack.containers.items()}
-    volume_labels = {
-        n: docker_client.volumes.get(n).attrs["Labels"] for n in stack.volume_names
-    }
+    volume_labels = {n: docker_client.volumes.get(n).attrs["Labels"] for n in stack.volume_names}
     record = _record_then_uninstall(docker_client, stack)
 
     made = recreate_app(docker_client, stack.project, record)
@@ -94,8 +92,10 @@ def test_the_record_gives_back_the_same_containers_volumes_and_network(
         assert made.networks == [stack.network_name]
         assert sorted(made.volumes) == sorted(stack.volume_names)
         app = get_app(docker_client, stack.project)
-        assert {c.service: c.state for c in app.containers} == {"web": "created",
-                                                                "worker": "created"}
+        assert {c.service: c.state for c in app.containers} == {
+            "web": "created",
+            "worker": "created",
+        }
         for container in app.containers:
             now = docker_client.api.inspect_container(container.id)
             old = before[container.service]

@@ -69,8 +69,10 @@ def _stack(client: docker.DockerClient, project: str, tmp: Path, megabytes: int)
 
 
 class Worker:
-    def __init__(self, host_id: str, docker_host: str, log: Path) -> None:
-        env = subprocess_env() | {
+    def __init__(
+        self, host_id: str, docker_host: str, log: Path, extra_env: dict[str, str] | None = None
+    ) -> None:
+        env = subprocess_env() | (extra_env or {}) | {
             "BACKUP_HOST_ID": host_id, "DOCKER_HOST": docker_host,
             "BACKUP_HEARTBEAT_SECONDS": "1", "BACKUP_HOST_OFFLINE_SECONDS": "4",
             "BACKUP_LEASE_SECONDS": str(LEASE), "BACKUP_INVENTORY_INTERVAL_SECONDS": "2",
