@@ -72,7 +72,8 @@ def _files(client: docker.DockerClient, volume: str) -> Path:
 
 def test_an_app_backed_up_on_a_to_s3_comes_up_on_b(
     api: APIClient, docker_client: docker.DockerClient, wordpress: ComposeStack,
-    offsite: dict[str, Any], tmp_path: Path, settings: Any,
+    offsite: dict[str, Any],  # noqa: F811 - the fixture
+    tmp_path: Path, settings: Any,
 ) -> None:  # fmt: skip
     engine_a = settings.DOCKER_HOST
     settings.DOCKER_HOST = "unix:///nonexistent/docker.sock"  # the web process: no engine
