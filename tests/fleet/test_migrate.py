@@ -18,6 +18,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from fleet.models import HostApp
+from snapshots.api.serializers import BackupRequestSerializer, storage_location_field
 from snapshots.models import Run
 from tests.api.conftest import API, envelope
 from tests.engine.treegen import snapshot as tree_snapshot
@@ -73,8 +74,11 @@ def _files(client: docker.DockerClient, volume: str) -> Path:
 def test_an_app_backed_up_on_a_to_s3_comes_up_on_b(
     api: APIClient, docker_client: docker.DockerClient, wordpress: ComposeStack,
     offsite: dict[str, Any],  # noqa: F811 - the fixture
-    tmp_path: Path, settings: Any,
+    tmp_path: Path, settings: Any, monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
+    # The serializer's choices were read at import, before `offsite` configured s3.
+    fields = BackupRequestSerializer._declared_fields
+    monkeypatch.setitem(fields, "storage_location", storage_location_field(default="local"))
     engine_a = settings.DOCKER_HOST
     settings.DOCKER_HOST = "unix:///nonexistent/docker.sock"  # the web process: no engine
     settings.BACKUP_TASK_QUEUE = ""  # routed by host
