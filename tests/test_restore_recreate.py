@@ -1,0 +1,126 @@
+"""A restore where the app has nothing left on this host (the service path
+a migration takes, on the local engine): its containers, network and
+volumes are recreated from the backup, filled and started; a failure after
+they were made removes all of them and says so."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import docker
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from snapshots.models import Run, Snapshot
+from tests.backup_helpers import backup_now
+from tests.engine.treegen import snapshot as tree_snapshot
+from tests.images import APP_IMAGE
+from tests.stacks import ComposeStack, ServiceSpec, random_project
+
+pytestmark = [pytest.mark.docker, pytest.mark.django_db(transaction=True)]
+
+PROJECT_LABEL = "com.docker.compose.project"
+# Ends at once, at its start, when its data says so: the restored copy does.
+APP = (
+    "if [ -e /data/fail-on-start ]; then exit 3; fi; "
+    "[ -e /data/sub/blob ] || "
+    "{ mkdir -p /data/sub; head -c 20000 /dev/urandom > /data/sub/blob; }; "
+    "trap 'exit 0' TERM; while :; do sleep 3600 & wait $!; done"
+)
+
+
+@pytest.fixture(autouse=True)
+def backup_dirs(settings, tmp_path: Path) -> None:
+    settings.BACKUP_ROOT = tmp_path / "backups"
+    settings.BACKUP_SPOOL_DIR = tmp_path / "spool"
+
+
+@pytest.fixture
+def app(docker_client: docker.DockerClient, tmp_path: Path) -> Iterator[ComposeStack]:
+    project = random_project("gone")
+    stack = ComposeStack(
+        docker_client, project, tmp_path / project,
+        [ServiceSpec("web", APP_IMAGE, {"TOKEN": "tok-3f9a1c"}, {"data": "/data"},
+                     ["sh", "-c", APP], stop_grace_period=3)],
+    )  # fmt: skip
+    try:
+        stack.up()
+        yield stack
+    finally:
+        _remove_project(docker_client, project)  # the recreated ones first: they use the volume
+        stack.remove()
+
+
+def _remove_project(client: docker.DockerClient, project: str) -> None:
+    label = f"{PROJECT_LABEL}={project}"
+    for container in client.containers.list(all=True, filters={"label": label}):
+        container.remove(force=True, v=True)
+    for volume in client.volumes.list(filters={"label": label}):
+        volume.remove(force=True)
+    for network in client.networks.list(filters={"label": label}):
+        network.remove()
+
+
+def _leftovers(client: docker.DockerClient, project: str) -> list[str]:
+    label = f"{PROJECT_LABEL}={project}"
+    return (
+        [c.name for c in client.containers.list(all=True, filters={"label": label})]
+        + [v.name for v in client.volumes.list(filters={"label": label})]
+        + [n.name for n in client.networks.list(filters={"label": label})]
+    )
+
+
+def _restore(app_id: str, backup_id: str) -> Run:
+    with contextlib.suppress(CommandError):
+        call_command("backup", "restore", app_id, backup_id)
+    return Run.objects.filter(operation="restore", app_id=app_id).latest("created_at")
+
+
+def _data(client: docker.DockerClient, stack: ComposeStack) -> Path:
+    return Path(client.volumes.get(stack.volume("data")).attrs["Mountpoint"])
+
+
+def test_an_app_with_nothing_left_here_is_recreated_and_started(
+    app: ComposeStack, docker_client: docker.DockerClient
+) -> None:
+    app.container("web").exec_run(["sh", "-c", "test -e /data/sub/blob"])  # seeded
+    backup = backup_now(app.project)
+    assert backup.status == Snapshot.Status.COMPLETED, backup.error
+    files = tree_snapshot(_data(docker_client, app))
+    app.remove()  # uninstalled: no container, volume or network left
+    assert _leftovers(docker_client, app.project) == []
+
+    run = _restore(app.project, backup.backup_id)
+    assert run.state == Run.State.COMPLETED, run.error
+    name = f"{app.project}-web-1"
+    assert run.result["recreated"] == {
+        "containers": [name], "volumes": [app.volume("data")], "networks": [app.network_name],
+    }  # fmt: skip
+    assert run.result["started_containers"] == [name]
+    assert run.result["safety_backup_id"] is None  # nothing was here to keep
+    assert tree_snapshot(_data(docker_client, app)) == files
+    container = docker_client.containers.get(name)
+    assert container.status == "running"
+    assert container.labels[PROJECT_LABEL] == app.project
+    assert "tok-3f9a1c" not in str(run.result)
+
+
+def test_a_failure_after_the_recreate_removes_all_it_made(
+    app: ComposeStack, docker_client: docker.DockerClient
+) -> None:
+    # Written after the start: the backup holds it, the restored app dies of it.
+    app.container("web").exec_run(["sh", "-c", "touch /data/fail-on-start"])
+    backup = backup_now(app.project)
+    assert backup.status == Snapshot.Status.COMPLETED, backup.error
+    app.remove()
+
+    run = _restore(app.project, backup.backup_id)
+    assert run.state == Run.State.FAILED
+    assert "the containers, volumes and networks this restore created were removed" in run.error
+    assert run.result["recreated"] is None
+    assert run.result["not_rolled_back"] == []
+    assert _leftovers(docker_client, app.project) == []
+    assert "tok-3f9a1c" not in run.error + str(run.result)
