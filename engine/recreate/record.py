@@ -37,8 +37,11 @@ CONFIG_FIELDS = (
     "Cmd", "Entrypoint", "Env", "User", "WorkingDir", "Labels", "ExposedPorts",
     "Healthcheck", "StopSignal", "StopTimeout", "Tty", "OpenStdin", "Domainname",
 )  # fmt: skip
+# Not IpcMode, PidMode, VolumesFrom, Links: they may name the old host's container ids.
 HOST_CONFIG_FIELDS = (
     "PortBindings", "RestartPolicy", "Tmpfs", "ExtraHosts", "ShmSize", "Init", "LogConfig",
+    "CapAdd", "CapDrop", "Privileged", "SecurityOpt", "Sysctls", "Ulimits", "Devices",
+    "GroupAdd", "Dns", "DnsSearch", "DnsOptions", "ReadonlyRootfs",
 )  # fmt: skip
 # Networks every engine has: joined by name, never created.
 BUILTIN_NETWORKS = ("bridge", "host", "none")
