@@ -300,9 +300,10 @@ def _write_members(
     guard: StepGuard,
 ) -> None:
     writer.add_backup_json(info)
-    # Second, so a restore on another host reads it without the data; the
-    # containers' environment (secrets) is in it: in the archive only.
-    writer.add_bytes(CONTAINERS_JSON, record_bytes(app_record(client, app)), 0o600)
+    if app.containers:  # volumes only: nothing to recreate, restored as before
+        # Second, so a restore on another host reads it without the data; the
+        # containers' environment (secrets) is in it: in the archive only.
+        writer.add_bytes(CONTAINERS_JSON, record_bytes(app_record(client, app)), 0o600)
     progress(Progress("archiving", 0, total, detail=f"volumes ({options.consistency})"))
     with quiesced(client, app, options.consistency, guard):
         for volume in app.volumes:
