@@ -124,3 +124,21 @@ def test_a_failure_after_the_recreate_removes_all_it_made(
     assert run.result["not_rolled_back"] == []
     assert _leftovers(docker_client, app.project) == []
     assert "tok-3f9a1c" not in run.error + str(run.result)
+
+
+def test_an_incremental_records_the_containers_too(
+    app: ComposeStack, docker_client: docker.DockerClient
+) -> None:
+    full = backup_now(app.project)
+    assert full.status == Snapshot.Status.COMPLETED, full.error
+    app.container("web").exec_run(["sh", "-c", "echo changed > /data/sub/note"])
+    incremental = backup_now(app.project, "--incremental")
+    assert incremental.kind == Snapshot.Kind.INCREMENTAL, incremental.error
+    files = tree_snapshot(_data(docker_client, app))
+    app.remove()
+
+    run = _restore(app.project, incremental.backup_id)
+    assert run.state == Run.State.COMPLETED, run.error
+    assert run.result["recreated"]["containers"] == [f"{app.project}-web-1"]
+    assert tree_snapshot(_data(docker_client, app)) == files
+    assert docker_client.containers.get(f"{app.project}-web-1").status == "running"
