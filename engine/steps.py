@@ -27,6 +27,10 @@ PAUSE = "pause"  # containers: ids about to be paused
 START = "start"  # containers: ids about to be started (or unpaused)
 SWAP = "swap"  # volume: name, dir: the volume's directory (holding _data)
 DATABASE = "database"  # container: id of the database container about to be restored
+# containers, volumes, networks: names about to be created for an app that has
+# nothing on this host (a migration); undone by removing those of them that
+# carry the app's project label
+RECREATE = "recreate"
 COMMIT = "commit"  # the restored data is kept from now on: finish, never undo
 ROLLBACK = "rollback"  # undoing a failed restore
 

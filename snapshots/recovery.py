@@ -45,6 +45,7 @@ from engine.recovery import (
     settle_volume,
     stop_running,
 )
+from engine.recreate.create import remove_planned
 from snapshots.db_time import db_ago
 from snapshots.locks import Lease, lease_seconds, lock_host, take_over_for_recovery
 from snapshots.models import AppLock, Run, Snapshot
@@ -282,6 +283,13 @@ def _undo_restore(
     stages = {v: p for e in journal if e.get("step") == steps.STAGE
               for v, p in e.get("volumes", {}).items() if v not in swapped}  # fmt: skip
     discard_stages(stages, report)
+    recreated = next((e for e in journal if e.get("step") == steps.RECREATE), None)
+    if recreated is not None and not committed:
+        # The app had nothing on this host: undone, it has nothing again.
+        done, left = remove_planned(client, run.app_id, recreated)
+        report.done += [f"removed {what} (recreated by the restore)" for what in done]
+        report.failed += [f"{what} (recreated by the restore) not removed" for what in left]
+        return
     databases = [e for e in journal if e.get("step") == steps.DATABASE]
     if swaps or databases:
         if not committed and not stop_running(client, was_running, report):

@@ -7,14 +7,21 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import docker
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.db.models.functions import Now
 
-from snapshots.models import Run, Snapshot
+from engine import steps
+from engine.discovery import get_app
+from engine.recreate.create import planned_names, recreate_app
+from engine.recreate.record import app_record
+from snapshots.locks import acquire_app_lock
+from snapshots.models import AppLock, Run, Snapshot
 from tests.backup_helpers import backup_now
 from tests.engine.treegen import snapshot as tree_snapshot
 from tests.images import APP_IMAGE
@@ -142,3 +149,38 @@ def test_an_incremental_records_the_containers_too(
     assert run.result["recreated"]["containers"] == [f"{app.project}-web-1"]
     assert tree_snapshot(_data(docker_client, app)) == files
     assert docker_client.containers.get(f"{app.project}-web-1").status == "running"
+
+
+def test_a_dead_restore_that_recreated_the_app_is_undone_by_recovery(
+    app: ComposeStack, docker_client: docker.DockerClient, settings
+) -> None:
+    """Its worker died after the recreate (the journal says what it was to
+    make): recovery removes all of it, started or not, and nothing else."""
+    from snapshots.tasks import cleanup
+
+    record = app_record(docker_client, get_app(docker_client, app.project))
+    app.remove()
+    made = recreate_app(docker_client, app.project, record)
+    docker_client.containers.get(made.containers[0]).start()  # the restore had started it
+    snapshot = Snapshot.objects.create(
+        backup_id="backup_20260105_103000_3fa2c1", app_id=app.project,
+        host_id=settings.BACKUP_HOST_ID, status=Snapshot.Status.COMPLETED,
+    )  # fmt: skip
+    run = Run.objects.create(
+        operation=Run.Operation.RESTORE, app_id=app.project, snapshot=snapshot,
+        state=Run.State.RUNNING, worker="gone-worker:1", host_id=settings.BACKUP_HOST_ID,
+        journal=[
+            {"step": steps.RECREATE, **planned_names(app.project, record)},
+            {"step": steps.STOP, "containers": made.containers},
+        ],
+    )  # fmt: skip
+    acquire_app_lock(app.project, run)
+    Run.objects.filter(pk=run.pk).update(heartbeat_at=Now() - timedelta(hours=1))
+    AppLock.objects.filter(app_id=app.project).update(expires_at=Now() - timedelta(hours=1))
+
+    recovery = cleanup()["recovered_runs"][str(run.pk)]
+    assert recovery["failed"] == [] and recovery["left_for_operator"] == [], recovery
+    assert f"removed volume {app.volume('data')} (recreated by the restore)" in recovery["done"]
+    assert _leftovers(docker_client, app.project) == []
+    run.refresh_from_db()
+    assert run.state == Run.State.FAILED and "put the app back" in run.error

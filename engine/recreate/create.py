@@ -18,6 +18,7 @@ start the app wrong without a word."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -74,6 +75,51 @@ def _removed(what: str, remove: Any) -> list[str]:
         logger.warning("%s made by a migration's restore left: %s", what, type(exc).__name__)
         return [what]
     return []
+
+
+def planned_names(app_id: str, record: dict[str, Any]) -> dict[str, list[str]]:
+    """What recreate_app may make from RECORD, by kind: for the run's journal,
+    written before anything is made."""
+    return {
+        "containers": [c["name"] for c in record["containers"]],
+        "volumes": [v["name"] for v in record["volumes"]],
+        "networks": [
+            n["name"] for n in record["networks"]
+            if (n.get("labels") or {}).get(PROJECT_LABEL) == app_id
+        ],
+    }  # fmt: skip
+
+
+def remove_planned(
+    client: docker.DockerClient, app_id: str, names: dict[str, list[str]]
+) -> tuple[list[str], list[str]]:
+    """(removed, not removed) of NAMES (planned_names) after a crash: only
+    what carries APP_ID's project label, which nothing of the app had here
+    before the recreate (else it is not made: a restore of an app present)."""
+    made = Recreated()
+    for name in names.get("containers", []):
+        found = client.api.containers(all=True, filters={"name": name})
+        made.containers += [
+            c["Id"] for c in found
+            if name in [n.lstrip("/") for n in c.get("Names") or []]
+            and (c.get("Labels") or {}).get(PROJECT_LABEL) == app_id
+        ]  # fmt: skip
+    for name in names.get("volumes", []):
+        with contextlib.suppress(docker.errors.NotFound):
+            if (client.api.inspect_volume(name).get("Labels") or {}).get(PROJECT_LABEL) == app_id:
+                made.volumes.append(name)
+    for name in names.get("networks", []):
+        for network in client.api.networks(names=[name]):
+            labels = network.get("Labels") or {}
+            if network.get("Name") == name and labels.get(PROJECT_LABEL) == app_id:
+                made.networks.append(name)
+    what = (
+        [f"container {c[:12]}" for c in made.containers]
+        + [f"volume {v}" for v in made.volumes]
+        + [f"network {n}" for n in made.networks]
+    )
+    left = made.remove(client)
+    return [w for w in what if w not in left], left
 
 
 def recreate_app(client: docker.DockerClient, app_id: str, record: dict[str, Any]) -> Recreated:

@@ -272,7 +272,7 @@ def _restore(
     stored = chain[0] if chain else stored_archive(snapshot)  # no key: refused here
     backup = backups[0] if chain else first_member(snapshot, open_tar)
     client = connect(settings.DOCKER_HOST)
-    app_here = app_on_this_host(client, run.app_id, snapshot.backup_id, open_tar, result)
+    app_here = app_on_this_host(client, run.app_id, snapshot.backup_id, open_tar, result, guard)
     with app_here as (app, recreated):  # a failure in here removes what it recreated
         plan = make_plan(client, app, backup, options.restore_database)
         if plan.raw_volumes:  # before anything is touched, the safety backup included

@@ -15,15 +15,17 @@ from typing import Any
 
 import docker
 
+from engine import steps
 from engine.discovery import get_app
 from engine.errors import AppNotFound, ArchiveError, EngineError, brief
 from engine.inventory import AppInfo, ContainerInfo
-from engine.recreate.create import Recreated, recreate_app
+from engine.recreate.create import Recreated, planned_names, recreate_app
 from engine.recreate.record import read_app_record
 from engine.restore.orchestrate import RestoreFailed
 from engine.restore.plan import OpenStream
 from engine.restore.staging import ArchiveRefused
 from engine.restore.volume_users import LIVE_STATES
+from engine.steps import StepGuard
 
 REMOVED = "the containers, volumes and networks this restore created were removed"
 
@@ -39,6 +41,7 @@ def app_on_this_host(
     backup_id: str,
     open_tar: OpenStream,
     result: dict[str, Any],
+    guard: StepGuard,
 ) -> Iterator[tuple[AppInfo, bool]]:
     """(the app as the restore sees it, whether it was recreated here).
     With nothing of the app here and a backup recording its containers, they
@@ -58,6 +61,8 @@ def app_on_this_host(
         # the volumes are recreated and the operator starts the containers.
         yield _nothing_here(app_id), False
         return
+    # Journalled first: a recovery after a crash removes what was made.
+    guard(steps.RECREATE, planned_names(app_id, record))
     made = recreate_app(client, app_id, record)
     result["recreated"] = {
         "containers": list(made.container_names), "volumes": list(made.volumes),
