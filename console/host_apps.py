@@ -15,14 +15,16 @@ from fleet.selectors import HostState, hosted_inventories, list_hosts
 
 
 @dataclass(frozen=True)
-class HostApp:
+class ListedApp:
+    """An app in a host's stored inventory (fleet.models.HostApp's id)."""
+
     app_id: str
     host_id: str
 
 
 @dataclass(frozen=True)
 class HostApps:
-    apps: list[HostApp]
+    apps: list[ListedApp]
     error: str = ""  # why the hosts' apps are not known
     stale: tuple[str, ...] = ()  # notes on hosts whose inventory may be out of date
 
@@ -43,7 +45,7 @@ def host_apps() -> HostApps:
     if not hosts:
         return HostApps([], "no worker has reported its host's apps yet (each host's worker "
                         "stores them once it runs; the web process never asks Docker)")  # fmt: skip
-    apps = [HostApp(app_id, state.host.id) for state, app_id, _ in hosted_inventories()]
+    apps = [ListedApp(app_id, state.host.id) for state, app_id, _ in hosted_inventories()]
     return HostApps(apps, stale=tuple(note for note in map(_note, hosts) if note))
 
 
