@@ -1,4 +1,4 @@
-"""python manage.py schedule list [--app APP] | show ID | create APP [options]
+"""python manage.py schedule list [--app APP] | show ID | create APP [--host-id HOST] [options]
 | update ID [options] | enable ID | disable ID | run ID | delete ID
 
 The same services as the API and the admin (the beat projection follows).
@@ -12,6 +12,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from fleet.errors import AppOnManyHosts
 from schedules import selectors, services
 from schedules.models import Schedule
 from schedules.secrets import masked
@@ -23,7 +24,7 @@ INT_OPTIONS = (
     "keep_weekly", "keep_monthly", "keep_yearly",
 )  # fmt: skip
 TEXT_OPTIONS = (
-    "name", "frequency", "time", "timezone", "cron_expression", "backup_type",
+    "host_id", "name", "frequency", "time", "timezone", "cron_expression", "backup_type",
     "storage_location", "consistency",
 )  # fmt: skip
 
@@ -31,6 +32,7 @@ TEXT_OPTIONS = (
 def _add_schedule_options(parser: CommandParser) -> None:
     for name in TEXT_OPTIONS:
         parser.add_argument(f"--{name.replace('_', '-')}", dest=name)
+    # --host-id: the app's host, needed when the app id is on several ("" clears it).
     for name in INT_OPTIONS:
         parser.add_argument(f"--{name.replace('_', '-')}", dest=name, type=int)
     parser.add_argument("--cron", dest="cron_expression", help="five fields, quoted")
@@ -87,7 +89,7 @@ class Command(BaseCommand):
             raise CommandError(
                 "; ".join(f"{field}: {message}" for field, message in exc.errors.items())
             ) from None
-        except (NotFound, services.AlreadyFiring) as exc:
+        except (NotFound, services.AlreadyFiring, AppOnManyHosts) as exc:
             raise CommandError(str(exc)) from None
 
     def _line(self, schedule: Schedule) -> str:
