@@ -121,3 +121,12 @@ def test_the_admin_form_asks_for_the_host(admin_client: Client, shop_on_two_host
     answer = admin_client.post("/admin/schedules/schedule/add/", {**form, "host_id": HOSTS[0]})
     assert answer.status_code == 302, answer.content.decode()[:3000]
     assert Schedule.objects.get().host_id == HOSTS[0]
+
+
+def test_the_cli_takes_host_id(shop_on_two_hosts: None) -> None:
+    from django.core.management import CommandError, call_command
+
+    with pytest.raises(CommandError, match=r"is on 2 hosts \(sched-host-a, sched-host-b\)"):
+        call_command("schedule", "create", "shop", "--time", "03:00")
+    call_command("schedule", "create", "shop", "--time", "03:00", "--host-id", HOSTS[0])
+    assert Schedule.objects.get().host_id == HOSTS[0]
