@@ -138,8 +138,10 @@ def test_console_backup_restore_and_a_failure_in_a_real_browser(
     # The worker's report of its host, as at its start (the stack is newer than the
     # worker's first report): back up now routes by the stored inventory.
     refresh_inventory()
+    page.reload()  # the dashboard reads the stored inventory, never Docker
     page.locator(f'#unprotected-apps li[data-app="{app_id}"] a:has-text("Back up now")').click()
-    assert page.url.endswith(f"/admin/console/apps/{app_id}/backup/"), page.url
+    host = settings.BACKUP_HOST_ID
+    assert page.url.endswith(f"/admin/console/apps/{app_id}/backup/?host_id={host}"), page.url
 
     # Back up now: full or incremental (the first of a chain is full anyway); full runs.
     kinds = page.locator("#id_backup_type option").all_inner_texts()

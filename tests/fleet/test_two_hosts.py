@@ -186,7 +186,7 @@ def test_two_real_hosts_behind_one_api(
         assert f"host {host_b} is offline" in response.json()["message"]
 
         # Beat's recovery round fails B's run once its lease expired; the lock goes.
-        assert app_is_locked(only_b)
+        assert app_is_locked(only_b, host_b)
 
         def failed() -> bool:
             tasks.recover_hosts_task()
@@ -195,7 +195,7 @@ def test_two_real_hosts_behind_one_api(
 
         _wait("B's run failed", failed, 60)
         assert f"host {host_b} is offline" in big.error
-        assert not app_is_locked(only_b)
+        assert not app_is_locked(only_b, host_b)
     finally:
         for worker in workers:
             worker.stop()
