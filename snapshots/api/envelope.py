@@ -5,6 +5,7 @@ envelope, and errors (see exceptions.py) take the same path."""
 
 from __future__ import annotations
 
+import json
 from http import HTTPStatus
 from typing import Any
 
@@ -12,6 +13,11 @@ from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
+
+
+class EncodedJson(str):
+    """Data already encoded as JSON (compact, as the renderer writes it): put
+    into the envelope as it is (GET apps splices entries it encoded once)."""
 
 
 def default_message(status: int) -> str:
@@ -40,6 +46,12 @@ class EnvelopeRenderer(JSONRenderer):
             return super().render(data, accepted_media_type, renderer_context)
         status = response.status_code
         message = getattr(response, "envelope_message", None) or default_message(status)
+        if isinstance(data, EncodedJson):
+            envelope = {"code": status, "message": message, "data": None}
+            rendered = super().render(envelope, accepted_media_type, renderer_context)
+            if rendered.endswith(b"null}"):  # compact, as always here
+                return rendered[: -len(b"null}")] + data.encode() + b"}"
+            data = json.loads(data)  # any other layout: rendered the long way
         body = {"code": status, "message": message, "data": data}
         return super().render(body, accepted_media_type, renderer_context)
 

@@ -3,6 +3,7 @@ two must give the same output, or the schema would describe another shape."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 import pytest
@@ -12,7 +13,7 @@ from engine.inventory import ConfigFile, ContainerInfo, VolumeInfo
 from fleet.inventory_store import StoredDatabase
 from fleet.models import Host, HostApp
 from fleet.selectors import HostState
-from snapshots.api.app_json import app_json, list_apps_json
+from snapshots.api.app_json import app_json, list_apps_encoded, list_apps_json
 from snapshots.api.serializers import AppSerializer
 from snapshots.models import Snapshot
 from snapshots.selectors import AppSummary, BackupStats, list_apps
@@ -75,3 +76,8 @@ def test_the_listing_writes_what_the_serializer_writes_and_sees_changes() -> Non
               if e["app_id"] == "shop"}  # fmt: skip
     assert states == {("shop", "h1"): "running", ("shop", "h2"): "exited"}
     assert ages_dropped(list_apps_json()) == ages_dropped(expected())
+    # GET apps sends the encoded form: the same entries, as JSON text.
+    for host_id in (None, "h2"):
+        sent = json.loads(list_apps_encoded(host_id))
+        assert sent["total"] == len(sent["apps"]) == len(expected(host_id))
+        assert ages_dropped(sent["apps"]) == ages_dropped(expected(host_id))

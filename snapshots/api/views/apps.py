@@ -10,7 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from snapshots import selectors
-from snapshots.api.app_json import list_apps_json
+from snapshots.api.app_json import list_apps_encoded
 from snapshots.api.envelope import reply
 from snapshots.api.schema import APP_ID_PARAMETER, envelope, responses
 from snapshots.api.scopes import READ
@@ -34,8 +34,7 @@ class AppListView(ApiView):
     )
     def get(self, request: Request) -> Response:
         # AppListSerializer's shape (the schema's), written directly: fast.
-        listed = list_apps_json(host_id=self.query.get("host_id"))
-        return reply({"total": len(listed), "apps": listed})
+        return reply(list_apps_encoded(host_id=self.query.get("host_id")))
 
 
 class AppDetailView(ApiView):
