@@ -149,6 +149,26 @@ def test_a_failed_load_rolls_back_with_the_database_running(
     assert _all_running(wordpress)
 
 
+def test_a_database_that_dies_during_its_load_is_started_by_the_rollback(
+    wordpress: ComposeStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No safety backup, so no database rollback to start it: the rollback
+    itself starts the database container it had left running."""
+    backup = backup_now(wordpress.project)
+    import engine.restore.orchestrate as orchestrate
+
+    def server_dies(*args: Any, **kwargs: Any) -> None:
+        wordpress.container("mariadb").kill()  # a crash of the server mid-load
+        raise DatabaseRestoreError("injected: the server went away")
+
+    monkeypatch.setattr(orchestrate, "restore_database", server_dies)
+    run = _restore(wordpress.project, backup.backup_id, "--no-safety-backup")
+
+    assert run.state == Run.State.FAILED and "server went away" in run.error
+    assert f"started {wordpress.container('mariadb').name}" in run.result["rolled_back"]
+    assert _all_running(wordpress)
+
+
 def _db_info(stack: ComposeStack, service: str) -> DatabaseInfo:
     container = stack.container(service)
     container.reload()
