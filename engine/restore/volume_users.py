@@ -25,14 +25,16 @@ wait until it accepts connections from the downtime.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Collection, Iterable
 
 import docker
-import docker.errors
 
 from engine.discovery import ONEOFF_LABEL, PROJECT_LABEL
-from engine.errors import EngineError
+from engine.errors import EngineError, brief
 from engine.inventory import AppInfo, ContainerInfo, DatabaseInfo
+
+logger = logging.getLogger(__name__)
 
 # States in which a container holds its mounts.
 LIVE_STATES = ("running", "paused", "restarting")
@@ -64,7 +66,8 @@ def databases_kept_running(
             continue
         try:
             attrs = client.api.inspect_container(info.id)
-        except docker.errors.APIError:
+        except Exception as exc:  # gone, refused, unreachable: stopped as before
+            logger.info("database %s is stopped for the restore: %s", info.name, brief(exc))
             continue
         mounted = {m.get("Name") for m in attrs.get("Mounts") or [] if m.get("Type") == "volume"}
         state = attrs.get("State") or {}
