@@ -212,7 +212,8 @@ def summary(ours: dict[str, Any], times: dict[str, float]) -> str:
         f"total {total:.1f} s ({total / times['tar']:.2f}x tar), volume part {volume:.1f} s "
         f"({volume / times['tar']:.2f}x), downtime {result.get('downtime_seconds')} s "
         f"(databases {phases.get('databases', 0.0):.1f} s), "
-        f"peak RSS {ours['rss_kib'] / 1024:.0f} MiB (load {ours['load']:.1f})"
+        f"peak RSS {ours['rss_kib'] / 1024:.0f} MiB (load {ours['load']:.1f}); phases "
+        + ", ".join(f"{name} {seconds:.1f}" for name, seconds in phases.items())
     )
 
 

@@ -318,7 +318,12 @@ def _undo_restore(
     bring_back(client, was_running, report, paused=paused)  # paused ones paused again
     # A database container that was stopped before the restore was started
     # by it, to load its dump (and by the rollback above): stopped again.
-    started_by_restore = [e["container"] for e in databases if e["container"] not in was_running]
+    # One that ran ("running": loaded live, or a --no-stop restore) runs on.
+    started_by_restore = [
+        e["container"]
+        for e in databases
+        if e["container"] not in was_running and not e.get("running")
+    ]
     if started_by_restore and not committed:
         stop_running(client, started_by_restore, report)
 

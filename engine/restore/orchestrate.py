@@ -3,7 +3,11 @@
 Order (issue 5): stop the app's running containers → extract the planned
 volumes into staging dirs beside their data and swap them in (old data kept)
 → start the database containers and restore their dumps → start what was
-running and check it stays up. Any failure in there, a signal (Terminated)
+running and check it stays up. A running database container whose dumps
+are restored and none of whose volumes is swapped is not stopped at all:
+its dumps are loaded into the running server while the rest of the app is
+down (issue 15: its shutdown, start and wait until ready were most of the
+downtime beside the load itself). Any failure in there, a signal (Terminated)
 included: the old volume data goes back, the databases are restored from the
 safety backup, the app is started as it was, each step tried whatever
 happened to the others (the engine unreachable is one step's failure, not
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +32,7 @@ import docker.errors
 from engine import steps
 from engine.dumps import DumpFile, restore_database, wait_until_ready
 from engine.errors import EngineError, Terminated, brief
-from engine.inventory import AppInfo, ContainerInfo
+from engine.inventory import AppInfo, ContainerInfo, DatabaseInfo
 from engine.progress import Progress, ProgressCallback, no_progress
 from engine.restore import lifecycle
 from engine.restore import timeline as phases
@@ -46,7 +51,12 @@ from engine.restore.volume_swap import (
     stage_dir_for,
     swap_in,
 )
-from engine.restore.volume_users import LIVE_STATES, containers_to_stop, refuse_foreign_users
+from engine.restore.volume_users import (
+    LIVE_STATES,
+    containers_to_stop,
+    databases_kept_running,
+    refuse_foreign_users,
+)
 from engine.steps import StepGuard, no_guard
 from engine.termination import deferred
 
@@ -84,6 +94,8 @@ class RestoreOutcome:
     databases: list[str] = field(default_factory=list)
     started_containers: list[str] = field(default_factory=list)
     stopped_containers: list[str] = field(default_factory=list)
+    # Database containers whose dumps were loaded into them running: never stopped.
+    kept_running: list[str] = field(default_factory=list)
     # stop_app=False (--no-stop) could not be followed: volumes were swapped.
     no_stop_ignored: bool = False
     # Restored, but: old data not deleted yet, or not even given up.
@@ -118,15 +130,27 @@ def restore_app(
     keeps the old directory mounted): with volumes to swap the app's live
     containers are stopped even with STOP_APP false (the outcome says so),
     paused ones included (paused again afterwards), and any other container
-    mounting a swapped volume makes the restore refuse (volume_users)."""
+    mounting a swapped volume makes the restore refuse (volume_users). The
+    database containers volume_users.databases_kept_running names stay up
+    throughout; a rollback loads their safety backup into them running."""
     stopping = stop_app or bool(plan.raw_volumes)
+    kept: list[ContainerInfo] = []
     if stopping:
-        was_running = containers_to_stop(app)
+        # A database loaded from its dump stays up when none of its volumes
+        # is swapped: its data changes through the server, the rest of the
+        # app being down meanwhile (volume_users.databases_kept_running).
+        kept = databases_kept_running(
+            client, [db for db, _ in plan.databases.values()], plan.raw_volumes
+        )
+        kept_ids = {c.id for c in kept}
+        was_running = [c for c in containers_to_stop(app) if c.id not in kept_ids]
     else:  # nothing stopped: what runs is checked to keep running
         was_running = [c for c in app.containers if c.state == "running" and not c.one_off]
     ids = [c.id for c in was_running]
     paused = [c.id for c in was_running if c.state == "paused"]
-    outcome = RestoreOutcome(skipped_volumes=dict(plan.skipped_volumes))
+    outcome = RestoreOutcome(
+        skipped_volumes=dict(plan.skipped_volumes), kept_running=[c.name for c in kept]
+    )
     changes = Changes()
     timeline = timeline or Timeline()
     if staged is not None:  # handed over: a failure below removes them (roll_back)
@@ -171,7 +195,7 @@ def restore_app(
                 c for c in app.containers if c.id not in ids and c.state not in LIVE_STATES
             ]
             done, failed = roll_back(
-                client, changes, database_rollback, was_running, stopped_before
+                client, changes, database_rollback, was_running, stopped_before, kept
             )
             message = f"restore failed: {brief(exc)}"
             if failed:
@@ -246,22 +270,53 @@ def _restore_databases(
     progress: ProgressCallback,
     guard: StepGuard = no_guard,
 ) -> list[str]:
-    restored: list[str] = []
+    """Load each database container's dumps, starting it first if it is not
+    running. Several containers are loaded at the same time, one thread
+    each (separate servers: they share only the CPU); the guard is called
+    for each on this thread first. A failure is raised once every load has
+    ended, so none runs on under the rollback that follows."""
+    jobs: list[tuple[DatabaseInfo, list[DumpFile]]] = []
     for service, (db, entries) in plan.databases.items():
         progress(Progress("restoring database", detail=service))
-        guard(steps.DATABASE, {"container": db.container.id})
         container = client.containers.get(db.container.id)
         container.reload()
-        if container.status != "running":
+        running = container.status == "running"
+        # "running": not started by the restore, so recovery leaves it running.
+        guard(steps.DATABASE, {"container": db.container.id, "running": running})
+        if not running:
             container.start()
-        wait_until_ready(client, db)
         dumps = [
             DumpFile.from_json(entry, spool_dir.joinpath(*entry["archive_name"].split("/")))
             for entry in entries
         ]
-        restore_database(client, db, dumps, progress)
-        restored += [d.database or d.archive_name for d in dumps]
-    return restored
+        jobs.append((db, dumps))
+    if len(jobs) == 1:  # on this thread: nothing to overlap
+        _load(client, *jobs[0], progress)
+    elif jobs:
+        with ThreadPoolExecutor(len(jobs), thread_name_prefix="restore-db") as pool:
+            futures = [pool.submit(_load, client, db, dumps, progress) for db, dumps in jobs]
+            errors = [exc for exc in (_error_of(f) for f in futures) if exc is not None]
+        for exc in errors[1:]:
+            logger.error("database restore failed too: %s", brief(exc))
+        if errors:
+            raise errors[0]
+    return [d.database or d.archive_name for _, dumps in jobs for d in dumps]
+
+
+def _load(
+    client: docker.DockerClient, db: DatabaseInfo, dumps: list[DumpFile], progress: ProgressCallback
+) -> None:
+    wait_until_ready(client, db)
+    restore_database(client, db, dumps, progress)
+
+
+def _error_of(future: Future[None]) -> BaseException | None:
+    """FUTURE's exception once it has ended (waiting for it)."""
+    try:
+        future.result()
+    except BaseException as exc:
+        return exc
+    return None
 
 
 def _start_and_check(client: docker.DockerClient, infos: list[ContainerInfo]) -> list[str]:

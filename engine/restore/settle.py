@@ -51,11 +51,15 @@ def roll_back(
     database_rollback: DatabaseRollback | None,
     was_running: list[Any],
     stopped_before: list[Any],
+    kept_running: list[Any] | None = None,
 ) -> tuple[list[str], list[str]]:
     """Put things back as they were. Every step is tried whatever happened
     to the others: any exception (an APIError, the engine unreachable or
     slow, a filesystem error) is that step's failure. Returns what was put
-    back and what could not be, with why."""
+    back and what could not be, with why. KEPT_RUNNING: database containers
+    the restore loaded without stopping them: not stopped here either (the
+    database rollback loads into them running), started again should one
+    have gone down meanwhile."""
     done: list[str] = []
     failed: list[str] = []
 
@@ -111,6 +115,13 @@ def roll_back(
     for info in was_running:
         try:
             found.append((info, client.containers.get(info.id)))
+        except Exception as exc:
+            failure(f"start {info.name}", exc)
+    for info in kept_running or []:
+        try:
+            container = client.containers.get(info.id)
+            if container.status != "running":  # it went down during the restore
+                found.append((info, container))
         except Exception as exc:
             failure(f"start {info.name}", exc)
     # Databases first, each rank at once; every one tried whatever the others did.

@@ -15,17 +15,26 @@ volume must be stopped first, whatever its state:
   touches anything, naming those containers. Stopping another app would be
   downtime nobody asked for, under a lock the restore does not hold (that
   app may be in its own backup); its operator stops it and restores again.
+
+A database container whose data comes back from its dump, through the
+server, is not stopped at all when none of its volumes is swapped
+(databases_kept_running): the dump is loaded into the running server while
+the rest of the app is down, which saves its shutdown, its start and its
+wait until it accepts connections from the downtime.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import logging
+from collections.abc import Collection, Iterable
 
 import docker
 
 from engine.discovery import ONEOFF_LABEL, PROJECT_LABEL
-from engine.errors import EngineError
-from engine.inventory import AppInfo, ContainerInfo
+from engine.errors import EngineError, brief
+from engine.inventory import AppInfo, ContainerInfo, DatabaseInfo
+
+logger = logging.getLogger(__name__)
 
 # States in which a container holds its mounts.
 LIVE_STATES = ("running", "paused", "restarting")
@@ -39,6 +48,36 @@ def containers_to_stop(app: AppInfo) -> list[ContainerInfo]:
     """The app's containers a restore stops (and brings back afterwards):
     every live one but its one-offs."""
     return [c for c in app.containers if c.state in LIVE_STATES and not c.one_off]
+
+
+def databases_kept_running(
+    client: docker.DockerClient, databases: Iterable[DatabaseInfo], swapped: Collection[str]
+) -> list[ContainerInfo]:
+    """Of DATABASES (those whose dumps the restore loads), the containers it
+    leaves running: running now (a paused server cannot take the load, a
+    restarting one is not there to), one of the app's own (not a one-off),
+    and mounting none of the SWAPPED volumes (its files change under it
+    only through the server). Any doubt (the engine cannot say) stops it,
+    as before."""
+    kept: list[ContainerInfo] = []
+    for db in databases:
+        info = db.container
+        if info.state != "running" or info.one_off:
+            continue
+        try:
+            attrs = client.api.inspect_container(info.id)
+        except Exception as exc:  # gone, refused, unreachable: stopped as before
+            logger.info("database %s is stopped for the restore: %s", info.name, brief(exc))
+            continue
+        mounted = {m.get("Name") for m in attrs.get("Mounts") or [] if m.get("Type") == "volume"}
+        state = attrs.get("State") or {}
+        if (
+            state.get("Status") == "running"
+            and not state.get("Paused")
+            and not mounted & set(swapped)
+        ):
+            kept.append(info)
+    return kept
 
 
 def foreign_users(
