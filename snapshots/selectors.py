@@ -19,7 +19,7 @@ from drills.selectors import with_last_drill
 from engine.discovery import validate_app_id
 from engine.errors import AppNotFound, ObjectNotFound
 from engine.inventory import ConfigFile, ContainerInfo, VolumeInfo
-from fleet.errors import UnknownHost
+from fleet.errors import AppOnManyHosts, UnknownHost
 from fleet.inventory_store import StoredDatabase
 from fleet.selectors import HostedApp, HostState, hosted_apps, locate_app
 from snapshots.models import Run, Snapshot
@@ -237,16 +237,24 @@ class AppSummary:
     host: HostState | None = None  # None for an app on no host
 
 
-def backup_stats(app_id: str | None = None) -> dict[str, BackupStats]:
-    """Each app's completed snapshots (of APP_ID's only when given)."""
+# An app's snapshots are counted per (app id, host id): the same app id on
+# two hosts is two apps (fleet), and each one's backups are its own.
+AppKey = tuple[str, str]
+
+
+def backup_stats(app_id: str | None = None) -> dict[AppKey, BackupStats]:
+    """Each (app, host that made them)'s completed snapshots (of APP_ID's
+    only when given)."""
     rows = Snapshot.objects.filter(status=Snapshot.Status.COMPLETED).order_by()
     if app_id is not None:
         rows = rows.filter(app_id=app_id)
-    grouped = rows.values("app_id").annotate(
-        count=Count("id"), size=Sum("size_bytes"), last=Max("created_at"), host=Max("host_id")
+    grouped = rows.values("app_id", "host_id").annotate(
+        count=Count("id"), size=Sum("size_bytes"), last=Max("created_at")
     )
     return {
-        row["app_id"]: BackupStats(row["count"], row["size"] or 0, row["last"], row["host"])
+        (row["app_id"], row["host_id"]): BackupStats(
+            row["count"], row["size"] or 0, row["last"], row["host_id"]
+        )
         for row in grouped
     }
 
@@ -257,19 +265,20 @@ def list_apps(host_id: str | None = None) -> list[AppSummary]:
     stats = backup_stats()
     found = hosted_apps(host_id=host_id)
     apps = [_present(hosted, stats) for hosted in found]
-    apps += absent_apps(stats, {hosted.app.app_id for hosted in found}, host_id)
+    apps += absent_apps(stats, {(h.app.app_id, h.host.host.id) for h in found}, host_id)
     return sorted(apps, key=lambda app: (app.app_id, app.host_id or ""))
 
 
 def absent_apps(
-    stats: dict[str, BackupStats], present: set[str], host_id: str | None = None
+    stats: dict[AppKey, BackupStats], present: set[AppKey], host_id: str | None = None
 ) -> list[AppSummary]:
-    """The apps of STATS on no host's inventory (not in PRESENT), made on
-    HOST_ID when given."""
+    """The apps of STATS not on the inventory of the host that made their
+    snapshots (not in PRESENT: uninstalled there, or moved to another host),
+    made on HOST_ID when given."""
     return [
-        _absent(app_id, stats)
-        for app_id in stats
-        if app_id not in present and (host_id is None or stats[app_id].host_id == host_id)
+        _absent(key, stats)
+        for key in sorted(stats)
+        if key not in present and (host_id is None or key[1] == host_id)
     ]
 
 
@@ -282,21 +291,24 @@ def get_app_summary(app_id: str, host_id: str | None = None) -> AppSummary:
     try:
         return _present(locate_app(app_id, host_id), stats)
     except (AppNotFound, UnknownHost) as exc:
-        if app_id in stats and host_id is None:
-            return _absent(app_id, stats)
+        made_on = [key for key in sorted(stats) if host_id is None or key[1] == host_id]
+        if len(made_on) > 1:  # on no host now, backed up on several
+            raise AppOnManyHosts(app_id, [host for _, host in made_on]) from None
+        if made_on:
+            return _absent(made_on[0], stats)
         raise NotFound(str(exc)) from None
 
 
-def _absent(app_id: str, stats: dict[str, BackupStats]) -> AppSummary:
-    backups = stats[app_id]
-    return AppSummary(app_id=app_id, present=False, backups=backups, host_id=backups.host_id)
+def _absent(key: AppKey, stats: dict[AppKey, BackupStats]) -> AppSummary:
+    return AppSummary(app_id=key[0], present=False, backups=stats[key], host_id=key[1])
 
 
-def _present(hosted: HostedApp, stats: dict[str, BackupStats]) -> AppSummary:
-    app = hosted.app
+def _present(hosted: HostedApp, stats: dict[AppKey, BackupStats]) -> AppSummary:
+    app, host_id = hosted.app, hosted.host.host.id
     return AppSummary(
-        app_id=app.app_id, present=True, backups=stats.get(app.app_id, BackupStats()),
-        host_id=hosted.host.host.id, containers=app.containers, volumes=app.volumes,
+        app_id=app.app_id, present=True,
+        backups=stats.get((app.app_id, host_id), BackupStats()),
+        host_id=host_id, containers=app.containers, volumes=app.volumes,
         databases=app.databases, config_files=app.config_files, working_dir=app.working_dir,
         host=hosted.host,
     )  # fmt: skip

@@ -61,7 +61,7 @@ def list_apps_encoded(host_id: str | None = None) -> EncodedJson:
 def _entries(host_id: str | None) -> list[Entry]:
     stats = backup_stats()
     stored = hosted_inventories(host_id)
-    absent = absent_apps(stats, {app_id for _, app_id, _ in stored}, host_id)
+    absent = absent_apps(stats, {(app_id, state.host.id) for state, app_id, _ in stored}, host_id)
     drills = last_app_drills(
         sorted({app_id for _, app_id, _ in stored} | {a.app_id for a in absent})
     )
@@ -72,7 +72,7 @@ def _entries(host_id: str | None) -> list[Entry]:
         (app_id, state.host.id, (
             {"app_id": app_id, "present": True, **_host_fields(hosts, state)},
             _inventory_part(state.host.id, app_id, text),
-            {"backups": _backups(stats.get(app_id) or BackupStats()),
+            {"backups": _backups(stats.get((app_id, state.host.id)) or BackupStats()),
              "last_drill": drills.get(app_id)},
         ))
         for state, app_id, text in stored

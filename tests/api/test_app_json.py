@@ -81,3 +81,37 @@ def test_the_listing_writes_what_the_serializer_writes_and_sees_changes() -> Non
         sent = json.loads(list_apps_encoded(host_id))
         assert sent["total"] == len(sent["apps"]) == len(expected(host_id))
         assert ages_dropped(sent["apps"]) == ages_dropped(expected(host_id))
+
+
+@pytest.mark.django_db
+def test_backups_are_counted_per_host_and_app(api, make_snapshot) -> None:
+    """The same app id on two hosts is two apps: each shows the snapshots its
+    own host made. An app moved from h1 to h2 (on h2's inventory only) is
+    listed on h1 as no longer there, with h1's snapshots, still restorable."""
+    from bench.bench_fleet import inventory
+    from tests.api.conftest import API, envelope
+
+    for host in ("h1", "h2"):
+        Host.objects.create(id=host, last_heartbeat=Now(), inventory_at=Now())
+    HostApp.objects.create(host_id="h1", app_id="shop", inventory=inventory("shop"))
+    HostApp.objects.create(host_id="h2", app_id="shop", inventory=inventory("shop"))
+    HostApp.objects.create(host_id="h2", app_id="moved", inventory=inventory("moved"))
+    make_snapshot(app_id="shop", host_id="h1", size_bytes=10)
+    make_snapshot(app_id="shop", host_id="h2", size_bytes=200, minutes=1)
+    make_snapshot(app_id="shop", host_id="h2", size_bytes=300, minutes=2)
+    make_snapshot(app_id="moved", host_id="h1", size_bytes=7)
+    for listed in (list_apps_json(), json.loads(list_apps_encoded())["apps"]):
+        seen = {
+            (e["app_id"], e["host_id"]): (e["present"], *e["backups"].values())[:3] for e in listed
+        }
+        assert seen == {
+            ("moved", "h1"): (False, 1, 7), ("moved", "h2"): (True, 0, 0),
+            ("shop", "h1"): (True, 1, 10), ("shop", "h2"): (True, 2, 500),
+        }  # fmt: skip
+    one = envelope(api.get(f"{API}/apps/shop", {"host_id": "h2"}), 200)
+    assert one["backups"]["snapshots"] == 2
+    # On no host now but backed up on two: which one is asked.
+    HostApp.objects.filter(app_id="shop").delete()
+    assert envelope(api.get(f"{API}/apps/shop"), 409) == {"hosts": ["h1", "h2"]}
+    gone = envelope(api.get(f"{API}/apps/shop", {"host_id": "h1"}), 200)
+    assert gone["present"] is False and gone["backups"]["snapshots"] == 1

@@ -51,9 +51,10 @@ def sent(monkeypatch: pytest.MonkeyPatch) -> list[dict]:
 
 @pytest.mark.docker
 def test_list_shows_host_apps_and_apps_known_only_from_snapshots(
-    api: APIClient, tiny_app: ComposeStack, make_snapshot: MakeSnapshot
+    api: APIClient, tiny_app: ComposeStack, make_snapshot: MakeSnapshot, settings
 ) -> None:
-    make_snapshot(app_id=tiny_app.project, size_bytes=10)
+    # Made by this host's worker: an app's backups are those its host made.
+    make_snapshot(app_id=tiny_app.project, size_bytes=10, host_id=settings.BACKUP_HOST_ID)
     make_snapshot(app_id="uninstalled_app", size_bytes=30)
     data = envelope(api.get(f"{API}/apps"), 200)
     apps = {app["app_id"]: app for app in data["apps"]}

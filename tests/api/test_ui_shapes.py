@@ -212,7 +212,7 @@ def test_a_completed_restore_under_wait_is_200_with_the_seed_fields(
         "database_restored": True, "restored_databases": ["wordpress"], "skipped_volumes": {},
         "started_containers": ["wordpress001-app-1"], "safety_backup_id": None,
         "duration_seconds": 1.5, "downtime_seconds": 0.5, "staged_while_running": True,
-        "staged_while_running_why_not": None, "database_rollback": False,
+        "staged_while_running_why_not": None, "database_rollback": False, "recreated": None,
         "phases": {"validate_and_stage": 0.7, "stop": 0.1, "swap": 0.01, "databases": 0.3,
                    "start": 0.1, "check": 0.3},
         "warnings": ["no safety backup was taken: if the restore fails, the databases (db) "
