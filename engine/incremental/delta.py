@@ -41,10 +41,16 @@ DELTA_MIN_SIZE 1 MiB: below it, the archive writer batches files as small
 ones, and a delta's saving is a few hundred KiB at most while its digests
 cost index space on every backup.
 
-Memory: the file is read in CHUNK-sized pieces, changed blocks go to a
-temporary file (the tar header needs the member's size first); what is held
-is 16 bytes per block of the file (the parent's and the new digests: 1 MiB
-per GiB).
+Memory: the file is read in READ_CHUNK-sized pieces (two buffers), changed
+blocks go to a temporary file (the tar header needs the member's size
+first); what is held is 16 bytes per block of the file (the parent's and
+the new digests: 1 MiB per GiB).
+
+Time: the whole file's SHA-256 runs on a thread of its own while the
+caller's thread digests the same chunk's blocks (hashlib releases the GIL
+on buffers over 2 KiB, so the two use two cores), and the kernel is asked
+to read the next chunk ahead meanwhile. On bench_incremental's 1.2 GB of
+database files and logs an incremental spent ~1.8 s hashing them in turn.
 """
 
 from __future__ import annotations
@@ -53,6 +59,7 @@ import base64
 import hashlib
 import os
 import tempfile
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -66,7 +73,7 @@ DIGEST_NAME = "sha256-16"
 DELTA_MIN_SIZE = 1024 * 1024  # files strictly larger than this
 DELTAS_DIR = "deltas"
 APPLY_SCRIPT = "apply_deltas.py"
-READ_CHUNK = 4 * 1024 * 1024
+READ_CHUNK = 2 * 1024 * 1024  # two of them: one hashed whole while the next is read
 
 
 def delta_member(path: str) -> str:
@@ -179,12 +186,21 @@ def build_delta(
     digests = bytearray()
     spool = tempfile.TemporaryFile(dir=spill_dir, prefix="delta-")  # noqa: SIM115 - Delta owns it
     records = 0
-    buffer = memoryview(bytearray(READ_CHUNK))
-    index = 0
+    buffers = [memoryview(bytearray(READ_CHUNK)) for _ in range(2)]
+    hashing: list[Future[None] | None] = [None, None]  # each buffer's whole-file update
+    index = offset = turn = 0
+    pool = ThreadPoolExecutor(1, thread_name_prefix="delta-sha256")
     try:
-        while n := reader.readinto(buffer):
-            chunk = buffer[:n]
-            whole.update(chunk)
+        while True:
+            if (busy := hashing[turn]) is not None:
+                busy.result()  # the buffer is free again
+            n = reader.readinto(buffers[turn])
+            if not n:
+                break
+            offset += n
+            _read_ahead(fd, offset, size)
+            chunk = buffers[turn][:n]
+            hashing[turn] = pool.submit(whole.update, chunk)  # one worker: in order
             for start in range(0, n, BLOCK_SIZE):
                 block = chunk[start : start + BLOCK_SIZE]
                 digest = block_digest(block)
@@ -195,6 +211,10 @@ def build_delta(
                     spool.write(block)
                     records += 1
                 index += 1
+            turn ^= 1
+        for busy in hashing:
+            if busy is not None:
+                busy.result()
         reader.finish()
         sha256 = whole.digest()
         header = HEADER.pack(
@@ -206,5 +226,14 @@ def build_delta(
     except BaseException:
         spool.close()
         raise
+    finally:
+        pool.shutdown(wait=True)
     return Delta(header, spool, records, length, sha256.hex(), encode_blocks(bytes(digests)),
                  reader.changed)  # fmt: skip
+
+
+def _read_ahead(fd: int, offset: int, size: int) -> None:
+    """Ask the kernel to read the next two chunks while this one is hashed
+    (asynchronous: the disk works while the CPU hashes)."""
+    if offset < size:
+        os.posix_fadvise(fd, offset, min(2 * READ_CHUNK, size - offset), os.POSIX_FADV_WILLNEED)

@@ -130,13 +130,21 @@ def _decided(
     extractor: _Extractor, spool: DeltaSpool, pending: PendingDeltas, known: set[str]
 ) -> set[str]:
     """What an archive decided (_listed), less the files it holds as
-    deltas, which go to PENDING when no later archive decided them (KNOWN)."""
+    deltas, which go to PENDING when no later archive decided them (KNOWN).
+    A pending file it wrote whole is the base of its deltas: PENDING gets
+    the SHA-256 the extractor computed of it, which finish() compared with
+    this archive's manifest (it raises on any difference)."""
     listed = _listed(extractor)
     deltas = extractor.comparison.deltas if extractor.comparison is not None else {}
     for path, entry in deltas.items():
         if path not in known and path in spool.files:
             pending.add(path, spool.files[path], entry)
-    return listed - deltas.keys()
+    decided = listed - deltas.keys()
+    digests = extractor.hasher.digests  # only what this archive wrote
+    for path in pending.files:
+        if path in decided and path not in known and (digest := digests.get(path)) is not None:
+            pending.based(path, digest)
+    return decided
 
 
 def _run(extractor: _Extractor, stored: StoredArchive) -> ExtractReport:

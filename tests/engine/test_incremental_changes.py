@@ -108,7 +108,9 @@ def test_a_file_read_while_it_changed_is_never_carried_over(tmp_path: Path) -> N
     assert ParentState(FULL, [torn]).visit("volumes/v/a.txt", "file", st) is None
 
 
-@pytest.mark.parametrize("damage", ["missing", "other snapshot", "garbage line"])
+@pytest.mark.parametrize(
+    "damage", ["missing", "other snapshot", "garbage line", "data after an entry"]
+)
 def test_an_unusable_parent_index_makes_a_full_backup_with_a_warning(
     tmp_path: Path, damage: str
 ) -> None:
@@ -125,8 +127,10 @@ def test_an_unusable_parent_index_makes_a_full_backup_with_a_warning(
         shutil.copy(path, tmp_path / "x")
         os.replace(tmp_path / "x", path)
         path.write_bytes(path.read_bytes().replace(FULL.encode(), INCR2.encode(), 1))
-    else:
+    elif damage == "garbage line":
         path.write_bytes(path.read_bytes() + b"{not json\n")
+    else:  # each line is parsed by itself (index._entries): one value, nothing after it
+        path.write_bytes(path.read_bytes() + b'{"path": "volumes/wp_data/x"} 1\n')
     started = start_chain(index_dir, "wp", INCR, ChainLink(FULL, "0" * 64, 1))
     started.index.abort()
     assert started.parent is None and started.link is None
