@@ -21,6 +21,7 @@ import docker
 import docker.errors
 from docker.models.containers import Container, _create_container_args
 
+from engine.discovery import PROJECT_LABEL
 from tests.images import APP_IMAGE, MARIADB_IMAGE, POSTGRES_IMAGE, require_image
 
 COMPOSE_VERSION = "2.29.7"
@@ -280,3 +281,38 @@ def odoo_stack(client: docker.DockerClient, project: str, working_dir: Path) -> 
 def random_project(kind: str) -> str:
     """A project name shaped like the platform's (e.g. wordpress_ab12c)."""
     return f"{kind}_{secrets.token_hex(3)[:5]}"
+
+
+def volume_dir(client: docker.DockerClient, stack: ComposeStack, volume: str) -> Path:
+    """Where the stack's volume VOLUME (its key) keeps its files on this host."""
+    return Path(client.volumes.get(stack.volume(volume)).attrs["Mountpoint"])
+
+
+def all_running(stack: ComposeStack) -> bool:
+    for container in stack.containers.values():
+        container.reload()
+        if container.status != "running":
+            return False
+    return True
+
+
+def remove_project(client: docker.DockerClient, project: str) -> None:
+    """What a test may have left of Compose project PROJECT, found by its
+    label (only that project's objects): containers, volumes, networks."""
+    label = f"{PROJECT_LABEL}={project}"
+    for container in client.containers.list(all=True, filters={"label": label}):
+        container.remove(force=True, v=True)
+    for volume in client.volumes.list(filters={"label": label}):
+        volume.remove(force=True)
+    for network in client.networks.list(filters={"label": label}):
+        network.remove()
+
+
+def project_leftovers(client: docker.DockerClient, project: str) -> list[str]:
+    """The names of what carries PROJECT's label on this engine."""
+    label = f"{PROJECT_LABEL}={project}"
+    return (
+        [c.name for c in client.containers.list(all=True, filters={"label": label})]
+        + [v.name for v in client.volumes.list(filters={"label": label})]
+        + [n.name for n in client.networks.list(filters={"label": label})]
+    )

@@ -17,7 +17,7 @@ from engine.dumps import DatabaseRestoreError
 from snapshots.models import Run, Snapshot
 from tests.backup_helpers import backup_now
 from tests.engine.treegen import snapshot as tree_snapshot
-from tests.stacks import ComposeStack
+from tests.stacks import ComposeStack, all_running, volume_dir
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -44,10 +44,6 @@ def _psql(stack: ComposeStack, sql: str, db: str = "odoo") -> str:
     return stack.exec("postgres", ["psql", "-U", stack.project, "-d", db, "-tAc", sql])
 
 
-def _files(client: docker.DockerClient, stack: ComposeStack, volume: str) -> Path:
-    return Path(client.volumes.get(stack.volume(volume)).attrs["Mountpoint"])
-
-
 def _vandalise(root: Path) -> None:
     """What an operator regrets: files changed, deleted, added."""
     (root / "index.php").write_text("<?php // hacked\n")
@@ -62,19 +58,11 @@ def _restore(app_id: str, backup_id: str, *flags: str) -> Run:
     return Run.objects.filter(operation="restore", app_id=app_id).latest("created_at")
 
 
-def _all_running(stack: ComposeStack) -> bool:
-    for container in stack.containers.values():
-        container.reload()
-        if container.status != "running":
-            return False
-    return True
-
-
 def test_wordpress_restore_brings_back_files_and_rows(
     wordpress: ComposeStack, docker_client: docker.DockerClient
 ) -> None:
     _sql(wordpress, POSTS)
-    files = _files(docker_client, wordpress, "wordpress")
+    files = volume_dir(docker_client, wordpress, "wordpress")
     before_files = tree_snapshot(files)
     before_rows = _sql(wordpress, "SELECT id, title, MD5(body) FROM posts ORDER BY id")
     backup = backup_now(wordpress.project)
@@ -86,7 +74,7 @@ def test_wordpress_restore_brings_back_files_and_rows(
     assert run.state == Run.State.COMPLETED, run.error
     assert tree_snapshot(files) == before_files
     assert _sql(wordpress, "SELECT id, title, MD5(body) FROM posts ORDER BY id") == before_rows
-    assert _all_running(wordpress)
+    assert all_running(wordpress)
     result = run.result
     assert result["restored_volume_names"] == [wordpress.volume("wordpress")]
     assert result["restored_volumes"] == 1 and type(result["restored_volumes"]) is int
@@ -108,7 +96,7 @@ def test_odoo_restore_with_postgres_user_equal_to_app_id(
         "CREATE TABLE res_partner (id serial PRIMARY KEY, name text);"
         "INSERT INTO res_partner (name) SELECT 'partner ' || g FROM generate_series(1, 5000) g",
     )
-    files = _files(docker_client, odoo, "odoo_filestore")
+    files = volume_dir(docker_client, odoo, "odoo_filestore")
     before_files = tree_snapshot(files)
     before_rows = _psql(odoo, "SELECT md5(string_agg(name, ',' ORDER BY id)) FROM res_partner")
     backup = backup_now(odoo.project)
@@ -122,14 +110,14 @@ def test_odoo_restore_with_postgres_user_equal_to_app_id(
     assert tree_snapshot(files) == before_files
     after = _psql(odoo, "SELECT md5(string_agg(name, ',' ORDER BY id)) FROM res_partner")
     assert after == before_rows
-    assert _all_running(odoo)
+    assert all_running(odoo)
 
 
 def test_one_flipped_byte_is_refused_and_nothing_changes(
     wordpress: ComposeStack, docker_client: docker.DockerClient, settings
 ) -> None:
     backup = backup_now(wordpress.project)
-    files = _files(docker_client, wordpress, "wordpress")
+    files = volume_dir(docker_client, wordpress, "wordpress")
     _vandalise(files)
     vandalised = tree_snapshot(files)
     archive = settings.BACKUP_ROOT / backup.storage_key
@@ -140,7 +128,7 @@ def test_one_flipped_byte_is_refused_and_nothing_changes(
     assert run.state == Run.State.FAILED
     assert "failed validation" in run.error and "nothing was changed" in run.error
     assert tree_snapshot(files) == vandalised
-    assert _all_running(wordpress)
+    assert all_running(wordpress)
     assert not Snapshot.objects.filter(purpose=Snapshot.Purpose.PRE_RESTORE).exists()
 
 
@@ -149,7 +137,7 @@ def test_failure_in_database_step_rolls_everything_back(
 ) -> None:
     _sql(wordpress, POSTS)
     backup = backup_now(wordpress.project)
-    files = _files(docker_client, wordpress, "wordpress")
+    files = volume_dir(docker_client, wordpress, "wordpress")
     _vandalise(files)
     _sql(wordpress, "DELETE FROM posts WHERE id > 10; UPDATE posts SET title = 'current'")
     current_files = tree_snapshot(files)
@@ -176,7 +164,7 @@ def test_failure_in_database_step_rolls_everything_back(
     rolled = run.result["rolled_back"]
     assert f"volume {wordpress.volume('wordpress')}" in rolled
     assert any(item.startswith("database") for item in rolled)
-    assert _all_running(wordpress)
+    assert all_running(wordpress)
 
 
 def test_encrypted_backup_restores_with_the_identity(
@@ -187,7 +175,7 @@ def test_encrypted_backup_restores_with_the_identity(
     key_file = tmp_path / "identity.txt"
     key_file.write_text(identity + "\n")
     settings.BACKUP_AGE_IDENTITY_FILE = str(key_file)
-    files = _files(docker_client, odoo, "odoo_filestore")
+    files = volume_dir(docker_client, odoo, "odoo_filestore")
     before = tree_snapshot(files)
     backup = backup_now(odoo.project)
     assert backup.encrypted
@@ -206,7 +194,7 @@ def test_encrypted_backup_restores_with_the_identity(
 def test_restore_after_the_apps_volume_was_removed(
     wordpress: ComposeStack, docker_client: docker.DockerClient
 ) -> None:
-    files_before = tree_snapshot(_files(docker_client, wordpress, "wordpress"))
+    files_before = tree_snapshot(volume_dir(docker_client, wordpress, "wordpress"))
     backup = backup_now(wordpress.project)
     # The app container and its files volume are gone (partly uninstalled).
     wordpress.container("wordpress").remove(force=True)

@@ -37,7 +37,9 @@ from tests.stacks import (
     SEED_APP_FILES,
     ComposeStack,
     ServiceSpec,
+    all_running,
     random_project,
+    volume_dir,
     wait_for_mariadb,
     wait_for_postgres,
 )
@@ -75,23 +77,11 @@ def _restore(app_id: str, backup_id: str, *flags: str) -> Run:
     return Run.objects.filter(operation="restore", app_id=app_id).latest("created_at")
 
 
-def _files(client: docker.DockerClient, stack: ComposeStack, volume: str) -> Path:
-    return Path(client.volumes.get(stack.volume(volume)).attrs["Mountpoint"])
-
-
-def _all_running(stack: ComposeStack) -> bool:
-    for container in stack.containers.values():
-        container.reload()
-        if container.status != "running":
-            return False
-    return True
-
-
 def test_the_database_is_loaded_running_and_only_the_app_is_restarted(
     wordpress: ComposeStack, docker_client: docker.DockerClient
 ) -> None:
     _sql(wordpress, POSTS)
-    files = _files(docker_client, wordpress, "wordpress")
+    files = volume_dir(docker_client, wordpress, "wordpress")
     before_files = tree_snapshot(files)
     before_rows = _sql(wordpress, "SELECT id, title FROM posts ORDER BY id")
     backup = backup_now(wordpress.project)
@@ -110,7 +100,7 @@ def test_the_database_is_loaded_running_and_only_the_app_is_restarted(
     assert _started_at(wordpress, "wordpress") != app_started  # stopped and started
     assert run.result["started_containers"] == [wordpress.container("wordpress").name]
     assert run.result["database_restored"] is True and run.result["downtime_seconds"] > 0
-    assert _all_running(wordpress)
+    assert all_running(wordpress)
 
 
 def test_a_failed_load_rolls_back_with_the_database_running(
@@ -118,7 +108,7 @@ def test_a_failed_load_rolls_back_with_the_database_running(
 ) -> None:
     _sql(wordpress, POSTS)
     backup = backup_now(wordpress.project)
-    files = _files(docker_client, wordpress, "wordpress")
+    files = volume_dir(docker_client, wordpress, "wordpress")
     (files / "index.php").write_text("<?php // current\n")
     _sql(wordpress, "DELETE FROM posts WHERE id > 10; UPDATE posts SET title = 'current'")
     current_files = tree_snapshot(files)
@@ -146,7 +136,7 @@ def test_a_failed_load_rolls_back_with_the_database_running(
     assert tree_snapshot(files) == current_files
     assert any(item.startswith("database") for item in run.result["rolled_back"])
     assert _started_at(wordpress, "mariadb") == db_started  # not even by the rollback
-    assert _all_running(wordpress)
+    assert all_running(wordpress)
 
 
 def test_a_database_that_dies_during_its_load_is_started_by_the_rollback(
@@ -166,7 +156,7 @@ def test_a_database_that_dies_during_its_load_is_started_by_the_rollback(
 
     assert run.state == Run.State.FAILED and "server went away" in run.error
     assert f"started {wordpress.container('mariadb').name}" in run.result["rolled_back"]
-    assert _all_running(wordpress)
+    assert all_running(wordpress)
 
 
 def _db_info(stack: ComposeStack, service: str) -> DatabaseInfo:
@@ -224,7 +214,7 @@ def test_recovery_of_a_dead_restore_leaves_a_database_that_ran_running(
     assert f"started {app.name}" in recovery["done"], recovery
     assert any("no safety backup" in item for item in recovery["failed"]), recovery
     assert not any(db.name in item for item in recovery["done"]), recovery
-    assert _all_running(wordpress)
+    assert all_running(wordpress)
 
 
 def _two_database_stack(client: docker.DockerClient, workdir: Path) -> ComposeStack:
@@ -282,6 +272,6 @@ def test_two_database_containers_are_loaded_at_the_same_time(
         assert stack.exec("postgres", [*psql, "SELECT count(*) FROM t"]).strip() == "1000"
         (a_began, a_ended), (b_began, b_ended) = spans["mariadb"], spans["postgres"]
         assert a_began < b_ended and b_began < a_ended, spans  # the loads overlapped
-        assert _all_running(stack)
+        assert all_running(stack)
     finally:
         stack.remove()

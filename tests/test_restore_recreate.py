@@ -25,7 +25,13 @@ from snapshots.models import AppLock, Run, Snapshot
 from tests.backup_helpers import backup_now
 from tests.engine.treegen import snapshot as tree_snapshot
 from tests.images import APP_IMAGE
-from tests.stacks import ComposeStack, ServiceSpec, random_project
+from tests.stacks import (
+    ComposeStack,
+    ServiceSpec,
+    project_leftovers,
+    random_project,
+    remove_project,
+)
 
 pytestmark = [pytest.mark.docker, pytest.mark.django_db(transaction=True)]
 
@@ -57,27 +63,8 @@ def app(docker_client: docker.DockerClient, tmp_path: Path) -> Iterator[ComposeS
         stack.up()
         yield stack
     finally:
-        _remove_project(docker_client, project)  # the recreated ones first: they use the volume
+        remove_project(docker_client, project)  # the recreated ones first: they use the volume
         stack.remove()
-
-
-def _remove_project(client: docker.DockerClient, project: str) -> None:
-    label = f"{PROJECT_LABEL}={project}"
-    for container in client.containers.list(all=True, filters={"label": label}):
-        container.remove(force=True, v=True)
-    for volume in client.volumes.list(filters={"label": label}):
-        volume.remove(force=True)
-    for network in client.networks.list(filters={"label": label}):
-        network.remove()
-
-
-def _leftovers(client: docker.DockerClient, project: str) -> list[str]:
-    label = f"{PROJECT_LABEL}={project}"
-    return (
-        [c.name for c in client.containers.list(all=True, filters={"label": label})]
-        + [v.name for v in client.volumes.list(filters={"label": label})]
-        + [n.name for n in client.networks.list(filters={"label": label})]
-    )
 
 
 def _restore(app_id: str, backup_id: str) -> Run:
@@ -98,7 +85,7 @@ def test_an_app_with_nothing_left_here_is_recreated_and_started(
     assert backup.status == Snapshot.Status.COMPLETED, backup.error
     files = tree_snapshot(_data(docker_client, app))
     app.remove()  # uninstalled: no container, volume or network left
-    assert _leftovers(docker_client, app.project) == []
+    assert project_leftovers(docker_client, app.project) == []
 
     run = _restore(app.project, backup.backup_id)
     assert run.state == Run.State.COMPLETED, run.error
@@ -129,7 +116,7 @@ def test_a_failure_after_the_recreate_removes_all_it_made(
     assert "the containers, volumes and networks this restore created were removed" in run.error
     assert run.result["recreated"] is None
     assert run.result["not_rolled_back"] == []
-    assert _leftovers(docker_client, app.project) == []
+    assert project_leftovers(docker_client, app.project) == []
     assert "tok-3f9a1c" not in run.error + str(run.result)
 
 
@@ -181,6 +168,6 @@ def test_a_dead_restore_that_recreated_the_app_is_undone_by_recovery(
     recovery = cleanup()["recovered_runs"][str(run.pk)]
     assert recovery["failed"] == [] and recovery["left_for_operator"] == [], recovery
     assert f"removed volume {app.volume('data')} (recreated by the restore)" in recovery["done"]
-    assert _leftovers(docker_client, app.project) == []
+    assert project_leftovers(docker_client, app.project) == []
     run.refresh_from_db()
     assert run.state == Run.State.FAILED and "put the app back" in run.error

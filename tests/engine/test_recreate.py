@@ -19,14 +19,20 @@ import pytest
 
 from engine.archive.source import open_tar_source
 from engine.backup import BackupOptions, create_backup
-from engine.discovery import PROJECT_LABEL, get_app
+from engine.discovery import get_app
 from engine.recreate.create import RecreateRefused, recreate_app
 from engine.recreate.record import app_record, read_app_record
 from engine.restore.plan import read_backup_json
 from engine.verify import verify_backup
 from storage.local import LocalStorage
 from tests.images import APP_IMAGE
-from tests.stacks import ComposeStack, ServiceSpec, random_project
+from tests.stacks import (
+    ComposeStack,
+    ServiceSpec,
+    project_leftovers,
+    random_project,
+    remove_project,
+)
 
 pytestmark = [pytest.mark.docker]
 
@@ -49,33 +55,13 @@ def stack(docker_client: docker.DockerClient, tmp_path: Path) -> Iterator[Compos
         yield stack
     finally:
         stack.remove()
-        _remove_project(docker_client, project)
-
-
-def _remove_project(client: docker.DockerClient, project: str) -> None:
-    """What a failed test may have left of PROJECT (only this test's objects)."""
-    label = f"{PROJECT_LABEL}={project}"
-    for container in client.containers.list(all=True, filters={"label": label}):
-        container.remove(force=True, v=True)
-    for volume in client.volumes.list(filters={"label": label}):
-        volume.remove(force=True)
-    for network in client.networks.list(filters={"label": label}):
-        network.remove()
-
-
-def _leftovers(client: docker.DockerClient, project: str) -> list[str]:
-    label = f"{PROJECT_LABEL}={project}"
-    return (
-        [c.name for c in client.containers.list(all=True, filters={"label": label})]
-        + [v.name for v in client.volumes.list(filters={"label": label})]
-        + [n.name for n in client.networks.list(filters={"label": label})]
-    )
+        remove_project(docker_client, project)
 
 
 def _record_then_uninstall(client: docker.DockerClient, stack: ComposeStack) -> dict[str, Any]:
     record = app_record(client, get_app(client, stack.project))
     stack.remove()
-    assert _leftovers(client, stack.project) == []
+    assert project_leftovers(client, stack.project) == []
     return record
 
 
@@ -123,7 +109,7 @@ def test_the_record_gives_back_the_same_containers_volumes_and_network(
     finally:
         left = made.remove(docker_client)
     assert left == []
-    assert _leftovers(docker_client, stack.project) == []
+    assert project_leftovers(docker_client, stack.project) == []
 
 
 def test_a_missing_image_is_refused_before_anything_is_made(
@@ -136,7 +122,7 @@ def test_a_missing_image_is_refused_before_anything_is_made(
         recreate_app(docker_client, stack.project, record)
     message = str(refused.value)
     assert absent in message and "never pulled" in message and "nothing was created" in message
-    assert _leftovers(docker_client, stack.project) == []
+    assert project_leftovers(docker_client, stack.project) == []
     with pytest.raises(docker.errors.ImageNotFound):  # and nothing was pulled
         docker_client.images.get(absent)
 
@@ -160,7 +146,7 @@ def test_a_failure_mid_way_removes_everything_made(
     message = str(refused.value)
     assert missing in message and "missing on this host" in message
     assert secret.partition("=")[2] not in message
-    assert _leftovers(docker_client, stack.project) == []
+    assert project_leftovers(docker_client, stack.project) == []
     assert not Path(missing).exists()  # refused, not made empty
 
 
@@ -174,7 +160,7 @@ def test_a_network_not_the_apps_own_must_exist(
     record["containers"][0]["networks"].append({"name": shared["name"], "aliases": []})
     with pytest.raises(RecreateRefused, match=f"network.*{shared['name']}.*missing here"):
         recreate_app(docker_client, stack.project, record)
-    assert _leftovers(docker_client, stack.project) == []
+    assert project_leftovers(docker_client, stack.project) == []
 
 
 def test_a_backup_writes_the_record_in_the_archive_only(

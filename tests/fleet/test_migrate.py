@@ -26,7 +26,7 @@ from tests.fleet.test_two_hosts import Worker
 from tests.fleet.two_engines import second_engine
 from tests.images import APP_IMAGE, MARIADB_IMAGE
 from tests.offsite_helpers import moto, offsite  # noqa: F401 - fixtures
-from tests.stacks import ComposeStack, wait_until
+from tests.stacks import ComposeStack, remove_project, wait_until
 
 pytestmark = [
     pytest.mark.django_db(transaction=True), pytest.mark.docker, pytest.mark.celery,
@@ -150,19 +150,9 @@ def test_an_app_backed_up_on_a_to_s3_comes_up_on_b(
         finally:
             for worker in workers:
                 worker.stop()
-            _remove_project(engine_b.client, app)
+            remove_project(engine_b.client, app)
 
 
 def _online(api: APIClient, host_id: str) -> bool:
     hosts = envelope(api.get(f"{API}/hosts"), 200)["hosts"]
     return any(h["host_id"] == host_id and h["online"] for h in hosts)
-
-
-def _remove_project(client: docker.DockerClient, project: str) -> None:
-    label = f"{PROJECT_LABEL}={project}"
-    for container in client.containers.list(all=True, filters={"label": label}):
-        container.remove(force=True, v=True)
-    for volume in client.volumes.list(filters={"label": label}):
-        volume.remove(force=True)
-    for network in client.networks.list(filters={"label": label}):
-        network.remove()
