@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 from pathlib import Path
 
 from django.core.management import call_command
+from django.core.management.base import CommandError
 
-from snapshots.models import Snapshot
+from snapshots.models import Run, Snapshot
 
 
 def backup_now(app_id: str, *args: str) -> Snapshot:
     """Run `manage.py backup create APP_ID` in-process; return the snapshot."""
     call_command("backup", "create", app_id, *args)
     return Snapshot.objects.filter(app_id=app_id).latest("created_at")
+
+
+def restore_now(app_id: str, backup_id: str, *flags: str) -> Run:
+    """Run `manage.py backup restore APP_ID BACKUP_ID` in-process; return its
+    run, whether it succeeded or not (the run says)."""
+    with contextlib.suppress(CommandError):
+        call_command("backup", "restore", app_id, backup_id, *flags)
+    return Run.objects.filter(operation="restore", app_id=app_id).latest("created_at")
 
 
 def archive_path(snapshot: Snapshot, root: Path) -> Path:

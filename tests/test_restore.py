@@ -3,19 +3,16 @@ archive or a failure mid-way leaves the app as it was, running."""
 
 from __future__ import annotations
 
-import contextlib
 import shutil
 from pathlib import Path
 
 import docker
 import pytest
-from django.core.management import call_command
-from django.core.management.base import CommandError
 
 from engine.age import generate_identity
 from engine.dumps import DatabaseRestoreError
 from snapshots.models import Run, Snapshot
-from tests.backup_helpers import backup_now
+from tests.backup_helpers import backup_now, restore_now
 from tests.engine.treegen import snapshot as tree_snapshot
 from tests.stacks import ComposeStack, all_running, volume_dir
 
@@ -52,12 +49,6 @@ def _vandalise(root: Path) -> None:
     (root / "link-to-index").unlink()
 
 
-def _restore(app_id: str, backup_id: str, *flags: str) -> Run:
-    with contextlib.suppress(CommandError):
-        call_command("backup", "restore", app_id, backup_id, *flags)
-    return Run.objects.filter(operation="restore", app_id=app_id).latest("created_at")
-
-
 def test_wordpress_restore_brings_back_files_and_rows(
     wordpress: ComposeStack, docker_client: docker.DockerClient
 ) -> None:
@@ -70,7 +61,7 @@ def test_wordpress_restore_brings_back_files_and_rows(
     _vandalise(files)
     _sql(wordpress, "DELETE FROM posts WHERE id % 3 = 0; UPDATE posts SET title = 'changed';"
                     "CREATE TABLE junk (x INT)")  # fmt: skip
-    run = _restore(wordpress.project, backup.backup_id)
+    run = restore_now(wordpress.project, backup.backup_id)
     assert run.state == Run.State.COMPLETED, run.error
     assert tree_snapshot(files) == before_files
     assert _sql(wordpress, "SELECT id, title, MD5(body) FROM posts ORDER BY id") == before_rows
@@ -105,7 +96,7 @@ def test_odoo_restore_with_postgres_user_equal_to_app_id(
     _psql(
         odoo, "DELETE FROM res_partner WHERE id > 100; INSERT INTO res_partner (name) VALUES ('x')"
     )
-    run = _restore(odoo.project, backup.backup_id)
+    run = restore_now(odoo.project, backup.backup_id)
     assert run.state == Run.State.COMPLETED, run.error
     assert tree_snapshot(files) == before_files
     after = _psql(odoo, "SELECT md5(string_agg(name, ',' ORDER BY id)) FROM res_partner")
@@ -124,7 +115,7 @@ def test_one_flipped_byte_is_refused_and_nothing_changes(
     data = bytearray(archive.read_bytes())
     data[len(data) // 3] ^= 0x01
     archive.write_bytes(bytes(data))
-    run = _restore(wordpress.project, backup.backup_id)
+    run = restore_now(wordpress.project, backup.backup_id)
     assert run.state == Run.State.FAILED
     assert "failed validation" in run.error and "nothing was changed" in run.error
     assert tree_snapshot(files) == vandalised
@@ -156,7 +147,7 @@ def test_failure_in_database_step_rolls_everything_back(
             raise DatabaseRestoreError("injected failure after the database was changed")
 
     monkeypatch.setattr(orchestrate, "restore_database", fail_after_first_restore)
-    run = _restore(wordpress.project, backup.backup_id)
+    run = restore_now(wordpress.project, backup.backup_id)
     assert run.state == Run.State.FAILED and "injected failure" in run.error
     assert calls["n"] == 2  # the restore, then the rollback from the safety backup
     assert tree_snapshot(files) == current_files
@@ -180,13 +171,13 @@ def test_encrypted_backup_restores_with_the_identity(
     backup = backup_now(odoo.project)
     assert backup.encrypted
     _vandalise(files)
-    run = _restore(odoo.project, backup.backup_id, "--no-safety-backup")
+    run = restore_now(odoo.project, backup.backup_id, "--no-safety-backup")
     assert run.state == Run.State.COMPLETED, run.error
     assert tree_snapshot(files) == before and run.result["safety_backup_id"] is None
     # Without the identity, the restore is refused before anything changes.
     settings.BACKUP_AGE_IDENTITY_FILE = ""
     _vandalise(files)
-    refused = _restore(odoo.project, backup.backup_id)
+    refused = restore_now(odoo.project, backup.backup_id)
     assert refused.state == Run.State.FAILED and "nothing was changed" in refused.error
     assert "needs the age identity" in refused.error
 
@@ -199,7 +190,7 @@ def test_restore_after_the_apps_volume_was_removed(
     # The app container and its files volume are gone (partly uninstalled).
     wordpress.container("wordpress").remove(force=True)
     docker_client.volumes.get(wordpress.volume("wordpress")).remove()
-    run = _restore(wordpress.project, backup.backup_id, "--no-database")
+    run = restore_now(wordpress.project, backup.backup_id, "--no-database")
     assert run.state == Run.State.COMPLETED, run.error
     volume = docker_client.volumes.get(wordpress.volume("wordpress"))
     assert volume.attrs["Labels"]["com.docker.compose.project"] == wordpress.project

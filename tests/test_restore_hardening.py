@@ -14,8 +14,6 @@ from pathlib import Path
 import docker
 import docker.errors
 import pytest
-from django.core.management import call_command
-from django.core.management.base import CommandError
 from docker.models.containers import Container
 
 from engine.archive.source import open_tar_source
@@ -25,7 +23,7 @@ from engine.restore.database_volumes import DATABASE_VOLUMES_KEY
 from engine.restore.plan import make_plan
 from snapshots.models import Run, Snapshot
 from snapshots.storage_locations import get_storage
-from tests.backup_helpers import backup_now
+from tests.backup_helpers import backup_now, restore_now
 from tests.engine.treegen import snapshot as tree_snapshot
 from tests.images import APP_IMAGE
 from tests.realistic_data import load_rows, mariadb_sql
@@ -51,12 +49,6 @@ def extra_containers(docker_client: docker.DockerClient) -> Iterator[list[Contai
     for container in made:
         with contextlib.suppress(docker.errors.NotFound):
             container.remove(force=True, v=False)
-
-
-def _restore(app_id: str, backup_id: str, *flags: str) -> Run:
-    with contextlib.suppress(CommandError):
-        call_command("backup", "restore", app_id, backup_id, *flags)
-    return Run.objects.filter(operation="restore", app_id=app_id).latest("created_at")
 
 
 def _mountpoint(client: docker.DockerClient, volume: str) -> Path:
@@ -121,7 +113,7 @@ def test_safety_backup_is_taken_when_the_containers_are_gone_but_the_volumes_hol
         container.remove(force=True)  # `docker rm -f`: only the volumes are left
     files = _mountpoint(docker_client, wordpress.volume("wordpress"))
     (files / "written-after-the-backup.txt").write_text("only copy of this\n")
-    run = _restore(wordpress.project, backup.backup_id, "--no-database")
+    run = restore_now(wordpress.project, backup.backup_id, "--no-database")
     assert run.state == Run.State.COMPLETED, run.error
     assert not (files / "written-after-the-backup.txt").exists()  # restored as backed up
     safety_id = run.result["safety_backup_id"]
@@ -147,7 +139,7 @@ def test_no_database_leaves_the_database_volume_when_its_container_is_gone(
     db_volume = wordpress.volume("mysql_data")
     data = _mountpoint(docker_client, db_volume)
     before = _tree_digest(data)
-    run = _restore(wordpress.project, backup.backup_id, "--no-database")
+    run = restore_now(wordpress.project, backup.backup_id, "--no-database")
     assert run.state == Run.State.COMPLETED, run.error
     assert _tree_digest(data) == before  # not a byte changed
     assert db_volume not in run.result["restored_volume_names"]
@@ -183,7 +175,7 @@ def test_restore_refuses_while_another_apps_container_mounts_the_volume(
     )  # fmt: skip
     extra_containers.append(other)
     before = tree_snapshot(files)
-    run = _restore(wordpress.project, backup.backup_id)
+    run = restore_now(wordpress.project, backup.backup_id)
     assert run.state == Run.State.FAILED
     assert other.name in run.error and f"app {other_project}" in run.error
     assert "nothing was changed" in run.error
@@ -224,7 +216,7 @@ def test_a_container_that_mounts_the_volume_during_the_restore_makes_it_roll_bac
         return safety
 
     monkeypatch.setattr(restore_service, "take_safety_backup", safety_then_a_reader)
-    run = _restore(wordpress.project, backup.backup_id)
+    run = restore_now(wordpress.project, backup.backup_id)
     assert run.state == Run.State.FAILED
     assert f"{wordpress.project}y-late-1" in run.error and "nothing was swapped" in run.error
     assert tree_snapshot(files) == before
@@ -243,7 +235,7 @@ def test_paused_container_of_the_app_is_stopped_restored_and_paused_again(
     (files / "index.php").write_text("<?php // vandalised\n")
     app_container = wordpress.container("wordpress")
     app_container.pause()
-    run = _restore(wordpress.project, backup.backup_id)
+    run = restore_now(wordpress.project, backup.backup_id)
     assert run.state == Run.State.COMPLETED, run.error
     assert (files / "index.php").read_text() == original
     app_container.reload()
@@ -284,7 +276,7 @@ def test_no_stop_that_cannot_be_followed_is_said_in_the_result(
     wordpress: ComposeStack, docker_client: docker.DockerClient
 ) -> None:
     backup = backup_now(wordpress.project)
-    run = _restore(wordpress.project, backup.backup_id, "--no-stop", "--no-database",
+    run = restore_now(wordpress.project, backup.backup_id, "--no-stop", "--no-database",
                    "--no-safety-backup")  # fmt: skip
     assert run.state == Run.State.COMPLETED, run.error
     said = [w for w in run.result["warnings"] if "--no-stop" in w]

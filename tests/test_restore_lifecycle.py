@@ -8,7 +8,6 @@ the order is read from the engine's own State.FinishedAt / StartedAt."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -18,14 +17,12 @@ from typing import Any
 
 import docker
 import pytest
-from django.core.management import call_command
-from django.core.management.base import CommandError
 
 from engine.inventory import ContainerInfo
 from engine.progress import no_progress
 from engine.restore.orchestrate import _start_and_check, _stop
 from snapshots.models import Run, Snapshot
-from tests.backup_helpers import backup_now
+from tests.backup_helpers import backup_now, restore_now
 from tests.images import APP_IMAGE, MARIADB_IMAGE
 from tests.small_app import RUN_UNTIL_STOPPED
 from tests.stacks import ComposeStack, ServiceSpec, random_project
@@ -229,12 +226,6 @@ def backup_dirs(settings: Any, tmp_path: Path) -> None:
     settings.BACKUP_SPOOL_DIR = tmp_path / "spool"
 
 
-def _restore(app_id: str, backup_id: str, *flags: str) -> Run:
-    with contextlib.suppress(CommandError):
-        call_command("backup", "restore", app_id, backup_id, *flags)
-    return Run.objects.filter(operation="restore", app_id=app_id).latest("created_at")
-
-
 @pytest.mark.django_db(transaction=True)
 def test_a_container_unhealthy_on_the_restored_data_fails_the_restore_and_is_rolled_back(
     stack_of: Callable[..., ComposeStack], docker_client: docker.DockerClient, backup_dirs: None
@@ -256,7 +247,7 @@ def test_a_container_unhealthy_on_the_restored_data_fails_the_restore_and_is_rol
     assert backup.status == Snapshot.Status.COMPLETED, backup.error
     (root / "broken").unlink()
     (root / "marker.txt").write_text("live")
-    run = _restore(stack.project, backup.backup_id, "--no-safety-backup")
+    run = restore_now(stack.project, backup.backup_id, "--no-safety-backup")
     assert run.state == Run.State.FAILED
     assert f"container {stack.container('web').name} is unhealthy" in run.error, run.error
     assert f"volume {stack.volume('data')}" in run.result["rolled_back"], run.result

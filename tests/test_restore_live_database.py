@@ -10,7 +10,6 @@ from the engine's own State.StartedAt."""
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
 from datetime import timedelta
@@ -19,8 +18,6 @@ from typing import Any
 
 import docker
 import pytest
-from django.core.management import call_command
-from django.core.management.base import CommandError
 from django.db.models.functions import Now
 
 from engine import steps
@@ -30,7 +27,7 @@ from engine.restore.volume_users import databases_kept_running
 from snapshots.locks import acquire_app_lock
 from snapshots.models import AppLock, Run, Snapshot
 from snapshots.tasks import cleanup
-from tests.backup_helpers import backup_now
+from tests.backup_helpers import backup_now, restore_now
 from tests.engine.treegen import snapshot as tree_snapshot
 from tests.images import APP_IMAGE, MARIADB_IMAGE, POSTGRES_IMAGE
 from tests.stacks import (
@@ -71,12 +68,6 @@ def _started_at(stack: ComposeStack, service: str) -> str:
     return container.attrs["State"]["StartedAt"]
 
 
-def _restore(app_id: str, backup_id: str, *flags: str) -> Run:
-    with contextlib.suppress(CommandError):
-        call_command("backup", "restore", app_id, backup_id, *flags)
-    return Run.objects.filter(operation="restore", app_id=app_id).latest("created_at")
-
-
 def test_the_database_is_loaded_running_and_only_the_app_is_restarted(
     wordpress: ComposeStack, docker_client: docker.DockerClient
 ) -> None:
@@ -90,7 +81,7 @@ def test_the_database_is_loaded_running_and_only_the_app_is_restarted(
     _sql(wordpress, "DELETE FROM posts WHERE id > 10; CREATE TABLE junk (x INT)")
     db_started, app_started = _started_at(wordpress, "mariadb"), _started_at(wordpress, "wordpress")
 
-    run = _restore(wordpress.project, backup.backup_id, "--no-safety-backup")
+    run = restore_now(wordpress.project, backup.backup_id, "--no-safety-backup")
 
     assert run.state == Run.State.COMPLETED, run.error
     assert _sql(wordpress, "SELECT id, title FROM posts ORDER BY id") == before_rows
@@ -128,7 +119,7 @@ def test_a_failed_load_rolls_back_with_the_database_running(
             raise DatabaseRestoreError("injected failure after the database was changed")
 
     monkeypatch.setattr(orchestrate, "restore_database", fail_after_first_restore)
-    run = _restore(wordpress.project, backup.backup_id)
+    run = restore_now(wordpress.project, backup.backup_id)
 
     assert run.state == Run.State.FAILED and "injected failure" in run.error
     assert calls["n"] == 2  # the load, then the rollback's load of the safety backup
@@ -152,7 +143,7 @@ def test_a_database_that_dies_during_its_load_is_started_by_the_rollback(
         raise DatabaseRestoreError("injected: the server went away")
 
     monkeypatch.setattr(orchestrate, "restore_database", server_dies)
-    run = _restore(wordpress.project, backup.backup_id, "--no-safety-backup")
+    run = restore_now(wordpress.project, backup.backup_id, "--no-safety-backup")
 
     assert run.state == Run.State.FAILED and "server went away" in run.error
     assert f"started {wordpress.container('mariadb').name}" in run.result["rolled_back"]
@@ -265,7 +256,7 @@ def test_two_database_containers_are_loaded_at_the_same_time(
                 spans[db.container.service] = (began, time.monotonic())
 
         monkeypatch.setattr(orchestrate, "restore_database", timed_restore)
-        run = _restore(stack.project, backup.backup_id, "--no-safety-backup")
+        run = restore_now(stack.project, backup.backup_id, "--no-safety-backup")
 
         assert run.state == Run.State.COMPLETED, run.error
         assert _sql(stack, "SELECT COUNT(*) FROM posts").strip() == "500"

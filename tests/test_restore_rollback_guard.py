@@ -5,7 +5,6 @@ Real stacks, real backups, real restores; nothing is mocked."""
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from django.core.management.base import CommandError
 from engine.age import generate_identity
 from snapshots.models import AppBackupPolicy, Run, Snapshot
 from snapshots.services.restore import RestoreOptions, request_restore, run_restore
-from tests.backup_helpers import backup_now
+from tests.backup_helpers import backup_now, restore_now
 from tests.stacks import (
     SEED_APP_FILES,
     ComposeStack,
@@ -58,12 +57,6 @@ def _with_posts(stack: ComposeStack) -> tuple[Snapshot, str]:
     return backup, _sql(stack, ROWS)
 
 
-def _restore(app_id: str, backup_id: str, *flags: str) -> Run:
-    with contextlib.suppress(CommandError):
-        call_command("backup", "restore", app_id, backup_id, *flags)
-    return Run.objects.filter(operation="restore", app_id=app_id).latest("created_at")
-
-
 def _safety_backups(app_id: str) -> int:
     return Snapshot.objects.filter(app_id=app_id, purpose=Snapshot.Purpose.PRE_RESTORE).count()
 
@@ -91,7 +84,7 @@ def test_policy_without_databases_refuses_unless_accepted(wordpress: ComposeStac
     assert _safety_backups(app_id) == 0  # refused before even the safety backup
     assert _sql(wordpress, ROWS) == current
     # Accepted: the restore runs, and its result says there was no rollback.
-    run = _restore(app_id, backup.backup_id, "--accept-no-database-rollback")
+    run = restore_now(app_id, backup.backup_id, "--accept-no-database-rollback")
     assert run.state == Run.State.COMPLETED, run.error
     assert _sql(wordpress, ROWS) == "1\tone\n2\ttwo\n3\tthree\n"
     assert run.result["database_rollback"] is False
@@ -111,7 +104,7 @@ def test_safety_backup_that_this_worker_cannot_read_refuses_unless_accepted(
     app_id = wordpress.project
     _, recipient = generate_identity()
     settings.BACKUP_AGE_RECIPIENTS = [recipient]
-    run = _restore(app_id, backup.backup_id)
+    run = restore_now(app_id, backup.backup_id)
     assert run.state == Run.State.FAILED
     assert "could not be rolled back" in run.error and "age recipients only" in run.error
     assert "nothing was changed" in run.error and "accept_no_database_rollback" in run.error
@@ -121,14 +114,14 @@ def test_safety_backup_that_this_worker_cannot_read_refuses_unless_accepted(
     key_file = tmp_path / "other-identity.txt"
     key_file.write_text(other_identity + "\n")
     settings.BACKUP_AGE_IDENTITY_FILE = str(key_file)
-    run = _restore(app_id, backup.backup_id)
+    run = restore_now(app_id, backup.backup_id)
     assert run.state == Run.State.FAILED
     assert "cannot be read back on this worker" in run.error, run.error
     assert "nothing was changed" in run.error
     safety = Snapshot.objects.get(backup_id=run.result["safety_backup_id"])
     assert safety.encrypted and safety.contents["databases"]  # dumps there, but unreadable
     assert _sql(wordpress, ROWS) == current
-    run = _restore(app_id, backup.backup_id, "--accept-no-database-rollback")
+    run = restore_now(app_id, backup.backup_id, "--accept-no-database-rollback")
     assert run.state == Run.State.COMPLETED, run.error
     assert run.result["database_rollback"] is False
     assert any("cannot be read back" in w for w in run.result["warnings"]), run.result
@@ -182,7 +175,7 @@ def test_failed_restore_leaves_a_stopped_database_stopped(
     backup, _ = _with_posts(stack)
     (files / CRASH_MARKER).unlink()
     stack.container("mariadb").stop()
-    run = _restore(stack.project, backup.backup_id, "--no-safety-backup")
+    run = restore_now(stack.project, backup.backup_id, "--no-safety-backup")
     assert run.state == Run.State.FAILED
     assert "did not stay running (exit code" in run.error
     assert "cannot use this data" not in run.error  # its log is not copied: it may hold rows

@@ -4,9 +4,9 @@ the stored bytes hashed as they are read (engine.restore.staging)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 from engine.archive.source import open_tar_source
 from engine.errors import ArchiveError, EngineError, ObjectNotFound, brief
@@ -17,6 +17,8 @@ from engine.restore.stream import StoredPass
 from snapshots.models import Snapshot
 from snapshots.services.encryption import EncryptionNotConfigured, identities, passphrase
 from snapshots.storage_locations import get_storage
+
+T = TypeVar("T")
 
 
 def open_stream(snapshot: Snapshot) -> OpenStream:
@@ -75,14 +77,19 @@ def stored_archive(snapshot: Snapshot) -> StoredArchive:
 def first_member(snapshot: Snapshot, open_tar: OpenStream) -> dict[str, Any]:
     """backup.json, read before anything else: an archive that cannot even
     give it is refused as the staging pass would refuse it."""
+    return read_or_refuse(snapshot.backup_id, lambda: read_backup_json(open_tar))
+
+
+def read_or_refuse(backup_id: str, read: Callable[[], T]) -> T:
+    """READ() (a member read ahead of the staging pass), or ArchiveRefused
+    as the staging pass would refuse an archive it cannot read."""
     try:
-        return read_backup_json(open_tar)
+        return read()
     except ArchiveError as exc:
-        raise ArchiveRefused(f"backup {snapshot.backup_id} failed validation: {exc}") from exc
+        raise ArchiveRefused(f"backup {backup_id} failed validation: {exc}") from exc
     except EngineError:
         raise
     except Exception as exc:  # zstd and gzip raise their own types on corrupt data
         raise ArchiveRefused(
-            f"backup {snapshot.backup_id} failed validation: archive cannot be decompressed: "
-            f"{brief(exc)}"
+            f"backup {backup_id} failed validation: archive cannot be decompressed: {brief(exc)}"
         ) from exc

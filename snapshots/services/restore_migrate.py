@@ -17,15 +17,15 @@ import docker
 
 from engine import steps
 from engine.discovery import get_app
-from engine.errors import AppNotFound, ArchiveError, EngineError, brief
+from engine.errors import AppNotFound
 from engine.inventory import AppInfo, ContainerInfo
 from engine.recreate.create import Recreated, planned_names, recreate_app
 from engine.recreate.record import read_app_record
 from engine.restore.orchestrate import RestoreFailed
 from engine.restore.plan import OpenStream
-from engine.restore.staging import ArchiveRefused
 from engine.restore.volume_users import LIVE_STATES
 from engine.steps import StepGuard
+from snapshots.services.restore_archive import read_or_refuse
 
 REMOVED = "the containers, volumes and networks this restore created were removed"
 
@@ -76,16 +76,7 @@ def app_on_this_host(
 
 
 def _record(backup_id: str, open_tar: OpenStream) -> dict[str, Any] | None:
-    try:
-        return read_app_record(open_tar)
-    except ArchiveError as exc:
-        raise ArchiveRefused(f"backup {backup_id} failed validation: {exc}") from exc
-    except EngineError:
-        raise
-    except Exception as exc:  # zstd and gzip raise their own types on corrupt data
-        raise ArchiveRefused(
-            f"backup {backup_id} failed validation: archive cannot be read: {brief(exc)}"
-        ) from exc
+    return read_or_refuse(backup_id, lambda: read_app_record(open_tar))
 
 
 def _as_it_ran(app: AppInfo, made: Recreated) -> AppInfo:
