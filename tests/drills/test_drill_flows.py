@@ -33,6 +33,7 @@ from snapshots.services.api_keys import create_api_key
 from tests.backup_helpers import archive_path, backup_now
 from tests.conftest import manage_py
 from tests.drills.helpers import container_states, drill_objects, seed_mariadb
+from tests.fleet.helpers import report_app
 from tests.schedules import notify_servers
 from tests.schedules.notify_servers import HttpReceiver
 from tests.stacks import ComposeStack
@@ -279,6 +280,7 @@ def test_a_drill_killed_mid_way_leaves_leftovers_that_cleanup_removes(
 @pytest.mark.docker
 @pytest.mark.django_db
 def test_a_schedule_can_be_made_a_drill_schedule_through_the_api(wordpress: ComposeStack) -> None:
+    report_app(wordpress.project)  # schedules are checked against the stored inventory
     api = _api()
     body = {"app_id": wordpress.project, "frequency": "weekly", "weekday": 6, "time": "04:00",
             "action": "drill"}  # fmt: skip
