@@ -174,6 +174,10 @@ BACKUP_NICE = env.int("BACKUP_NICE", 10, minimum=0)
 BACKUP_IO_CLASS = env.str("BACKUP_IO_CLASS", "best-effort")
 if BACKUP_IO_CLASS not in ("best-effort", "idle", "none"):
     raise ImproperlyConfigured("BACKUP_IO_CLASS must be best-effort, idle or none")
+# A restore loads MySQL/MariaDB dumps into a shadow database of the running
+# server while it stages the volumes, and swaps the tables in during the
+# downtime (engine/dumps/mysql_shadow.py); off: loaded in the downtime.
+BACKUP_RESTORE_LOAD_WHILE_RUNNING = env.bool("BACKUP_RESTORE_LOAD_WHILE_RUNNING", True)
 # Restore drills (drills/conf.py): the whole drill's time limit, and the free
 # disk a drill wants first (dumps x factor + a margin) or it is skipped.
 BACKUP_DRILL_TIME_LIMIT_SECONDS = env.int("BACKUP_DRILL_TIME_LIMIT_SECONDS", 3600, minimum=1)

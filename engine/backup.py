@@ -304,12 +304,14 @@ def _write_members(
         # Second, so a restore on another host reads it without the data; the
         # containers' environment (secrets) is in it: in the archive only.
         writer.add_bytes(CONTAINERS_JSON, record_bytes(app_record(client, app)), 0o600)
+    # The dumps before the volumes: a restore loads them while it extracts
+    # the volumes (engine.restore.shadow_loads).
+    for dump in dumps:
+        writer.add_file(dump.archive_name, dump.path)
     progress(Progress("archiving", 0, total, detail=f"volumes ({options.consistency})"))
     with quiesced(client, app, options.consistency, guard):
         for volume in app.volumes:
             writer.add_volume(volume.name, Path(volume.mountpoint))
-    for dump in dumps:
-        writer.add_file(dump.archive_name, dump.path)
     if options.include_config:
         for config in app.config_files:
             writer.add_file(f"{CONFIG_DIR}/{config.archive_name}", Path(config.path))

@@ -22,11 +22,18 @@ StepGuard = Callable[[str, Mapping[str, Any]], None]
 # volumes: name -> staging dir about to be made and extracted into while the
 # app runs (nothing the app uses is touched; a recovery deletes these dirs)
 STAGE = "stage"
+# databases: [{container, database, shadow, aside}]: databases a restore may
+# make in the app's running database servers, to load its dumps into while
+# the app runs (engine.dumps.mysql_shadow); a recovery drops them
+SHADOW = "shadow"
 STOP = "stop"  # containers: ids about to be stopped
 PAUSE = "pause"  # containers: ids about to be paused
 START = "start"  # containers: ids about to be started (or unpaused)
 SWAP = "swap"  # volume: name, dir: the volume's directory (holding _data)
-DATABASE = "database"  # container: id of the database container about to be restored
+# container: id of the database container about to be restored; "swap":
+# {database, shadow, aside, charset, collation} when its tables are swapped
+# in from a shadow database rather than loaded (undone by swapping back)
+DATABASE = "database"
 # containers, volumes, networks: names about to be created for an app that has
 # nothing on this host (a migration); undone by removing those of them that
 # carry the app's project label

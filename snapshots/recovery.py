@@ -46,6 +46,7 @@ from engine.recovery import (
     stop_running,
 )
 from engine.recreate.create import remove_planned
+from engine.restore.shadow_recovery import settle_shadows
 from snapshots.db_time import db_ago
 from snapshots.locks import Lease, lease_seconds, lock_host, take_over_for_recovery
 from snapshots.models import AppLock, Run, Snapshot
@@ -291,6 +292,7 @@ def _undo_restore(
         report.failed += [f"{what} (recreated by the restore) not removed" for what in left]
         return
     databases = [e for e in journal if e.get("step") == steps.DATABASE]
+    loads = [e for e in databases if not e.get("swap")]  # a swap is settle_shadows'
     if swaps or databases:
         if not committed and not stop_running(client, was_running, report):
             report.left_for_operator.append(
@@ -312,8 +314,12 @@ def _undo_restore(
                 report.done.append(f"volume {volume}: {outcome}")
             except Exception as exc:
                 report.failed.append(f"volume {volume}: {type(exc).__name__}: {exc}")
-        if databases and not committed:
+        if loads and not committed:
             _roll_back_databases(run, journal, report)
+    # Swapped back if not committed, then dropped: before the app starts.
+    done, failed = settle_shadows(client, run.app_id, journal, committed)
+    report.done += done
+    report.failed += failed
     paused = [c for e in journal if e.get("step") == steps.STOP for c in e.get("paused", [])]
     bring_back(client, was_running, report, paused=paused)  # paused ones paused again
     # A database container that was stopped before the restore was started

@@ -55,6 +55,15 @@ def backup_dirs(settings, tmp_path: Path) -> None:
     settings.BACKUP_SPOOL_DIR = tmp_path / "spool"
 
 
+@pytest.fixture
+def load_in_downtime(settings: Any) -> None:
+    """The load into the live server in the downtime, which these tests
+    inject faults into: MariaDB dumps otherwise go into a shadow database
+    while the app runs (tests/test_restore_shadow_database.py), and that
+    path never calls restore_database."""
+    settings.BACKUP_RESTORE_LOAD_WHILE_RUNNING = False
+
+
 def _sql(stack: ComposeStack, sql: str) -> str:
     spec = next(s for s in stack.services if s.name == "mariadb")
     password = spec.environment["MYSQL_ROOT_PASSWORD"]
@@ -95,7 +104,10 @@ def test_the_database_is_loaded_running_and_only_the_app_is_restarted(
 
 
 def test_a_failed_load_rolls_back_with_the_database_running(
-    wordpress: ComposeStack, docker_client: docker.DockerClient, monkeypatch: pytest.MonkeyPatch
+    wordpress: ComposeStack,
+    docker_client: docker.DockerClient,
+    monkeypatch: pytest.MonkeyPatch,
+    load_in_downtime: None,
 ) -> None:
     _sql(wordpress, POSTS)
     backup = backup_now(wordpress.project)
@@ -131,7 +143,7 @@ def test_a_failed_load_rolls_back_with_the_database_running(
 
 
 def test_a_database_that_dies_during_its_load_is_started_by_the_rollback(
-    wordpress: ComposeStack, monkeypatch: pytest.MonkeyPatch
+    wordpress: ComposeStack, monkeypatch: pytest.MonkeyPatch, load_in_downtime: None
 ) -> None:
     """No safety backup, so no database rollback to start it: the rollback
     itself starts the database container it had left running."""
@@ -227,7 +239,10 @@ def _two_database_stack(client: docker.DockerClient, workdir: Path) -> ComposeSt
 
 
 def test_two_database_containers_are_loaded_at_the_same_time(
-    docker_client: docker.DockerClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    docker_client: docker.DockerClient,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    load_in_downtime: None,
 ) -> None:
     stack = _two_database_stack(docker_client, tmp_path)
     try:

@@ -62,8 +62,9 @@ WHOLE_RATIO = 0.9  # a delta holding this share of a file's blocks: the file goe
 
 
 class ArchiveWriter:
-    """Usage: add_backup_json(), add_volume() for each volume, add_file() for
-    dumps and config, then close() writes manifest.json and the tar end."""
+    """Usage: add_backup_json(), add_file() for dumps, add_volume() for each
+    volume, add_file() for config, then close() writes manifest.json and the
+    tar end (any order of volumes and files works: this is the service's)."""
 
     def __init__(
         self,

@@ -41,6 +41,8 @@ from engine.errors import DatabaseDumpError
 from engine.inventory import DatabaseInfo
 from engine.progress import ProgressCallback, no_progress
 
+# A restore's own databases (engine.dumps.mysql_shadow): never dumped.
+SHADOW_PREFIX = "bs_restore_"
 SYSTEM_DATABASES = frozenset({"information_schema", "performance_schema", "mysql", "sys"})
 DUMP_TOOLS = ("mariadb-dump", "mysqldump")  # MariaDB 11 images dropped the mysql* names
 CLIENTS = ("mariadb", "mysql")  # MySQL images have only the mysql* names
@@ -139,7 +141,13 @@ def _version_and_databases(
     names = [bytes.fromhex(row).decode("utf-8") for row in rows[1:] if row]
     # "#mysql50#..." are directories in the datadir that are not databases
     # (e.g. lost+found on a volume root), shown by MariaDB for old upgrades.
-    databases = [n for n in names if n not in SYSTEM_DATABASES and not n.startswith("#mysql50#")]
+    databases = [
+        n
+        for n in names
+        if n not in SYSTEM_DATABASES
+        and not n.startswith("#mysql50#")
+        and not n.startswith(SHADOW_PREFIX)
+    ]
     return rows[0], databases
 
 

@@ -33,7 +33,7 @@ from engine.archive.tar_reader import TarReader
 from engine.errors import ArchiveError
 from engine.progress import ProgressCallback, no_progress
 from engine.restore.deltas import DeltaSpool, PendingDeltas, apply_pending
-from engine.restore.extract import ExtractReport, _Extractor
+from engine.restore.extract import ExtractReport, Spooled, _Extractor
 from engine.restore.stream import stored_mismatch
 
 if TYPE_CHECKING:
@@ -85,6 +85,7 @@ def extract_chain(
     *,
     spool_dir: Path | None = None,
     progress: ProgressCallback = no_progress,
+    on_spooled: Spooled | None = None,
 ) -> ExtractReport:
     """CHAIN: the stored archives, newest first, each read once with its
     stored bytes hashed (engine.restore.stream.StoredPass); BACKUPS: their
@@ -98,6 +99,7 @@ def extract_chain(
     pending = PendingDeltas()
     spools: list[DeltaSpool] = [DeltaSpool(work / "0")]
     newest = _Extractor(targets, spool_dir, True, progress, None, deltas=spools[0])
+    newest.on_spooled = on_spooled  # its dumps are the chain's (ON_SPOOLED: extract_volumes)
     try:
         report = _run(newest, chain[0])
         known = _decided(newest, spools[0], pending, set())

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import logging
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -35,7 +36,7 @@ from engine.archive.manifest import Manifest, ManifestEntry
 from engine.archive.manifest_stream import ManifestStream
 from engine.archive.read_ahead import Source
 from engine.archive.tar_reader import Member, TarReader
-from engine.errors import ArchiveError, EngineError
+from engine.errors import ArchiveError, EngineError, brief
 from engine.incremental.delta import volume_path
 from engine.progress import Progress, ProgressCallback, no_progress
 from engine.restore.checks import (
@@ -52,6 +53,8 @@ from engine.restore.checks import (
 from engine.restore.deltas import DeltaSpool
 from engine.restore.file_hashes import FileHashes
 from engine.restore.safe_fs import Tree, write_file
+
+logger = logging.getLogger(__name__)
 
 # Errors that mean "something is in the way": the archive or the staging dir is hostile.
 _REFUSALS = {errno.EEXIST, errno.ELOOP, errno.ENOTDIR, errno.EISDIR, errno.EXDEV}
@@ -83,6 +86,7 @@ def extract_volumes(
     progress: ProgressCallback = no_progress,
     bytes_total: int | None = None,
     skip_other_members: bool = True,
+    on_spooled: Spooled | None = None,
 ) -> ExtractReport:
     """Extract volumes/<name>/ of the tar STREAM (decrypted and decompressed)
     into TARGETS[name], each an empty staging dir; the dir itself takes the
@@ -97,8 +101,12 @@ def extract_volumes(
     match manifest.json; nothing is ever written outside TARGETS and SPOOL_DIR.
     Other failures (a full disk) raise EngineError. Either way the caller
     discards the staging dirs. STREAM is read to its end, on a helper thread.
+    ON_SPOOLED(member name, path) is called as soon as a dump or config file
+    is written whole under SPOOL_DIR (not yet checked against the manifest:
+    what it starts must not touch the app, see engine.restore.shadow_loads).
     """
     extractor = _Extractor(targets, spool_dir, skip_other_members, progress, bytes_total)
+    extractor.on_spooled = on_spooled
     source = Source(stream)
     try:
         reader = TarReader(source)
@@ -116,6 +124,9 @@ def _fs_error(name: str, exc: OSError) -> EngineError:
         return ArchiveError(f"member {name!r} refused: {exc.strerror} (something is in the way)")
     return EngineError(f"cannot extract {name!r}: {exc.strerror}")
 
+
+# (member name, its file under the spool dir): a spooled member is written.
+Spooled = Callable[[str, Path], None]
 
 # (member name, kind) -> True: a volume member read past, not written (a
 # chain restore's older archives: engine.restore.chain).
@@ -167,6 +178,7 @@ class _Extractor:
         self.bytes_done = 0
         self.last_report = time.monotonic()
         self.spool_dir = spool_dir
+        self.on_spooled: Spooled | None = None
         if len({os.path.realpath(path) for path in targets.values()}) < len(targets):
             raise ValueError("each volume needs its own staging directory")
         try:
@@ -299,11 +311,17 @@ class _Extractor:
         try:
             spool.trim()
             parent = spool.make_dirs(parts[:-1])
-            if write_file(parent, parts[-1], member, name, source, self.hasher, owner=False):
-                self.holey.append(name)
+            holey = write_file(parent, parts[-1], member, name, source, self.hasher, owner=False)
         except OSError as exc:
             raise _fs_error(name, exc) from exc
         self.report_spooled[name] = spool_dir.joinpath(*parts)
+        if holey:  # fixed only at the end (_fix_files): not handed on before
+            self.holey.append(name)
+        elif self.on_spooled is not None:
+            try:
+                self.on_spooled(name, self.report_spooled[name])
+            except Exception as exc:  # what it starts is optional; the extraction goes on
+                logger.error("after spooling %s: %s", name, brief(exc))
 
     def _compare(self, member: Member, source: Source) -> None:
         """manifest.json, the last member (checked): every file was handed to

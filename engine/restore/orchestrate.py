@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import logging
 import shutil
+from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import docker
 import docker.errors
@@ -36,6 +38,7 @@ from engine.inventory import AppInfo, ContainerInfo, DatabaseInfo
 from engine.progress import Progress, ProgressCallback, no_progress
 from engine.restore import lifecycle
 from engine.restore import timeline as phases
+from engine.restore.database_swap import loaded_and_kept, swap_databases
 from engine.restore.extract import extract_volumes
 from engine.restore.plan import OpenStream, RestorePlan
 from engine.restore.settle import (
@@ -45,12 +48,10 @@ from engine.restore.settle import (
     keep_restored,
     roll_back,
 )
+from engine.restore.shadow_loads import ShadowLoads, ShadowTarget
 from engine.restore.staging import Staged, volume_data_dir
 from engine.restore.timeline import Timeline
-from engine.restore.volume_swap import (
-    stage_dir_for,
-    swap_in,
-)
+from engine.restore.volume_swap import stage_dir_for, swap_in
 from engine.restore.volume_users import (
     LIVE_STATES,
     containers_to_stop,
@@ -96,6 +97,10 @@ class RestoreOutcome:
     stopped_containers: list[str] = field(default_factory=list)
     # Database containers whose dumps were loaded into them running: never stopped.
     kept_running: list[str] = field(default_factory=list)
+    # Databases loaded while the app ran and swapped in during the downtime.
+    loaded_while_running: list[str] = field(default_factory=list)
+    # Why the other MySQL/MariaDB dumps were loaded in the downtime.
+    loaded_in_downtime: list[str] = field(default_factory=list)
     # stop_app=False (--no-stop) could not be followed: volumes were swapped.
     no_stop_ignored: bool = False
     # Restored, but: old data not deleted yet, or not even given up.
@@ -153,10 +158,17 @@ def restore_app(
     )
     changes = Changes()
     timeline = timeline or Timeline()
+    shadows: ShadowLoads | None = None
     if staged is not None:  # handed over: a failure below removes them (roll_back)
         changes.stages, staged.stages = dict(staged.stages), {}
+        shadows, staged.shadows = staged.shadows, None
     spool_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     try:
+        loaded: dict[str, ShadowTarget] = {}
+        if shadows is not None:  # each load must have ended before the stop
+            with timeline.phase(phases.DATABASES_WHILE_RUNNING):
+                loaded = loaded_and_kept(shadows, kept)
+            outcome.loaded_in_downtime = list(shadows.skipped)
         if stopping:
             # "paused": recovery pauses these again once it started them.
             guard(steps.STOP, {"containers": ids, "paused": paused})
@@ -171,9 +183,15 @@ def restore_app(
         )  # fmt: skip
         outcome.restored_volumes = sorted(changes.swaps)
         if plan.databases:
-            changes.databases = True
             with timeline.phase(phases.DATABASES):
-                outcome.databases = _restore_databases(client, plan, spool_dir, progress, guard)
+                rest, swapped_in = swap_databases(client, plan, loaded, guard, changes)
+                outcome.databases += swapped_in
+                outcome.loaded_while_running += swapped_in
+                if rest:
+                    changes.databases = True
+                    outcome.databases += _restore_databases(
+                        client, rest, spool_dir, progress, guard
+                    )
             outcome.database_restored = True
         shutil.rmtree(spool_dir, ignore_errors=True)  # the dumps are loaded
         progress(Progress("starting"))
@@ -197,6 +215,8 @@ def restore_app(
             done, failed = roll_back(
                 client, changes, database_rollback, was_running, stopped_before, kept
             )
+            if shadows is not None:  # the restored tables, swapped back out, go
+                failed += [f"not dropped: {left}" for left in shadows.drop()]
             message = f"restore failed: {brief(exc)}"
             if failed:
                 message += f"; NOT rolled back: {'; '.join(failed)}"
@@ -213,6 +233,13 @@ def restore_app(
             f"{', '.join(outcome.stopped_containers) or 'none'}"
         )
     outcome.warnings += keep_restored(changes.swaps)
+    if shadows is not None:  # the app is up: the tables swapped out go
+        with timeline.phase(phases.DROP_SHADOWS):
+            outcome.warnings += [
+                f"the previous tables were not dropped: {left}; drop those databases once "
+                "the restored data is confirmed (or let the next recovery do it)"
+                for left in shadows.drop()
+            ]
     return outcome
 
 
@@ -265,7 +292,7 @@ def _restore_volumes(
 
 def _restore_databases(
     client: docker.DockerClient,
-    plan: RestorePlan,
+    databases: Mapping[str, tuple[DatabaseInfo, list[dict[str, Any]]]],
     spool_dir: Path,
     progress: ProgressCallback,
     guard: StepGuard = no_guard,
@@ -276,7 +303,7 @@ def _restore_databases(
     for each on this thread first. A failure is raised once every load has
     ended, so none runs on under the rollback that follows."""
     jobs: list[tuple[DatabaseInfo, list[DumpFile]]] = []
-    for service, (db, entries) in plan.databases.items():
+    for service, (db, entries) in databases.items():
         progress(Progress("restoring database", detail=service))
         container = client.containers.get(db.container.id)
         container.reload()
@@ -349,6 +376,6 @@ def restore_databases_from_archive(
     try:
         with open_stream() as stream:
             extract_volumes(stream, {}, spool_dir=spool_dir, progress=progress)
-        return _restore_databases(client, plan, spool_dir, progress)
+        return _restore_databases(client, plan.databases, spool_dir, progress)
     finally:
         shutil.rmtree(spool_dir, ignore_errors=True)

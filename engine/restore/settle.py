@@ -17,7 +17,9 @@ import docker
 import docker.errors
 from docker.models.containers import Container
 
+from engine.dumps.mysql_shadow import SwapRecord, swap_back
 from engine.errors import brief
+from engine.inventory import DatabaseInfo
 from engine.quiesce import STOP_TIMEOUT_SECONDS
 from engine.restore import lifecycle
 from engine.restore.drop import drop_in_background
@@ -37,7 +39,9 @@ class Changes:
 
     stages: dict[str, Path] = field(default_factory=dict)  # staging dirs not swapped in
     swaps: dict[str, SwapHandle] = field(default_factory=dict)
-    databases: bool = False
+    databases: bool = False  # a dump was loaded into a live database
+    # Databases whose tables were swapped in from a shadow database.
+    database_swaps: list[tuple[DatabaseInfo, SwapRecord]] = field(default_factory=list)
 
 
 # Restores the databases from the safety backup: given by the service, which
@@ -90,6 +94,13 @@ def roll_back(
             # The old data is back; only deleting the restored data failed.
             failure(f"remove the restored data {handle.staged} of volume {name}", exc)
         done.append(f"volume {name}")
+    for db, record in reversed(changes.database_swaps):
+        try:
+            swap_back(client, db, record)
+            done.append(f"database {record.names.database}")
+        except Exception as exc:
+            where = f"{record.names.aside} in {db.container.name}"
+            failure(f"database {record.names.database} (its previous tables are in {where})", exc)
     if changes.databases:
         if database_rollback is None:
             failed.append(NO_DATABASE_ROLLBACK)

@@ -34,6 +34,7 @@ from engine.progress import Progress, ProgressCallback
 from engine.restore.chain import extract_chain
 from engine.restore.extract import extract_volumes
 from engine.restore.plan import RestorePlan
+from engine.restore.shadow_loads import ShadowLoads
 from engine.restore.stream import StoredPass, stored_mismatch
 from engine.restore.volume_swap import discard_stage, stage_dir_for, staging_name
 from engine.steps import StepGuard
@@ -67,10 +68,17 @@ class Staged:
     spool_dir: Path
     stages: dict[str, Path] = field(default_factory=dict)  # volume -> staging dir
     created_volumes: list[str] = field(default_factory=list)  # made for an uninstalled app
+    # Dumps loaded into shadow databases beside the staging pass (None: none).
+    shadows: ShadowLoads | None = None
 
     def discard(self, client: docker.DockerClient | None) -> None:
-        """Remove the staging dirs, the spool and the volumes staging created.
-        Never raises: what is left is logged (recovery's sweep removes it)."""
+        """Remove the staging dirs, the spool, the shadow databases and the
+        volumes staging created. Never raises: what is left is logged
+        (recovery's sweep removes it)."""
+        if self.shadows is not None:
+            self.shadows.cancel()
+            self.shadows.drop()  # logs what it leaves
+            self.shadows = None
         for name, stage in list(self.stages.items()):
             try:
                 discard_stage(stage)
@@ -174,6 +182,10 @@ def stage(
     guard(steps.STAGE, {"volumes": {
         volume: str(staged.data_dirs[volume].parent / name) for volume, name in names.items()
     }})  # fmt: skip
+    shadows = staged.shadows
+    if shadows is not None and shadows.targets:  # before any exists, as the dirs
+        guard(steps.SHADOW, shadows.journal())
+    on_spooled = shadows.spooled if shadows is not None else None
     for volume, name in names.items():
         staged.stages[volume] = stage_dir_for(staged.data_dirs[volume], name)
     staged.spool_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -182,14 +194,14 @@ def stage(
         if chain:
             report = extract_chain(
                 chain, backups, dict(staged.stages), spool_dir=staged.spool_dir,
-                progress=progress,
+                progress=progress, on_spooled=on_spooled,
             )  # fmt: skip
             sha256 = stored.sha256  # each archive's was checked, the chain's last
         else:
             with stored.open() as archive:
                 report = extract_volumes(
                     archive.tar, dict(staged.stages), spool_dir=staged.spool_dir,
-                    progress=progress, bytes_total=stored.tar_bytes,
+                    progress=progress, bytes_total=stored.tar_bytes, on_spooled=on_spooled,
                 )  # fmt: skip
                 sha256, _ = archive.finish()
     except ArchiveError as exc:  # DecryptionError included

@@ -16,12 +16,16 @@ import docker
 VALIDATE_AND_STAGE = "validate_and_stage"  # one read, the app running
 VALIDATE = "validate"  # the old order's first read (no room to stage beside the data)
 SAFETY_BACKUP = "safety_backup"
+# Waiting for the dumps' loads into shadow databases, which run beside the
+# staging pass and the safety backup: only what they take beyond those.
+DATABASES_WHILE_RUNNING = "databases_while_running"
 STOP = "stop"
 EXTRACT = "extract"  # the old order's second read, the app stopped
 SWAP = "swap"
 DATABASES = "databases"
 START = "start"
 CHECK = "check"
+DROP_SHADOWS = "drop_shadow_databases"  # the app is up: the swapped-out tables dropped
 
 
 class Timeline:

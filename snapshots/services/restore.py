@@ -30,6 +30,7 @@ from engine.restore.orchestrate import (
     restore_databases_from_archive,
 )
 from engine.restore.plan import make_plan
+from engine.restore.shadow_loads import plan_shadow_loads
 from engine.restore.staging import StoredArchive, prepare, stage, why_not_while_running
 from engine.restore.timeline import Timeline
 from engine.restore.volume_users import containers_to_stop, refuse_foreign_users
@@ -308,6 +309,9 @@ def _restore(
             why_not = why_not_while_running(staged.data_dirs, recorded)
             result["staged_while_running"] = why_not is None
             if why_not is None:
+                staged.shadows = plan_shadow_loads(
+                    client, plan, str(run.pk), settings.BACKUP_RESTORE_LOAD_WHILE_RUNNING
+                )
                 with timeline.phase(phases.VALIDATE_AND_STAGE):
                     stage(staged, stored, progress, guard, chain, backups)
             elif chain:  # the old order extracts one archive: never a chain
@@ -360,6 +364,10 @@ def _restore(
             "skipped_volumes": outcome.skipped_volumes,
             "database_restored": outcome.database_restored,
             "restored_databases": outcome.databases,
+            # Loaded while the app ran, swapped in during the downtime; and
+            # why the other MySQL/MariaDB dumps were loaded in the downtime.
+            "databases_loaded_while_running": outcome.loaded_while_running,
+            "databases_loaded_in_downtime": outcome.loaded_in_downtime,
             "started_containers": outcome.started_containers,
         }
         result["warnings"] += outcome.warnings
