@@ -75,7 +75,9 @@ def test_engine_unreachable_during_the_rollback_still_puts_the_volumes_back(
     needed), each Docker step is tried and listed as not rolled back, and
     the run is handed to this host's recovery, which finishes the rollback
     (the database from the safety backup, the app started) once the engine
-    answers again."""
+    answers again. The database's tables were swapped in from a shadow
+    database: the rollback's swap back fails with the engine, recovery's
+    does it."""
     _sql(wordpress, POSTS)
     backup = backup_now(wordpress.project)
     files = Path(docker_client.volumes.get(wordpress.volume("wordpress")).attrs["Mountpoint"])
@@ -98,7 +100,11 @@ def test_engine_unreachable_during_the_rollback_still_puts_the_volumes_back(
     # The database was loaded live (never stopped), so only the app has a stop to undo.
     stops = [i for i in not_back if i.startswith("stop ")]
     assert [s.split(":")[0] for s in stops] == [f"stop {app.name}"], not_back
-    assert any(i.startswith("databases (from the safety backup): ") for i in not_back), not_back
+    # Loaded into a shadow database while the app ran and swapped in: the
+    # swap back needs the engine too, and the previous tables wait aside.
+    assert any(
+        i.startswith("database wordpress (its previous tables are in bs_restore_") for i in not_back
+    ), not_back
     assert "NOT rolled back" in run.error and f"start {app.name}" in run.error
     # What was put back is back; nothing of the restore is left beside it.
     assert tree_snapshot(files) == current_files
@@ -113,12 +119,15 @@ def test_engine_unreachable_during_the_rollback_still_puts_the_volumes_back(
     monkeypatch.undo()
     recovery = cleanup()["recovered_runs"][str(run.pk)]
     assert recovery["failed"] == [], recovery
+    assert "database wordpress: its previous tables swapped back" in recovery["done"], recovery
     run.refresh_from_db()
     assert run.state == Run.State.FAILED and "put the app back" in run.error
     assert _sql(wordpress, "SELECT COUNT(*) FROM posts").strip() == "10"
     assert statuses(wordpress) == {"mariadb": "running", "wordpress": "running"}
     assert tree_snapshot(files) == current_files
     assert not app_is_locked(wordpress.project)
+    own = "SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE 'bs\\_%'"
+    assert _sql(wordpress, own).strip() == "0"  # the restore's databases dropped
 
 
 def test_a_slow_engine_when_resuming_still_resumes_the_others(

@@ -124,8 +124,14 @@ def test_one_flipped_byte_is_refused_and_nothing_changes(
 
 
 def test_failure_in_database_step_rolls_everything_back(
-    wordpress: ComposeStack, docker_client: docker.DockerClient, monkeypatch: pytest.MonkeyPatch
+    wordpress: ComposeStack,
+    docker_client: docker.DockerClient,
+    monkeypatch: pytest.MonkeyPatch,
+    settings,
 ) -> None:
+    # The load into the live database in the downtime, where the fault is
+    # injected (a shadow load is tests/test_restore_shadow_database.py's).
+    settings.BACKUP_RESTORE_LOAD_WHILE_RUNNING = False
     _sql(wordpress, POSTS)
     backup = backup_now(wordpress.project)
     files = volume_dir(docker_client, wordpress, "wordpress")

@@ -23,11 +23,16 @@ from engine.steps import StepGuard
 logger = logging.getLogger(__name__)
 
 
-def loaded_and_kept(shadows: ShadowLoads, kept: list[ContainerInfo]) -> dict[str, ShadowTarget]:
+def loaded_and_kept(
+    shadows: ShadowLoads, kept: list[ContainerInfo] | None
+) -> dict[str, ShadowTarget]:
     """The dumps loaded into shadow databases (once every load has ended)
-    whose server stays up through the restore: a swap needs it running."""
-    kept_ids = {c.id for c in kept}
+    whose server stays up through the restore (KEPT; None: all do): a swap
+    needs it running."""
     loaded = shadows.wait()
+    if kept is None:
+        return loaded
+    kept_ids = {c.id for c in kept}
     for name, target in list(loaded.items()):
         if target.db.container.id not in kept_ids:
             del loaded[name]

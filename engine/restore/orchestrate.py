@@ -167,7 +167,8 @@ def restore_app(
         loaded: dict[str, ShadowTarget] = {}
         if shadows is not None:  # each load must have ended before the stop
             with timeline.phase(phases.DATABASES_WHILE_RUNNING):
-                loaded = loaded_and_kept(shadows, kept)
+                # Nothing stopped (--no-stop, no volume): every server stays up.
+                loaded = loaded_and_kept(shadows, kept if stopping else None)
             outcome.loaded_in_downtime = list(shadows.skipped)
         if stopping:
             # "paused": recovery pauses these again once it started them.
