@@ -226,10 +226,12 @@ def run_swap(client: docker.DockerClient, db: DatabaseInfo, plan: SwapPlan) -> N
 
 
 def swap_back(client: docker.DockerClient, db: DatabaseInfo, record: SwapRecord) -> None:
-    """Undo run_swap: the restored tables back to the shadow database, the
-    aside ones (the live database's before the restore) back in, with the
-    live database's own defaults."""
+    """Undo run_swap, if it took place (swapped): the restored tables back
+    to the shadow database, the aside ones (the live database's before the
+    restore) back in, with the live database's own defaults."""
     names = record.names
+    if not swapped(client, db, names):  # nothing moved: the live tables stay
+        return
     state = _state(client, db, (names.database, names.aside))
     renames = [(names.database, t, names.shadow) for t in state.tables[names.database]]
     renames += [(names.aside, t, names.database) for t in state.tables[names.aside]]

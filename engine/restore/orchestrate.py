@@ -217,7 +217,9 @@ def restore_app(
                 client, changes, database_rollback, was_running, stopped_before, kept
             )
             if shadows is not None:  # the restored tables, swapped back out, go
-                failed += [f"not dropped: {left}" for left in shadows.drop()]
+                # An aside database not swapped back holds the app's tables: kept.
+                keep = {record.names.aside for _, record in changes.database_swaps}
+                failed += [f"not dropped: {left}" for left in shadows.drop(keep)]
             message = f"restore failed: {brief(exc)}"
             if failed:
                 message += f"; NOT rolled back: {'; '.join(failed)}"

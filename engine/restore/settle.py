@@ -94,9 +94,11 @@ def roll_back(
             # The old data is back; only deleting the restored data failed.
             failure(f"remove the restored data {handle.staged} of volume {name}", exc)
         done.append(f"volume {name}")
-    for db, record in reversed(changes.database_swaps):
+    for db, record in list(reversed(changes.database_swaps)):
         try:
             swap_back(client, db, record)
+            # Left in the list: the swaps whose aside database is the app's data.
+            changes.database_swaps.remove((db, record))
             done.append(f"database {record.names.database}")
         except Exception as exc:
             where = f"{record.names.aside} in {db.container.name}"

@@ -17,7 +17,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -116,12 +116,21 @@ class ShadowLoads:
         for thread in self._threads.values():
             thread.join()
 
-    def drop(self) -> list[str]:
-        """Drop every shadow and aside database the loads and swaps made.
-        Never raises: returns what was left, and why."""
+    def drop(self, keep: Collection[str] = ()) -> list[str]:
+        """Drop every shadow and aside database the loads and swaps made but
+        those of a swap whose aside database is in KEEP (not swapped back:
+        it holds the app's previous tables). Never raises: returns what was
+        left, and why."""
         left: list[str] = []
         by_container: dict[str, list[ShadowTarget]] = {}
         for target in self.targets.values():
+            if target.names.aside in keep:
+                left.append(
+                    f"databases {target.names.shadow}, {target.names.aside} in "
+                    f"{target.db.container.name} (the app's previous tables are in "
+                    f"{target.names.aside})"
+                )
+                continue
             by_container.setdefault(target.db.container.id, []).append(target)
         for targets in by_container.values():
             db = self._ready.get(targets[0].archive_name) or targets[0].db
