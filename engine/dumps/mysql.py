@@ -178,34 +178,46 @@ def restore_mysql(
     """Feed each dump to the client. Each dump drops and recreates its own
     database (--add-drop-database), so the result equals what was dumped."""
     name = db.container.name
-    try:
-        cli = _pick_tool(client, db, CLIENTS)
-    except DatabaseDumpError as exc:
-        raise DatabaseRestoreError(str(exc)) from None
+    cli = pick_client(client, db)
     for dump in dumps:
         if dump.format != "sql":
             raise DatabaseRestoreError(f"cannot restore a {dump.format} dump into {name}")
-        what = f"restore of {dump.database} into {name}"
         throttled = Throttled(progress, "restoring", f"{name}/{dump.database}", dump.size)
-        reader = CountingReader(dump.path, throttled)
-        cmd = [
-            cli,
-            f"--user={db.credentials.user}",
-            "--default-character-set=utf8mb4",
-            "--max-allowed-packet=1G",
-        ]
-        try:
-            result = exec_stream(client, container_ref(db), cmd, environment=_env(db), stdin=reader)
-        except ExecError as exc:
-            raise DatabaseRestoreError(f"{what}: {exc}") from None
-        finally:
-            reader.close()
-        if result.exit_code != 0 or not result.stdin_complete:
-            raise DatabaseRestoreError(
-                f"{what}: {cli} exited with status {result.exit_code}: "
-                f"{_error_line(result, db) or 'no message'}"
-            )
+        what = f"restore of {dump.database} into {name}"
+        feed_sql(client, db, cli, CountingReader(dump.path, throttled), what)
         throttled.report()
+
+
+def pick_client(client: docker.DockerClient, db: DatabaseInfo) -> str:
+    """The SQL client the container has (mariadb or mysql)."""
+    try:
+        return _pick_tool(client, db, CLIENTS)
+    except DatabaseDumpError as exc:
+        raise DatabaseRestoreError(str(exc)) from None
+
+
+def feed_sql(
+    client: docker.DockerClient, db: DatabaseInfo, cli: str, reader: Any, what: str
+) -> None:
+    """Feed READER (a file-like, closed here) to the CLI client in DB's
+    container; WHAT names the load in errors (never a secret)."""
+    cmd = [
+        cli,
+        f"--user={db.credentials.user}",
+        "--default-character-set=utf8mb4",
+        "--max-allowed-packet=1G",
+    ]
+    try:
+        result = exec_stream(client, container_ref(db), cmd, environment=_env(db), stdin=reader)
+    except ExecError as exc:
+        raise DatabaseRestoreError(f"{what}: {exc}") from None
+    finally:
+        reader.close()
+    if result.exit_code != 0 or not result.stdin_complete:
+        raise DatabaseRestoreError(
+            f"{what}: {cli} exited with status {result.exit_code}: "
+            f"{_error_line(result, db) or 'no message'}"
+        )
 
 
 def wait_mysql(client: docker.DockerClient, db: DatabaseInfo, timeout: float) -> None:

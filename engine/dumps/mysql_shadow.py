@@ -30,10 +30,9 @@ from pathlib import Path
 
 import docker
 
-from engine.dumps.exec_stream import ExecError, exec_capture, exec_stream
-from engine.dumps.mysql import CLIENTS, SHADOW_PREFIX, _env, _error_line, _pick_tool
+from engine.dumps.exec_stream import ExecError, exec_capture
+from engine.dumps.mysql import SHADOW_PREFIX, _env, _error_line, feed_sql, pick_client
 from engine.dumps.types import DatabaseRestoreError, container_ref
-from engine.errors import DatabaseDumpError
 from engine.inventory import DatabaseInfo
 
 HEADER_BYTES = 64 << 10  # the three header lines are within mariadb-dump's first lines
@@ -161,24 +160,15 @@ def load_shadow(
     """Load the dump at PATH into NAMES.shadow (made by the dump's own
     CREATE DATABASE line, with its character set). DB's password is known
     (with_password_file). Raises DatabaseRestoreError, never with a secret."""
-    cli = _client(client, db)
-    reader = ShadowDumpReader(path, names, cancel)
-    cmd = [cli, f"--user={db.credentials.user}", "--default-character-set=utf8mb4",
-           "--max-allowed-packet=1G"]  # fmt: skip
     what = f"load of {names.database} into {names.shadow} in {db.container.name}"
     try:
-        result = exec_stream(client, container_ref(db), cmd, environment=_env(db), stdin=reader)
-    except ExecError as exc:
-        raise DatabaseRestoreError(f"{what}: {exc}") from None
-    finally:
-        reader.close()
-    if cancel.is_set():
+        feed_sql(client, db, pick_client(client, db), ShadowDumpReader(path, names, cancel), what)
+    except DatabaseRestoreError:
+        if cancel.is_set():  # the cut input's error is not the reason
+            raise ShadowCancelled(f"{what}: stopped, the restore's staging pass failed") from None
+        raise
+    if cancel.is_set():  # cut at a statement's end: loaded in part
         raise ShadowCancelled(f"{what}: stopped, the restore's staging pass failed")
-    if result.exit_code != 0 or not result.stdin_complete:
-        raise DatabaseRestoreError(
-            f"{what}: {cli} exited with status {result.exit_code}: "
-            f"{_error_line(result, db) or 'no message'}"
-        )
 
 
 @dataclass(frozen=True)
@@ -310,19 +300,12 @@ def _rename_sql(renames: list[tuple[str, str, str]]) -> str:
     return f"RENAME TABLE\n  {pairs};\n"
 
 
-def _client(client: docker.DockerClient, db: DatabaseInfo) -> str:
-    try:
-        return _pick_tool(client, db, CLIENTS)
-    except DatabaseDumpError as exc:
-        raise DatabaseRestoreError(str(exc)) from None
-
-
 def _run(
     client: docker.DockerClient, db: DatabaseInfo, sql: str, what: str, capture: bool = False
 ) -> list[str]:
     """SQL on stdin (it names only our databases and the app's, no values);
     the client stops at the first error, so a script is cut where it failed."""
-    cli = _client(client, db)
+    cli = pick_client(client, db)
     cmd = [cli, f"--user={db.credentials.user}", "-N", "-B"]
     data = sql.encode()
     try:
