@@ -14,12 +14,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 
 logger = logging.getLogger(__name__)
 MIN_GAP_FRACTION = 0.1  # of the interval: the shortest time between two publications
+PHASE_ENDS_KEPT = 16  # unpublished phase-ending reports kept for the next publication
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,9 @@ class ProgressRelay:
     raise. The relay's thread hands the latest report to every sink at most
     every INTERVAL seconds, at once when the phase changes, and once more when
     the relay stops, so the last word (e.g. "stored") always gets through.
+    A phase's last report is never overwritten by the next phase's first: it
+    is kept and published before it (a verify's "read 64 MiB" would otherwise
+    vanish behind "verified" when both come within one gap).
     `ticks` are called on the same thread every TICK_SECONDS whatever the
     reports (heartbeats: a silent phase must not look like a dead worker).
     `on_exit` runs last on the relay's thread (closing its DB connection).
@@ -71,6 +76,9 @@ class ProgressRelay:
         self._wake = threading.Event()
         self._latest: Progress | None = None
         self._pending = False  # a report not yet published
+        # Last reports of phases that ended before being published; bounded so
+        # a flurry of phases cannot grow it (the oldest go first).
+        self._phase_ends: deque[Progress] = deque(maxlen=PHASE_ENDS_KEPT)
         self._phase = ""
         self._stopped = threading.Event()
         self._logged: set[tuple[int, type[BaseException]]] = set()
@@ -94,9 +102,11 @@ class ProgressRelay:
     def report(self, progress: Progress) -> None:
         """The engine's callback: record PROGRESS, never raise, never block on I/O."""
         with self._lock:
+            phase_changed = progress.phase != self._phase
+            if phase_changed and self._pending and self._latest is not None:
+                self._phase_ends.append(self._latest)
             self._latest = progress
             self._pending = True
-            phase_changed = progress.phase != self._phase
             self._phase = progress.phase
         if phase_changed:
             self._wake.set()
@@ -139,10 +149,13 @@ class ProgressRelay:
         with self._lock:
             progress, pending = self._latest, self._pending
             self._pending = False
+            ended = list(self._phase_ends)
+            self._phase_ends.clear()
         if progress is None or not pending:
             return
-        for sink in self._sinks:
-            self._call(sink, progress)
+        for report in [*ended, progress]:
+            for sink in self._sinks:
+                self._call(sink, report)
 
     def _call(self, target: Callable[..., None], *args: Progress) -> None:
         try:

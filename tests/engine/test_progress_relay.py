@@ -101,3 +101,22 @@ def test_on_exit_runs_on_the_relay_thread() -> None:
                        name="relay-exit"):  # fmt: skip
         pass
     assert where == ["relay-exit"]
+
+
+def test_a_phase_last_report_is_published_even_when_the_next_phase_follows_at_once() -> None:
+    """A verify reports "verifying" at 64 MiB, then "verified" a few MiB later:
+    both within one gap. The first must not be overwritten by the second."""
+    sink = Recorder()
+    with ProgressRelay([sink], interval=10.0) as relay:  # publishes at most every 1 s
+        relay.report(Progress("verifying", 64, 67))
+        relay.report(Progress("verified", 67, 67))
+    assert sink.seen == [Progress("verifying", 64, 67), Progress("verified", 67, 67)]
+
+
+def test_a_flurry_of_phases_keeps_only_the_latest_phase_ends() -> None:
+    sink = Recorder()
+    with ProgressRelay([sink], interval=10.0) as relay:
+        for i in range(100):
+            relay.report(Progress(f"phase{i}"))
+    # Bounded: the last PHASE_ENDS_KEPT endings, then the latest report.
+    assert [p.phase for p in sink.seen] == [f"phase{i}" for i in range(83, 100)]
