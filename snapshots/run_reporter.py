@@ -36,10 +36,12 @@ class _RunRowSink:
         self._lost = False
 
     def __call__(self, progress: Progress) -> None:
-        Run.objects.filter(pk=self._run_id).update(
-            phase=progress.phase, bytes_done=progress.bytes_done,
-            bytes_total=progress.bytes_total, heartbeat_at=Now(),
-        )  # fmt: skip
+        fields: dict[str, object] = {"phase": progress.phase, "heartbeat_at": Now()}
+        # A phase without figures ("stopping", "starting" after a restore's
+        # extraction) keeps the last ones: the row must not end on "0 bytes".
+        if progress.bytes_done or progress.bytes_total is not None:
+            fields |= {"bytes_done": progress.bytes_done, "bytes_total": progress.bytes_total}
+        Run.objects.filter(pk=self._run_id).update(**fields)
 
     def heartbeat(self) -> None:
         """The run's heartbeat and its lease, by the database's clock. A lost
