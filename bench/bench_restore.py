@@ -172,7 +172,7 @@ def full_main(args: argparse.Namespace) -> None:
         times = anchors(app, archive, work, not args.no_restic)
         wrap = None
         if args.py_spy:  # every thread's stacks, collapsed (flamegraph.pl's input)
-            wrap = [args.py_spy, "record", "--threads", "--nonblocking", "--rate", "100",
+            wrap = [args.py_spy, "record", "--threads", "--idle", "--nonblocking", "--rate", "100",
                     "--format", "raw", "--output", str(args.profile_out), "--"]  # fmt: skip
         for round_no in range(args.repeat):
             # With --code, the other checkout first, then ours, then the other

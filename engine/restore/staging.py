@@ -37,6 +37,7 @@ from engine.restore.plan import RestorePlan
 from engine.restore.shadow_loads import ShadowLoads
 from engine.restore.stream import StoredPass, stored_mismatch
 from engine.restore.volume_swap import discard_stage, stage_dir_for, staging_name
+from engine.restore.writeback import Writeback
 from engine.steps import StepGuard
 
 logger = logging.getLogger(__name__)
@@ -191,19 +192,21 @@ def stage(
     staged.spool_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     progress(Progress("extracting"))
     try:
-        if chain:
-            report = extract_chain(
-                chain, backups, dict(staged.stages), spool_dir=staged.spool_dir,
-                progress=progress, on_spooled=on_spooled,
-            )  # fmt: skip
-            sha256 = stored.sha256  # each archive's was checked, the chain's last
-        else:
-            with stored.open() as archive:
-                report = extract_volumes(
-                    archive.tar, dict(staged.stages), spool_dir=staged.spool_dir,
-                    progress=progress, bytes_total=stored.tar_bytes, on_spooled=on_spooled,
+        with Writeback(staged.stages.values()) as writeback:
+            if chain:
+                report = extract_chain(
+                    chain, backups, dict(staged.stages), spool_dir=staged.spool_dir,
+                    progress=progress, on_spooled=on_spooled,
                 )  # fmt: skip
-                sha256, _ = archive.finish()
+                sha256 = stored.sha256  # each archive's was checked, the chain's last
+            else:
+                with stored.open() as archive:
+                    report = extract_volumes(
+                        archive.tar, dict(staged.stages), spool_dir=staged.spool_dir,
+                        progress=progress, bytes_total=stored.tar_bytes, on_spooled=on_spooled,
+                    )  # fmt: skip
+                    sha256, _ = archive.finish()
+            writeback.finish()  # on disk before the stop, not in it
     except ArchiveError as exc:  # DecryptionError included
         raise ArchiveRefused(_refused(stored, [str(exc)])) from exc
     except (EngineError, KeyboardInterrupt, SystemExit):
