@@ -33,6 +33,7 @@ from engine.inventory import AppInfo
 from engine.progress import Progress, ProgressCallback
 from engine.restore.chain import extract_chain
 from engine.restore.extract import extract_volumes
+from engine.restore.gil_slices import short_gil_slices
 from engine.restore.plan import RestorePlan
 from engine.restore.shadow_loads import ShadowLoads
 from engine.restore.stream import StoredPass, stored_mismatch
@@ -192,7 +193,7 @@ def stage(
     staged.spool_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     progress(Progress("extracting"))
     try:
-        with Writeback(staged.stages.values()) as writeback:
+        with Writeback(staged.stages.values()) as writeback, short_gil_slices():
             if chain:
                 report = extract_chain(
                     chain, backups, dict(staged.stages), spool_dir=staged.spool_dir,
