@@ -78,19 +78,20 @@ class Writeback:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join()
+        self._stop_rounds()
         for fd in self._fds:
             os.close(fd)
         self._fds = []
 
     def finish(self) -> None:
         """The last sync, waited for: the staged data is on disk."""
+        self._stop_rounds()
+        self._sync_all()
+
+    def _stop_rounds(self) -> None:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join()
-        self._sync_all()
 
     def _run(self) -> None:
         while not self._stop.wait(self._every):
