@@ -70,6 +70,14 @@ def deploy_stack(
 
 
 @pytest.fixture
+def backup_dirs(settings, tmp_path: Path) -> None:
+    """Backups and spool in the test's own tmp dir (modules that restore use
+    it for every test: pytest.mark.usefixtures("backup_dirs"))."""
+    settings.BACKUP_ROOT = tmp_path / "backups"
+    settings.BACKUP_SPOOL_DIR = tmp_path / "spool"
+
+
+@pytest.fixture
 def wordpress(deploy_stack: StackFactory) -> ComposeStack:
     return deploy_stack("wordpress")
 

@@ -210,6 +210,15 @@ def wait_for_mariadb(container: Container, root_password: str, timeout: float = 
     wait_until(lambda: _exec_ok(container, cmd, {"MYSQL_PWD": root_password}), timeout, "MariaDB")
 
 
+def mariadb_sql(stack: ComposeStack, sql: str, database: str = "wordpress") -> str:
+    """SQL run as root by the client in the stack's mariadb service; its rows
+    tab-separated, without column names."""
+    spec = next(s for s in stack.services if s.name == "mariadb")
+    password = spec.environment["MYSQL_ROOT_PASSWORD"]
+    return stack.exec("mariadb", ["mariadb", "-uroot", "-N", database, "-e", sql],
+                      {"MYSQL_PWD": password})  # fmt: skip
+
+
 def wait_for_postgres(container: Container, user: str, timeout: float = 90) -> None:
     cmd = ["pg_isready", "-h", "127.0.0.1", "-U", user]
     wait_until(lambda: _exec_ok(container, cmd, {}), timeout, "PostgreSQL")

@@ -29,20 +29,19 @@ from tests.backup_helpers import backup_now, restore_now
 from tests.engine.treegen import snapshot as tree_snapshot
 from tests.flaky_engine import FlakyEngine, request_to
 from tests.small_app import data_dir, deploy_small_app, remove_small_app, statuses
-from tests.stacks import ComposeStack
+from tests.stacks import ComposeStack, mariadb_sql
 
-pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.docker,
+    pytest.mark.slow,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("backup_dirs"),
+]
 
 POSTS = (
     "CREATE TABLE posts (id INT PRIMARY KEY AUTO_INCREMENT, title VARCHAR(200));"
     "INSERT INTO posts (title) SELECT CONCAT('post ', seq) FROM seq_1_to_500;"
 )
-
-
-@pytest.fixture(autouse=True)
-def backup_dirs(settings, tmp_path: Path) -> None:
-    settings.BACKUP_ROOT = tmp_path / "backups"
-    settings.BACKUP_SPOOL_DIR = tmp_path / "spool"
 
 
 @pytest.fixture
@@ -60,12 +59,6 @@ def small_app(
         remove_small_app(stack)
 
 
-def _sql(stack: ComposeStack, sql: str) -> str:
-    password = stack.services[0].environment["MYSQL_ROOT_PASSWORD"]
-    return stack.exec("mariadb", ["mariadb", "-uroot", "-N", "wordpress", "-e", sql],
-                      {"MYSQL_PWD": password})  # fmt: skip
-
-
 def test_engine_unreachable_during_the_rollback_still_puts_the_volumes_back(
     wordpress: ComposeStack, docker_client: docker.DockerClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -78,11 +71,11 @@ def test_engine_unreachable_during_the_rollback_still_puts_the_volumes_back(
     answers again. The database's tables were swapped in from a shadow
     database: the rollback's swap back fails with the engine, recovery's
     does it."""
-    _sql(wordpress, POSTS)
+    mariadb_sql(wordpress, POSTS)
     backup = backup_now(wordpress.project)
     files = Path(docker_client.volumes.get(wordpress.volume("wordpress")).attrs["Mountpoint"])
     (files / "index.php").write_text("<?php // changed after the backup\n")
-    _sql(wordpress, "DELETE FROM posts WHERE id > 10")
+    mariadb_sql(wordpress, "DELETE FROM posts WHERE id > 10")
     current_files = tree_snapshot(files)
     app = wordpress.container("wordpress")
     flaky = FlakyEngine()
@@ -111,7 +104,7 @@ def test_engine_unreachable_during_the_rollback_still_puts_the_volumes_back(
     assert sorted(p.name for p in files.parent.iterdir()) == ["_data"]
     # What the result says was not rolled back was not: the database holds
     # the backup's rows, the app container was never started again.
-    assert _sql(wordpress, "SELECT COUNT(*) FROM posts").strip() == "500"
+    assert mariadb_sql(wordpress, "SELECT COUNT(*) FROM posts").strip() == "500"
     assert statuses(wordpress)["wordpress"] == "exited"
     assert app_is_locked(wordpress.project)  # nobody else gets in meanwhile
 
@@ -122,12 +115,12 @@ def test_engine_unreachable_during_the_rollback_still_puts_the_volumes_back(
     assert "database wordpress: its previous tables swapped back" in recovery["done"], recovery
     run.refresh_from_db()
     assert run.state == Run.State.FAILED and "put the app back" in run.error
-    assert _sql(wordpress, "SELECT COUNT(*) FROM posts").strip() == "10"
+    assert mariadb_sql(wordpress, "SELECT COUNT(*) FROM posts").strip() == "10"
     assert statuses(wordpress) == {"mariadb": "running", "wordpress": "running"}
     assert tree_snapshot(files) == current_files
     assert not app_is_locked(wordpress.project)
     own = "SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE 'bs\\_%'"
-    assert _sql(wordpress, own).strip() == "0"  # the restore's databases dropped
+    assert mariadb_sql(wordpress, own).strip() == "0"  # the restore's databases dropped
 
 
 def test_a_slow_engine_when_resuming_still_resumes_the_others(

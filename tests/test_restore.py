@@ -14,27 +14,20 @@ from engine.dumps import DatabaseRestoreError
 from snapshots.models import Run, Snapshot
 from tests.backup_helpers import backup_now, restore_now
 from tests.engine.treegen import snapshot as tree_snapshot
-from tests.stacks import ComposeStack, all_running, volume_dir
+from tests.stacks import ComposeStack, all_running, mariadb_sql, volume_dir
 
-pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.docker,
+    pytest.mark.slow,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("backup_dirs"),
+]
 
 POSTS = (
     "CREATE TABLE posts (id INT PRIMARY KEY AUTO_INCREMENT, title VARCHAR(200), body TEXT);"
     "INSERT INTO posts (title, body) SELECT CONCAT('post ', seq), REPEAT('x', seq % 500)"
     " FROM seq_1_to_2000;"
 )
-
-
-@pytest.fixture(autouse=True)
-def backup_dirs(settings, tmp_path: Path) -> None:
-    settings.BACKUP_ROOT = tmp_path / "backups"
-    settings.BACKUP_SPOOL_DIR = tmp_path / "spool"
-
-
-def _sql(stack: ComposeStack, sql: str) -> str:
-    password = stack.services[0].environment["MYSQL_ROOT_PASSWORD"]
-    return stack.exec("mariadb", ["mariadb", "-uroot", "-N", "wordpress", "-e", sql],
-                      {"MYSQL_PWD": password})  # fmt: skip
 
 
 def _psql(stack: ComposeStack, sql: str, db: str = "odoo") -> str:
@@ -52,19 +45,21 @@ def _vandalise(root: Path) -> None:
 def test_wordpress_restore_brings_back_files_and_rows(
     wordpress: ComposeStack, docker_client: docker.DockerClient
 ) -> None:
-    _sql(wordpress, POSTS)
+    mariadb_sql(wordpress, POSTS)
     files = volume_dir(docker_client, wordpress, "wordpress")
     before_files = tree_snapshot(files)
-    before_rows = _sql(wordpress, "SELECT id, title, MD5(body) FROM posts ORDER BY id")
+    before_rows = mariadb_sql(wordpress, "SELECT id, title, MD5(body) FROM posts ORDER BY id")
     backup = backup_now(wordpress.project)
     assert backup.status == Snapshot.Status.COMPLETED, backup.error
     _vandalise(files)
-    _sql(wordpress, "DELETE FROM posts WHERE id % 3 = 0; UPDATE posts SET title = 'changed';"
+    mariadb_sql(wordpress, "DELETE FROM posts WHERE id % 3 = 0; UPDATE posts SET title = 'changed';"
                     "CREATE TABLE junk (x INT)")  # fmt: skip
     run = restore_now(wordpress.project, backup.backup_id)
     assert run.state == Run.State.COMPLETED, run.error
     assert tree_snapshot(files) == before_files
-    assert _sql(wordpress, "SELECT id, title, MD5(body) FROM posts ORDER BY id") == before_rows
+    assert (
+        mariadb_sql(wordpress, "SELECT id, title, MD5(body) FROM posts ORDER BY id") == before_rows
+    )
     assert all_running(wordpress)
     result = run.result
     assert result["restored_volume_names"] == [wordpress.volume("wordpress")]
@@ -132,13 +127,13 @@ def test_failure_in_database_step_rolls_everything_back(
     # The load into the live database in the downtime, where the fault is
     # injected (a shadow load is tests/test_restore_shadow_database.py's).
     settings.BACKUP_RESTORE_LOAD_WHILE_RUNNING = False
-    _sql(wordpress, POSTS)
+    mariadb_sql(wordpress, POSTS)
     backup = backup_now(wordpress.project)
     files = volume_dir(docker_client, wordpress, "wordpress")
     _vandalise(files)
-    _sql(wordpress, "DELETE FROM posts WHERE id > 10; UPDATE posts SET title = 'current'")
+    mariadb_sql(wordpress, "DELETE FROM posts WHERE id > 10; UPDATE posts SET title = 'current'")
     current_files = tree_snapshot(files)
-    current_rows = _sql(wordpress, "SELECT id, title FROM posts ORDER BY id")
+    current_rows = mariadb_sql(wordpress, "SELECT id, title FROM posts ORDER BY id")
     import engine.restore.orchestrate as orchestrate
 
     real_restore = orchestrate.restore_database
@@ -157,7 +152,7 @@ def test_failure_in_database_step_rolls_everything_back(
     assert run.state == Run.State.FAILED and "injected failure" in run.error
     assert calls["n"] == 2  # the restore, then the rollback from the safety backup
     assert tree_snapshot(files) == current_files
-    assert _sql(wordpress, "SELECT id, title FROM posts ORDER BY id") == current_rows
+    assert mariadb_sql(wordpress, "SELECT id, title FROM posts ORDER BY id") == current_rows
     rolled = run.result["rolled_back"]
     assert f"volume {wordpress.volume('wordpress')}" in rolled
     assert any(item.startswith("database") for item in rolled)

@@ -32,18 +32,17 @@ from tests.backup_helpers import backup_now
 from tests.conftest import manage_py, subprocess_env
 from tests.stacks import ComposeStack
 
-pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.docker,
+    pytest.mark.slow,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("backup_dirs"),
+]
 
 API = "/api/v1/backup"
 ROW_SECRET = "SECRET-ROW-7f3a91c2"
 # What of the rows and the statements must never show.
 LEAKS = (ROW_SECRET, "alice@", "zzzzzzzzzzzzzzzzzzzz", "INSERT INTO", "near '", "Key (", "DETAIL")
-
-
-@pytest.fixture(autouse=True)
-def backup_dirs(settings: Any, tmp_path: Path) -> None:
-    settings.BACKUP_ROOT = tmp_path / "backups"
-    settings.BACKUP_SPOOL_DIR = tmp_path / "spool"
 
 
 def _assert_no_row_data(**texts: str) -> None:

@@ -29,16 +29,15 @@ from tests.images import APP_IMAGE
 from tests.realistic_data import load_rows, mariadb_sql
 from tests.stacks import TEST_LABEL, ComposeStack
 
-pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.docker,
+    pytest.mark.slow,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("backup_dirs"),
+]
 
 # Ends on SIGTERM at once, as a real server does.
 IDLE = ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 3600 & wait $!; done"]
-
-
-@pytest.fixture(autouse=True)
-def backup_dirs(settings, tmp_path: Path) -> None:
-    settings.BACKUP_ROOT = tmp_path / "backups"
-    settings.BACKUP_SPOOL_DIR = tmp_path / "spool"
 
 
 @pytest.fixture

@@ -220,12 +220,6 @@ def test_a_container_that_exits_at_start_is_named_with_its_exit_code(
     assert "secret" not in str(failed.value)  # never its logs
 
 
-@pytest.fixture
-def backup_dirs(settings: Any, tmp_path: Path) -> None:
-    settings.BACKUP_ROOT = tmp_path / "backups"
-    settings.BACKUP_SPOOL_DIR = tmp_path / "spool"
-
-
 @pytest.mark.django_db(transaction=True)
 def test_a_container_unhealthy_on_the_restored_data_fails_the_restore_and_is_rolled_back(
     stack_of: Callable[..., ComposeStack], docker_client: docker.DockerClient, backup_dirs: None

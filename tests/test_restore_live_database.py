@@ -35,24 +35,24 @@ from tests.stacks import (
     ComposeStack,
     ServiceSpec,
     all_running,
+    mariadb_sql,
     random_project,
     volume_dir,
     wait_for_mariadb,
     wait_for_postgres,
 )
 
-pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.docker,
+    pytest.mark.slow,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("backup_dirs"),
+]
 
 POSTS = (
     "CREATE TABLE posts (id INT PRIMARY KEY AUTO_INCREMENT, title VARCHAR(200));"
     "INSERT INTO posts (title) SELECT CONCAT('post ', seq) FROM seq_1_to_500;"
 )
-
-
-@pytest.fixture(autouse=True)
-def backup_dirs(settings, tmp_path: Path) -> None:
-    settings.BACKUP_ROOT = tmp_path / "backups"
-    settings.BACKUP_SPOOL_DIR = tmp_path / "spool"
 
 
 @pytest.fixture
@@ -64,13 +64,6 @@ def load_in_downtime(settings: Any) -> None:
     settings.BACKUP_RESTORE_LOAD_WHILE_RUNNING = False
 
 
-def _sql(stack: ComposeStack, sql: str) -> str:
-    spec = next(s for s in stack.services if s.name == "mariadb")
-    password = spec.environment["MYSQL_ROOT_PASSWORD"]
-    return stack.exec("mariadb", ["mariadb", "-uroot", "-N", "wordpress", "-e", sql],
-                      {"MYSQL_PWD": password})  # fmt: skip
-
-
 def _started_at(stack: ComposeStack, service: str) -> str:
     container = stack.container(service)
     container.reload()
@@ -80,21 +73,23 @@ def _started_at(stack: ComposeStack, service: str) -> str:
 def test_the_database_is_loaded_running_and_only_the_app_is_restarted(
     wordpress: ComposeStack, docker_client: docker.DockerClient
 ) -> None:
-    _sql(wordpress, POSTS)
+    mariadb_sql(wordpress, POSTS)
     files = volume_dir(docker_client, wordpress, "wordpress")
     before_files = tree_snapshot(files)
-    before_rows = _sql(wordpress, "SELECT id, title FROM posts ORDER BY id")
+    before_rows = mariadb_sql(wordpress, "SELECT id, title FROM posts ORDER BY id")
     backup = backup_now(wordpress.project)
     assert backup.status == Snapshot.Status.COMPLETED, backup.error
     (files / "index.php").write_text("<?php // changed\n")
-    _sql(wordpress, "DELETE FROM posts WHERE id > 10; CREATE TABLE junk (x INT)")
+    mariadb_sql(wordpress, "DELETE FROM posts WHERE id > 10; CREATE TABLE junk (x INT)")
     db_started, app_started = _started_at(wordpress, "mariadb"), _started_at(wordpress, "wordpress")
 
     run = restore_now(wordpress.project, backup.backup_id, "--no-safety-backup")
 
     assert run.state == Run.State.COMPLETED, run.error
-    assert _sql(wordpress, "SELECT id, title FROM posts ORDER BY id") == before_rows
-    assert _sql(wordpress, "SHOW TABLES").split() == ["posts"]  # the dump's database, exactly
+    assert mariadb_sql(wordpress, "SELECT id, title FROM posts ORDER BY id") == before_rows
+    assert mariadb_sql(wordpress, "SHOW TABLES").split() == [
+        "posts"
+    ]  # the dump's database, exactly
     assert tree_snapshot(files) == before_files
     assert _started_at(wordpress, "mariadb") == db_started  # never stopped
     assert _started_at(wordpress, "wordpress") != app_started  # stopped and started
@@ -109,13 +104,13 @@ def test_a_failed_load_rolls_back_with_the_database_running(
     monkeypatch: pytest.MonkeyPatch,
     load_in_downtime: None,
 ) -> None:
-    _sql(wordpress, POSTS)
+    mariadb_sql(wordpress, POSTS)
     backup = backup_now(wordpress.project)
     files = volume_dir(docker_client, wordpress, "wordpress")
     (files / "index.php").write_text("<?php // current\n")
-    _sql(wordpress, "DELETE FROM posts WHERE id > 10; UPDATE posts SET title = 'current'")
+    mariadb_sql(wordpress, "DELETE FROM posts WHERE id > 10; UPDATE posts SET title = 'current'")
     current_files = tree_snapshot(files)
-    current_rows = _sql(wordpress, "SELECT id, title FROM posts ORDER BY id")
+    current_rows = mariadb_sql(wordpress, "SELECT id, title FROM posts ORDER BY id")
     db_started = _started_at(wordpress, "mariadb")
     import engine.restore.orchestrate as orchestrate
 
@@ -135,7 +130,7 @@ def test_a_failed_load_rolls_back_with_the_database_running(
 
     assert run.state == Run.State.FAILED and "injected failure" in run.error
     assert calls["n"] == 2  # the load, then the rollback's load of the safety backup
-    assert _sql(wordpress, "SELECT id, title FROM posts ORDER BY id") == current_rows
+    assert mariadb_sql(wordpress, "SELECT id, title FROM posts ORDER BY id") == current_rows
     assert tree_snapshot(files) == current_files
     assert any(item.startswith("database") for item in run.result["rolled_back"])
     assert _started_at(wordpress, "mariadb") == db_started  # not even by the rollback
@@ -249,12 +244,12 @@ def test_two_database_containers_are_loaded_at_the_same_time(
         stack.up()
         wait_for_mariadb(stack.container("mariadb"), "root-pw-2db")
         wait_for_postgres(stack.container("postgres"), stack.project)
-        _sql(stack, POSTS)
+        mariadb_sql(stack, POSTS)
         psql = ["psql", "-U", stack.project, "-d", "app", "-tAc"]
         stack.exec("postgres", [*psql, "CREATE TABLE t AS SELECT generate_series(1, 1000) AS n"])
         backup = backup_now(stack.project)
         assert backup.status == Snapshot.Status.COMPLETED, backup.error
-        _sql(stack, "DELETE FROM posts")
+        mariadb_sql(stack, "DELETE FROM posts")
         stack.exec("postgres", [*psql, "DELETE FROM t"])
         import engine.restore.orchestrate as orchestrate
 
@@ -274,7 +269,7 @@ def test_two_database_containers_are_loaded_at_the_same_time(
         run = restore_now(stack.project, backup.backup_id, "--no-safety-backup")
 
         assert run.state == Run.State.COMPLETED, run.error
-        assert _sql(stack, "SELECT COUNT(*) FROM posts").strip() == "500"
+        assert mariadb_sql(stack, "SELECT COUNT(*) FROM posts").strip() == "500"
         assert stack.exec("postgres", [*psql, "SELECT count(*) FROM t"]).strip() == "1000"
         (a_began, a_ended), (b_began, b_ended) = spans["mariadb"], spans["postgres"]
         assert a_began < b_ended and b_began < a_ended, spans  # the loads overlapped

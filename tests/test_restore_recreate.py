@@ -33,7 +33,11 @@ from tests.stacks import (
     remove_project,
 )
 
-pytestmark = [pytest.mark.docker, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.docker,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("backup_dirs"),
+]
 
 PROJECT_LABEL = "com.docker.compose.project"
 # Ends at once, at its start, when its data says so: the restored copy does.
@@ -43,12 +47,6 @@ APP = (
     "{ mkdir -p /data/sub; head -c 20000 /dev/urandom > /data/sub/blob; }; "
     "trap 'exit 0' TERM; while :; do sleep 3600 & wait $!; done"
 )
-
-
-@pytest.fixture(autouse=True)
-def backup_dirs(settings, tmp_path: Path) -> None:
-    settings.BACKUP_ROOT = tmp_path / "backups"
-    settings.BACKUP_SPOOL_DIR = tmp_path / "spool"
 
 
 @pytest.fixture

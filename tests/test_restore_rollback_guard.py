@@ -20,6 +20,7 @@ from tests.backup_helpers import backup_now, restore_now
 from tests.stacks import (
     SEED_APP_FILES,
     ComposeStack,
+    mariadb_sql,
     random_project,
     wait_for_mariadb,
     wordpress_stack,
@@ -31,30 +32,22 @@ ROWS = "SELECT id, title FROM posts ORDER BY id"
 
 
 @pytest.fixture(autouse=True)
-def backup_dirs(settings, tmp_path: Path) -> None:
-    settings.BACKUP_ROOT = tmp_path / "backups"
-    settings.BACKUP_SPOOL_DIR = tmp_path / "spool"
+def unencrypted_backups(backup_dirs: None, settings) -> None:
     settings.BACKUP_AGE_RECIPIENTS = []
     settings.BACKUP_AGE_IDENTITY_FILE = ""
     settings.BACKUP_PASSPHRASE = ""
 
 
-def _sql(stack: ComposeStack, sql: str) -> str:
-    password = stack.services[0].environment["MYSQL_ROOT_PASSWORD"]
-    return stack.exec("mariadb", ["mariadb", "-uroot", "-N", "wordpress", "-e", sql],
-                      {"MYSQL_PWD": password})  # fmt: skip
-
-
 def _with_posts(stack: ComposeStack) -> tuple[Snapshot, str]:
     """A backup holding 3 posts, then the live rows changed; returns the
     backup and the changed rows (what a refused restore must leave)."""
-    _sql(stack, "CREATE TABLE posts (id INT PRIMARY KEY, title VARCHAR(50));"
+    mariadb_sql(stack, "CREATE TABLE posts (id INT PRIMARY KEY, title VARCHAR(50));"
                 "INSERT INTO posts VALUES (1, 'one'), (2, 'two'), (3, 'three')")  # fmt: skip
     backup = backup_now(stack.project)
     assert backup.status == Snapshot.Status.COMPLETED, backup.error
     assert backup.contents["databases"]
-    _sql(stack, "DELETE FROM posts WHERE id = 3; UPDATE posts SET title = 'current'")
-    return backup, _sql(stack, ROWS)
+    mariadb_sql(stack, "DELETE FROM posts WHERE id = 3; UPDATE posts SET title = 'current'")
+    return backup, mariadb_sql(stack, ROWS)
 
 
 def _safety_backups(app_id: str) -> int:
@@ -82,11 +75,11 @@ def test_policy_without_databases_refuses_unless_accepted(wordpress: ComposeStac
     assert "could not be rolled back" in run.error and "include_databases=false" in run.error
     assert "nothing was changed" in run.error
     assert _safety_backups(app_id) == 0  # refused before even the safety backup
-    assert _sql(wordpress, ROWS) == current
+    assert mariadb_sql(wordpress, ROWS) == current
     # Accepted: the restore runs, and its result says there was no rollback.
     run = restore_now(app_id, backup.backup_id, "--accept-no-database-rollback")
     assert run.state == Run.State.COMPLETED, run.error
-    assert _sql(wordpress, ROWS) == "1\tone\n2\ttwo\n3\tthree\n"
+    assert mariadb_sql(wordpress, ROWS) == "1\tone\n2\ttwo\n3\tthree\n"
     assert run.result["database_rollback"] is False
     assert any("include_databases=false" in w for w in run.result["warnings"]), run.result
     safety = Snapshot.objects.get(backup_id=run.result["safety_backup_id"])
@@ -109,7 +102,7 @@ def test_safety_backup_that_this_worker_cannot_read_refuses_unless_accepted(
     assert "could not be rolled back" in run.error and "age recipients only" in run.error
     assert "nothing was changed" in run.error and "accept_no_database_rollback" in run.error
     assert _safety_backups(app_id) == 0
-    assert _sql(wordpress, ROWS) == current
+    assert mariadb_sql(wordpress, ROWS) == current
     other_identity, _ = generate_identity()
     key_file = tmp_path / "other-identity.txt"
     key_file.write_text(other_identity + "\n")
@@ -120,12 +113,12 @@ def test_safety_backup_that_this_worker_cannot_read_refuses_unless_accepted(
     assert "nothing was changed" in run.error
     safety = Snapshot.objects.get(backup_id=run.result["safety_backup_id"])
     assert safety.encrypted and safety.contents["databases"]  # dumps there, but unreadable
-    assert _sql(wordpress, ROWS) == current
+    assert mariadb_sql(wordpress, ROWS) == current
     run = restore_now(app_id, backup.backup_id, "--accept-no-database-rollback")
     assert run.state == Run.State.COMPLETED, run.error
     assert run.result["database_rollback"] is False
     assert any("cannot be read back" in w for w in run.result["warnings"]), run.result
-    assert _sql(wordpress, ROWS) == "1\tone\n2\ttwo\n3\tthree\n"
+    assert mariadb_sql(wordpress, ROWS) == "1\tone\n2\ttwo\n3\tthree\n"
 
 
 CRASH_MARKER = "crash-on-start"

@@ -31,9 +31,14 @@ from snapshots.models import AppLock, Run, Snapshot
 from snapshots.tasks import cleanup
 from tests.backup_helpers import backup_now, restore_now
 from tests.images import MARIADB_IMAGE
-from tests.stacks import ComposeStack, all_running
+from tests.stacks import ComposeStack, all_running, mariadb_sql
 
-pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.docker,
+    pytest.mark.slow,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("backup_dirs"),
+]
 
 POSTS = (
     "CREATE TABLE posts (id INT PRIMARY KEY AUTO_INCREMENT, title VARCHAR(200));"
@@ -47,17 +52,8 @@ OWN_DATABASES = (
 )
 
 
-@pytest.fixture(autouse=True)
-def backup_dirs(settings: Any, tmp_path: Path) -> None:
-    settings.BACKUP_ROOT = tmp_path / "backups"
-    settings.BACKUP_SPOOL_DIR = tmp_path / "spool"
-
-
 def _sql(stack: ComposeStack, sql: str, database: str = "wordpress") -> str:
-    spec = next(s for s in stack.services if s.name == "mariadb")
-    password = spec.environment["MYSQL_ROOT_PASSWORD"]
-    return stack.exec("mariadb", ["mariadb", "-uroot", "-N", database, "-e", sql],
-                      {"MYSQL_PWD": password}).strip()  # fmt: skip
+    return mariadb_sql(stack, sql, database).strip()
 
 
 def _state(stack: ComposeStack) -> dict[str, str]:

@@ -28,18 +28,17 @@ from tests.engine.treegen import snapshot as tree_snapshot
 from tests.small_app import data_dir, deploy_small_app, remove_small_app, statuses
 from tests.stacks import ComposeStack
 
-pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.docker,
+    pytest.mark.slow,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("backup_dirs"),
+]
 
 # zstd level 19 on one thread compresses random data at ~3 MB/s here: reading
 # a 40 MB volume takes long enough to be stopped in the middle.
 SLOW_BACKUP = {"BACKUP_COMPRESSION_LEVEL": "19", "BACKUP_COMPRESSION_THREADS": "1"}
 GRACE_SECONDS = 60  # the process must be gone well before a stop grace period
-
-
-@pytest.fixture(autouse=True)
-def backup_dirs(settings: Any, tmp_path: Path) -> None:
-    settings.BACKUP_ROOT = tmp_path / "backups"
-    settings.BACKUP_SPOOL_DIR = tmp_path / "spool"
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ and an app container), real Docker, the real CLI."""
 from __future__ import annotations
 
 import contextlib
-from pathlib import Path
 
 import pytest
 from django.core.management import call_command
@@ -18,11 +17,7 @@ from snapshots.services.restore_notes import missing_services_warning
 from tests.backup_helpers import backup_now
 from tests.stacks import ComposeStack
 
-
-@pytest.fixture(autouse=True)
-def backup_dirs(settings, tmp_path: Path) -> None:
-    settings.BACKUP_ROOT = tmp_path / "backups"
-    settings.BACKUP_SPOOL_DIR = tmp_path / "spool"
+pytestmark = pytest.mark.usefixtures("backup_dirs")
 
 
 @pytest.mark.docker
