@@ -24,7 +24,8 @@ from django.db.models.functions import Now
 from engine.errors import describe
 from snapshots.locks import try_acquire
 from snapshots.models import AppLock, Run
-from snapshots.recovery import _fail_snapshot, dead_runs, undo
+from snapshots.recovery import _fail_snapshot, dead_runs
+from snapshots.recovery_undo import undo
 
 logger = logging.getLogger(__name__)
 
