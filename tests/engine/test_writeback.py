@@ -34,7 +34,7 @@ def _write(path: Path, size: int) -> None:
 def test_the_staged_data_is_written_back_when_the_pass_finishes(tmp_path: Path) -> None:
     # tmp_path is on a disk filesystem here (ext4), not tmpfs: tmpfs pages are
     # never "dirty" and the check below would pass for nothing.
-    written = 256 * MIB
+    written = 512 * MIB
     # Far below the kernel's background threshold (gigabytes on this host),
     # so without the write-back this data would still be dirty at the end.
     with Writeback([tmp_path], every=60) as flusher:  # only finish() syncs
