@@ -31,8 +31,7 @@ from tests.engine.chaingen import DELETED
 from tests.engine.treegen import snapshot as tree_snapshot
 from tests.images import MARIADB_IMAGE
 from tests.incremental_helpers import incremental_dirs
-from tests.stacks import ComposeStack, wait_for_mariadb
-from tests.test_restore import _sql
+from tests.stacks import ComposeStack, mariadb_sql, wait_for_mariadb
 
 __all__ = ["incremental_dirs"]  # the autouse fixture, imported
 
@@ -51,7 +50,7 @@ def _rewrite(path: Path, pages: int, rng: random.Random) -> None:
 
 def _update_rows(stack: ComposeStack, rng: random.Random, count: int) -> None:
     ids = ",".join(str(rng.randrange(20_000)) for _ in range(count))
-    _sql(stack, f"UPDATE posts SET title = MD5(RAND()) WHERE id IN ({ids})")
+    mariadb_sql(stack, f"UPDATE posts SET title = MD5(RAND()) WHERE id IN ({ids})")
 
 
 def _backup(stack: ComposeStack) -> Snapshot:
@@ -90,14 +89,16 @@ def test_deltas_of_innodb_and_app_files_restore_every_point(
     key.write_text(identity + "\n")
     rng = random.Random(13)
     files = Path(docker_client.volumes.get(wordpress.volume("wordpress")).attrs["Mountpoint"])
-    _sql(wordpress, "CREATE TABLE posts (id INT PRIMARY KEY, title VARCHAR(200)) ENGINE=InnoDB")
+    mariadb_sql(
+        wordpress, "CREATE TABLE posts (id INT PRIMARY KEY, title VARCHAR(200)) ENGINE=InnoDB"
+    )
     # ~5 MB of rows (MariaDB's Sequence engine makes them server-side).
-    _sql(wordpress, "INSERT INTO posts SELECT seq, REPEAT(MD5(seq), 6) FROM seq_0_to_19999")
+    mariadb_sql(wordpress, "INSERT INTO posts SELECT seq, REPEAT(MD5(seq), 6) FROM seq_0_to_19999")
     (files / "app.log").write_bytes(rng.randbytes(2 * MIB))
     (files / "site.db").write_bytes(rng.randbytes(4 * MIB))
     (files / "cache.bin").write_bytes(rng.randbytes(3 * MIB))
     (files / "growing.bin").write_bytes(rng.randbytes(MIB // 2))
-    points = [(_backup(wordpress), tree_snapshot(files), _sql(wordpress, CHECKSUM))]
+    points = [(_backup(wordpress), tree_snapshot(files), mariadb_sql(wordpress, CHECKSUM))]
     # 1: rows updated in place, an append, page rewrites, a file grown past 1 MiB.
     _update_rows(wordpress, rng, 200)
     with open(files / "app.log", "ab") as handle:
@@ -105,14 +106,14 @@ def test_deltas_of_innodb_and_app_files_restore_every_point(
     _rewrite(files / "site.db", 4, rng)
     with open(files / "growing.bin", "ab") as handle:
         handle.write(rng.randbytes(MIB))
-    points.append((_backup(wordpress), tree_snapshot(files), _sql(wordpress, CHECKSUM)))
+    points.append((_backup(wordpress), tree_snapshot(files), mariadb_sql(wordpress, CHECKSUM)))
     # 2: more rows, a truncation, more rewrites, the grown file rewritten.
     _update_rows(wordpress, rng, 200)
     with open(files / "cache.bin", "r+b") as handle:
         handle.truncate(MIB + 5 * BLOCK_SIZE + 3)
     _rewrite(files / "site.db", 2, rng)
     _rewrite(files / "growing.bin", 1, rng)
-    points.append((_backup(wordpress), tree_snapshot(files), _sql(wordpress, CHECKSUM)))
+    points.append((_backup(wordpress), tree_snapshot(files), mariadb_sql(wordpress, CHECKSUM)))
     assert [p[0].kind for p in points] == ["full", "incremental", "incremental"]
     assert all(p[0].encrypted for p in points)
     assert len({p[2] for p in points}) == 3  # the rows differ at each point
@@ -152,7 +153,7 @@ def test_deltas_of_innodb_and_app_files_restore_every_point(
         run = _restore(wordpress.project, snapshot.backup_id)
         assert run.state == Run.State.COMPLETED, run.error
         assert tree_snapshot(files) == tree, snapshot.backup_id
-        assert _sql(wordpress, CHECKSUM) == rows, snapshot.backup_id
+        assert mariadb_sql(wordpress, CHECKSUM) == rows, snapshot.backup_id
 
 
 def _by_hand(

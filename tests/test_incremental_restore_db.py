@@ -18,8 +18,7 @@ from snapshots.models import Run, Snapshot
 from tests.backup_helpers import backup_now
 from tests.engine.treegen import snapshot as tree_snapshot
 from tests.incremental_helpers import incremental_dirs
-from tests.stacks import ComposeStack
-from tests.test_restore import _sql
+from tests.stacks import ComposeStack, mariadb_sql
 
 __all__ = ["incremental_dirs"]  # the autouse fixture, imported
 
@@ -33,12 +32,12 @@ def test_wordpress_chain_encrypted_to_recipients_restores_files_and_rows(
     settings.BACKUP_AGE_RECIPIENTS = [recipient]
     settings.BACKUP_AGE_IDENTITY_FILE = ""  # the backups are made with no identity
     files = Path(docker_client.volumes.get(wordpress.volume("wordpress")).attrs["Mountpoint"])
-    _sql(wordpress, "CREATE TABLE posts (id INT PRIMARY KEY, title VARCHAR(100));"
+    mariadb_sql(wordpress, "CREATE TABLE posts (id INT PRIMARY KEY, title VARCHAR(100));"
                     "INSERT INTO posts VALUES (1, 'first'), (2, 'second')")  # fmt: skip
     full = backup_now(wordpress.project, "--incremental")
     (files / "index.php").write_text("<?php // edited for the incremental\n")
     (files / "uploads-new.txt").write_text("uploaded after the full")
-    _sql(
+    mariadb_sql(
         wordpress,
         "UPDATE posts SET title = 'edited' WHERE id = 1; INSERT INTO posts VALUES (3, 'third')",
     )
@@ -46,10 +45,10 @@ def test_wordpress_chain_encrypted_to_recipients_restores_files_and_rows(
     assert full.status == incr.status == Snapshot.Status.COMPLETED, incr.error
     assert incr.kind == "incremental" and incr.parent == full and incr.encrypted
     at_incr_files = tree_snapshot(files)
-    at_incr_rows = _sql(wordpress, "SELECT id, title FROM posts ORDER BY id")
+    at_incr_rows = mariadb_sql(wordpress, "SELECT id, title FROM posts ORDER BY id")
     (files / "index.php").unlink()
     (files / "junk.txt").write_text("after the incremental")
-    _sql(wordpress, "DELETE FROM posts; INSERT INTO posts VALUES (9, 'junk')")
+    mariadb_sql(wordpress, "DELETE FROM posts; INSERT INTO posts VALUES (9, 'junk')")
     key_file = tmp_path / "key.txt"
     key_file.write_text(identity + "\n")
     settings.BACKUP_AGE_IDENTITY_FILE = str(key_file)
@@ -58,6 +57,6 @@ def test_wordpress_chain_encrypted_to_recipients_restores_files_and_rows(
     run = Run.objects.filter(operation="restore", app_id=wordpress.project).latest("created_at")
     assert run.state == Run.State.COMPLETED, run.error
     assert tree_snapshot(files) == at_incr_files
-    assert _sql(wordpress, "SELECT id, title FROM posts ORDER BY id") == at_incr_rows
+    assert mariadb_sql(wordpress, "SELECT id, title FROM posts ORDER BY id") == at_incr_rows
     assert "edited" in at_incr_rows and "third" in at_incr_rows
     assert run.result["database_restored"] is True
