@@ -101,7 +101,7 @@ def dump_mysql(
             cmd = [tool, f"--user={db.credentials.user}", *options, "--databases", "--", database]
             throttled = Throttled(progress, "dumping", f"{name}/{database}", None)
             what = f"dump of {database} in {name}"
-            size, sha256 = dump_to_spool(client, db, cmd, _env(db), path, throttled, what)
+            size, sha256 = dump_to_spool(client, db, cmd, client_env(db), path, throttled, what)
             dump = DumpFile(
                 container=name,
                 engine=engine,
@@ -208,7 +208,9 @@ def feed_sql(
         "--max-allowed-packet=1G",
     ]
     try:
-        result = exec_stream(client, container_ref(db), cmd, environment=_env(db), stdin=reader)
+        result = exec_stream(
+            client, container_ref(db), cmd, environment=client_env(db), stdin=reader
+        )
     except ExecError as exc:
         raise DatabaseRestoreError(f"{what}: {exc}") from None
     finally:
@@ -216,7 +218,7 @@ def feed_sql(
     if result.exit_code != 0 or not result.stdin_complete:
         raise DatabaseRestoreError(
             f"{what}: {cli} exited with status {result.exit_code}: "
-            f"{_error_line(result, db) or 'no message'}"
+            f"{client_error_line(result, db) or 'no message'}"
         )
 
 
@@ -242,10 +244,10 @@ def wait_mysql(client: docker.DockerClient, db: DatabaseInfo, timeout: float) ->
                 "-e",
                 "SELECT 1",
             ]
-            result, _ = exec_capture(client, container_ref(db), cmd, environment=_env(db))
+            result, _ = exec_capture(client, container_ref(db), cmd, environment=client_env(db))
             if result.exit_code == 0:
                 return
-            last = _error_line(result, db) or f"{cli} exited with status {result.exit_code}"
+            last = client_error_line(result, db) or f"{cli} exited with status {result.exit_code}"
             if "ERROR 1045" in last:  # access denied: waiting will not fix it
                 raise DatabaseRestoreError(f"{db.container.name}: {last}")
         except ExecError as exc:
@@ -259,13 +261,14 @@ def wait_mysql(client: docker.DockerClient, db: DatabaseInfo, timeout: float) ->
         time.sleep(0.5)
 
 
-def _error_line(result: ExecResult, db: DatabaseInfo) -> str:
+def client_error_line(result: ExecResult, db: DatabaseInfo) -> str:
     """What of the client's stderr may be shown: its error line, without the
     statement it echoes or the values it quotes, and without the password."""
     return error_line("mysql", result.stderr_text(), db.credentials.password)
 
 
-def _env(db: DatabaseInfo) -> dict[str, str]:
+def client_env(db: DatabaseInfo) -> dict[str, str]:
+    """The client's environment: the password goes in MYSQL_PWD, never in argv."""
     password = db.credentials.password
     return {"MYSQL_PWD": password.reveal()} if password else {}
 
@@ -273,12 +276,12 @@ def _env(db: DatabaseInfo) -> dict[str, str]:
 def _query(client: docker.DockerClient, db: DatabaseInfo, cli: str, sql: str) -> list[str]:
     cmd = [cli, f"--user={db.credentials.user}", "-N", "-B", "-e", sql]
     try:
-        result, out = exec_capture(client, container_ref(db), cmd, environment=_env(db))
+        result, out = exec_capture(client, container_ref(db), cmd, environment=client_env(db))
     except ExecError as exc:
         raise DatabaseDumpError(str(exc)) from None
     if result.exit_code != 0:
         raise DatabaseDumpError(
-            f"{db.container.name}: {cli} failed: {_error_line(result, db) or 'no message'}"
+            f"{db.container.name}: {cli} failed: {client_error_line(result, db) or 'no message'}"
         )
     return out.decode("utf-8", "replace").splitlines()
 

@@ -31,7 +31,13 @@ from pathlib import Path
 import docker
 
 from engine.dumps.exec_stream import ExecError, exec_capture
-from engine.dumps.mysql import SHADOW_PREFIX, _env, _error_line, feed_sql, pick_client
+from engine.dumps.mysql import (
+    SHADOW_PREFIX,
+    client_env,
+    client_error_line,
+    feed_sql,
+    pick_client,
+)
 from engine.dumps.types import DatabaseRestoreError, container_ref
 from engine.inventory import DatabaseInfo
 
@@ -310,13 +316,13 @@ def _run(
     data = sql.encode()
     try:
         result, out = exec_capture(
-            client, container_ref(db), cmd, environment=_env(db), stdin=_Bytes(data),
+            client, container_ref(db), cmd, environment=client_env(db), stdin=_Bytes(data),
             stdin_limit=len(data),
         )  # fmt: skip
     except ExecError as exc:
         raise DatabaseRestoreError(f"{what}: {exc}") from None
     if result.exit_code != 0:
-        raise DatabaseRestoreError(f"{what}: {_error_line(result, db) or 'no message'}")
+        raise DatabaseRestoreError(f"{what}: {client_error_line(result, db) or 'no message'}")
     return out.decode("utf-8", "replace").splitlines() if capture else []
 
 
