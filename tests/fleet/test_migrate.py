@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ from snapshots.models import Run
 from tests.api.conftest import API, envelope
 from tests.engine.treegen import snapshot as tree_snapshot
 from tests.fleet.test_two_hosts import Worker
-from tests.fleet.two_engines import second_engine
+from tests.fleet.two_engines import second_engine, wait_for
 from tests.images import APP_IMAGE, MARIADB_IMAGE
 from tests.offsite_helpers import moto, offsite  # noqa: F401 - fixtures
 from tests.stacks import ComposeStack, remove_project, wait_until
@@ -40,16 +39,6 @@ POSTS = (
 )
 CHECK = "SELECT COUNT(*), SUM(CRC32(CONCAT(id, title, body))) FROM posts; CHECKSUM TABLE posts"
 PROJECT_LABEL = "com.docker.compose.project"
-
-
-def _wait(what: str, check: Callable[[], Any], seconds: float = 60) -> Any:
-    deadline = time.monotonic() + seconds
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"{what}: not in {seconds} s"
-        time.sleep(0.3)
 
 
 def _ended(run: Run) -> Run | None:
@@ -95,14 +84,14 @@ def test_an_app_backed_up_on_a_to_s3_comes_up_on_b(
             workers.append(Worker(host_a, engine_a, tmp_path / "a.log", offsite["env"]))
             worker_b = Worker(host_b, engine_b.url, tmp_path / "b.log", offsite["env"])
             workers.append(worker_b)
-            _wait("A's inventory", lambda: HostApp.objects.filter(app_id=app).exists())
-            _wait("B online", lambda: _online(api, host_b))
+            wait_for("A's inventory", lambda: HostApp.objects.filter(app_id=app).exists())
+            wait_for("B online", lambda: _online(api, host_b))
 
             body = {"app_id": app, "host_id": host_a, "storage_location": "s3", "encrypt": False}
             backup = Run.objects.get(
                 pk=envelope(api.post(f"{API}/snapshots", body, format="json"), 202)["task_id"]
             )
-            backup = _wait("backup on A", lambda: _ended(backup), 180)
+            backup = wait_for("backup on A", lambda: _ended(backup), 180)
             assert backup.state == Run.State.COMPLETED, backup.error
             snapshot = backup.snapshot
             assert snapshot is not None and snapshot.storage_location == "s3"
@@ -113,7 +102,7 @@ def test_an_app_backed_up_on_a_to_s3_comes_up_on_b(
                 f"{API}/restore/{app}/{snapshot.backup_id}", {"target_host_id": host_b}, "json"
             )
             restore = Run.objects.get(pk=envelope(response, 202)["task_id"])
-            restore = _wait("restore on B", lambda: _ended(restore), 300)
+            restore = wait_for("restore on B", lambda: _ended(restore), 300)
             seconds = time.monotonic() - started
             log_b = worker_b.log.read_text()
             assert restore.state == Run.State.COMPLETED, (restore.error, log_b[-4000:])

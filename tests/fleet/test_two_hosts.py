@@ -17,9 +17,8 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +32,7 @@ from snapshots.locks import app_is_locked
 from snapshots.models import Run
 from tests.api.conftest import API, envelope
 from tests.conftest import REPO_ROOT, _wait_for_worker, subprocess_env
-from tests.fleet.two_engines import Engine, second_engine
+from tests.fleet.two_engines import Engine, second_engine, wait_for
 from tests.images import APP_IMAGE
 from tests.stacks import ComposeStack, ServiceSpec, random_project
 
@@ -43,16 +42,6 @@ pytestmark = [
 ]  # fmt: skip
 
 LEASE = 6  # seconds: B's dead run is failed this long after its last heartbeat
-
-
-def _wait(what: str, check: Callable[[], Any], seconds: float = 60) -> Any:
-    deadline = time.monotonic() + seconds
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"{what}: not in {seconds} s"
-        time.sleep(0.3)
 
 
 def _stack(client: docker.DockerClient, project: str, tmp: Path, megabytes: int) -> ComposeStack:
@@ -147,7 +136,7 @@ def test_two_real_hosts_behind_one_api(
         workers += [worker_a, worker_b]
 
         # Each host's apps appear, from each worker's own report.
-        _wait("both inventories", lambda: HostApp.objects.filter(app_id=same).count() == 2)
+        wait_for("both inventories", lambda: HostApp.objects.filter(app_id=same).count() == 2)
         listed = envelope(api.get(f"{API}/apps", {"host_id": host_b}), 200)["apps"]
         assert {app["app_id"] for app in listed} >= {same, only_b}
         assert all(app["host_id"] == host_b and app["host_online"] for app in listed)
@@ -160,13 +149,13 @@ def test_two_real_hosts_behind_one_api(
 
         # A backup of an app on B runs on B's worker.
         run = _backup(api, same, host_b)
-        run = _wait("backup on B", lambda: _ended(run), 120)
+        run = wait_for("backup on B", lambda: _ended(run), 120)
         assert run.state == Run.State.COMPLETED, (run.error, worker_b.log.read_text()[-3000:])
         assert run.host_id == host_b and run.worker == worker_b.name
 
         # kill -9 of B's worker during a backup of its big app.
         big = _backup(api, only_b)
-        _wait(
+        wait_for(
             "B's backup running",
             lambda: Run.objects.filter(pk=big.pk, state=Run.State.RUNNING).exists(),
         )
@@ -175,12 +164,12 @@ def test_two_real_hosts_behind_one_api(
 
         # A keeps working.
         on_a_run = _backup(api, same, host_a)
-        on_a_run = _wait("backup on A", lambda: _ended(on_a_run), 120)
+        on_a_run = wait_for("backup on A", lambda: _ended(on_a_run), 120)
         assert on_a_run.state == Run.State.COMPLETED, worker_a.log.read_text()[-3000:]
         assert on_a_run.worker == worker_a.name
 
         # B goes offline: new work for it is refused at once, nothing queued.
-        _wait("B offline", lambda: not _host(api, host_b)["online"], 30)
+        wait_for("B offline", lambda: not _host(api, host_b)["online"], 30)
         response = api.post(f"{API}/snapshots", {"app_id": only_b}, format="json")
         envelope(response, 503)
         assert f"host {host_b} is offline" in response.json()["message"]
@@ -193,7 +182,7 @@ def test_two_real_hosts_behind_one_api(
             big.refresh_from_db()
             return big.state == Run.State.FAILED
 
-        _wait("B's run failed", failed, 60)
+        wait_for("B's run failed", failed, 60)
         assert f"host {host_b} is offline" in big.error
         assert not app_is_locked(only_b, host_b)
     finally:

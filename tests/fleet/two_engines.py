@@ -17,10 +17,11 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import docker
 
@@ -77,3 +78,14 @@ def second_engine(first: docker.DockerClient, images: list[str]) -> Iterator[Eng
         log.close()
         shutil.rmtree(root, ignore_errors=True)
         subprocess.run(["ip", "link", "del", bridge], check=False)
+
+
+def wait_for(what: str, check: Callable[[], Any], seconds: float = 60) -> Any:
+    """CHECK's first truthy value, polled every 0.3 s; fails the test after SECONDS."""
+    deadline = time.monotonic() + seconds
+    while True:
+        value = check()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"{what}: not in {seconds} s"
+        time.sleep(0.3)
