@@ -6,10 +6,20 @@ import contextlib
 import subprocess
 from pathlib import Path
 
+import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from snapshots.models import Run, Snapshot
+
+# The marks of a module of real restores: the engine, slow, rows visible to
+# the worker's own connections, backups in the test's tmp dir.
+RESTORE_TEST_MARKS = [
+    pytest.mark.docker,
+    pytest.mark.slow,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("backup_dirs"),
+]
 
 
 def backup_now(app_id: str, *args: str) -> Snapshot:

@@ -25,18 +25,13 @@ from engine.restore.volume_swap import OLD_PREFIX, TRASH_PREFIX
 from snapshots.locks import app_is_locked
 from snapshots.models import Run, Snapshot
 from snapshots.tasks import cleanup
-from tests.backup_helpers import backup_now, restore_now
+from tests.backup_helpers import RESTORE_TEST_MARKS, backup_now, restore_now
 from tests.engine.treegen import snapshot as tree_snapshot
 from tests.flaky_engine import FlakyEngine, request_to
 from tests.small_app import data_dir, deploy_small_app, remove_small_app, statuses
 from tests.stacks import ComposeStack, mariadb_sql
 
-pytestmark = [
-    pytest.mark.docker,
-    pytest.mark.slow,
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.usefixtures("backup_dirs"),
-]
+pytestmark = RESTORE_TEST_MARKS
 
 POSTS = (
     "CREATE TABLE posts (id INT PRIMARY KEY AUTO_INCREMENT, title VARCHAR(200));"

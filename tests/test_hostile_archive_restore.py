@@ -23,16 +23,11 @@ from engine.compression import open_compressor, open_decompressor
 from engine.hashing import sidecar_text
 from snapshots.models import Run, Snapshot
 from snapshots.services.verify import verify_snapshot
-from tests.backup_helpers import backup_now
+from tests.backup_helpers import RESTORE_TEST_MARKS, backup_now
 from tests.small_app import data_dir, deploy_small_app, remove_small_app
 from tests.stacks import ComposeStack
 
-pytestmark = [
-    pytest.mark.docker,
-    pytest.mark.slow,
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.usefixtures("backup_dirs"),
-]
+pytestmark = RESTORE_TEST_MARKS
 
 
 @pytest.fixture

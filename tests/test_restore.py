@@ -12,16 +12,11 @@ import pytest
 from engine.age import generate_identity
 from engine.dumps import DatabaseRestoreError
 from snapshots.models import Run, Snapshot
-from tests.backup_helpers import backup_now, restore_now
+from tests.backup_helpers import RESTORE_TEST_MARKS, backup_now, restore_now
 from tests.engine.treegen import snapshot as tree_snapshot
 from tests.stacks import ComposeStack, all_running, mariadb_sql, volume_dir
 
-pytestmark = [
-    pytest.mark.docker,
-    pytest.mark.slow,
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.usefixtures("backup_dirs"),
-]
+pytestmark = RESTORE_TEST_MARKS
 
 POSTS = (
     "CREATE TABLE posts (id INT PRIMARY KEY AUTO_INCREMENT, title VARCHAR(200), body TEXT);"

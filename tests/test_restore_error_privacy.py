@@ -28,16 +28,11 @@ import engine.dumps
 from engine.dumps import DumpFile
 from snapshots.models import Run, Snapshot
 from snapshots.services.api_keys import create_api_key
-from tests.backup_helpers import backup_now
+from tests.backup_helpers import RESTORE_TEST_MARKS, backup_now
 from tests.conftest import manage_py, subprocess_env
 from tests.stacks import ComposeStack
 
-pytestmark = [
-    pytest.mark.docker,
-    pytest.mark.slow,
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.usefixtures("backup_dirs"),
-]
+pytestmark = RESTORE_TEST_MARKS
 
 API = "/api/v1/backup"
 ROW_SECRET = "SECRET-ROW-7f3a91c2"

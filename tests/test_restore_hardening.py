@@ -23,18 +23,13 @@ from engine.restore.database_volumes import DATABASE_VOLUMES_KEY
 from engine.restore.plan import make_plan
 from snapshots.models import Run, Snapshot
 from snapshots.storage_locations import get_storage
-from tests.backup_helpers import backup_now, restore_now
+from tests.backup_helpers import RESTORE_TEST_MARKS, backup_now, restore_now
 from tests.engine.treegen import snapshot as tree_snapshot
 from tests.images import APP_IMAGE
 from tests.realistic_data import load_rows, mariadb_sql
 from tests.stacks import TEST_LABEL, ComposeStack
 
-pytestmark = [
-    pytest.mark.docker,
-    pytest.mark.slow,
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.usefixtures("backup_dirs"),
-]
+pytestmark = RESTORE_TEST_MARKS
 
 # Ends on SIGTERM at once, as a real server does.
 IDLE = ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 3600 & wait $!; done"]

@@ -27,7 +27,7 @@ from engine.restore.volume_users import databases_kept_running
 from snapshots.locks import acquire_app_lock
 from snapshots.models import AppLock, Run, Snapshot
 from snapshots.tasks import cleanup
-from tests.backup_helpers import backup_now, restore_now
+from tests.backup_helpers import RESTORE_TEST_MARKS, backup_now, restore_now
 from tests.engine.treegen import snapshot as tree_snapshot
 from tests.images import APP_IMAGE, MARIADB_IMAGE, POSTGRES_IMAGE
 from tests.stacks import (
@@ -42,12 +42,7 @@ from tests.stacks import (
     wait_for_postgres,
 )
 
-pytestmark = [
-    pytest.mark.docker,
-    pytest.mark.slow,
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.usefixtures("backup_dirs"),
-]
+pytestmark = RESTORE_TEST_MARKS
 
 POSTS = (
     "CREATE TABLE posts (id INT PRIMARY KEY AUTO_INCREMENT, title VARCHAR(200));"

@@ -29,16 +29,11 @@ from engine.secret import Secret
 from snapshots.locks import acquire_app_lock
 from snapshots.models import AppLock, Run, Snapshot
 from snapshots.tasks import cleanup
-from tests.backup_helpers import backup_now, restore_now
+from tests.backup_helpers import RESTORE_TEST_MARKS, backup_now, restore_now
 from tests.images import MARIADB_IMAGE
 from tests.stacks import ComposeStack, all_running, mariadb_sql
 
-pytestmark = [
-    pytest.mark.docker,
-    pytest.mark.slow,
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.usefixtures("backup_dirs"),
-]
+pytestmark = RESTORE_TEST_MARKS
 
 POSTS = (
     "CREATE TABLE posts (id INT PRIMARY KEY AUTO_INCREMENT, title VARCHAR(200));"

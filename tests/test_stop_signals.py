@@ -22,18 +22,13 @@ from snapshots.locks import app_is_locked
 from snapshots.models import Run, Snapshot
 from snapshots.services.restore import RestoreOptions
 from snapshots.services.snapshots import start_restore
-from tests.backup_helpers import backup_now
+from tests.backup_helpers import RESTORE_TEST_MARKS, backup_now
 from tests.conftest import REPO_ROOT, _wait_for_worker, manage_py, subprocess_env
 from tests.engine.treegen import snapshot as tree_snapshot
 from tests.small_app import data_dir, deploy_small_app, remove_small_app, statuses
 from tests.stacks import ComposeStack
 
-pytestmark = [
-    pytest.mark.docker,
-    pytest.mark.slow,
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.usefixtures("backup_dirs"),
-]
+pytestmark = RESTORE_TEST_MARKS
 
 # zstd level 19 on one thread compresses random data at ~3 MB/s here: reading
 # a 40 MB volume takes long enough to be stopped in the middle.
