@@ -58,10 +58,11 @@ class Writeback:
             except OSError as exc:
                 logger.warning("cannot open %s to write it back: %s", path, brief(exc))
                 continue
-            if os.fstat(fd).st_dev in devices:
+            device = os.fstat(fd).st_dev
+            if device in devices:  # one sync per filesystem is enough
                 os.close(fd)
                 continue
-            devices.add(os.fstat(fd).st_dev)
+            devices.add(device)
             self._fds.append(fd)
         self._stop = threading.Event()
         self._failed = False
